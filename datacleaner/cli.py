@@ -1,0 +1,163 @@
+"""The `datacleaner` command line: parses, calls the library, presents the result."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import DataCleanerError
+
+app = typer.Typer(
+    help="Clean labeled image datasets with K-fold committees of timm models.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def command(fn):
+    """Register a command whose library errors become one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DataCleanerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except FloatingPointError as exc:
+            typer.echo(f"error: training diverged: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished members are cached; run the same command again to continue", err=True)
+            raise typer.Exit(130) from None
+
+    return app.command()(wrapper)
+
+
+def _progress(quiet: bool, verbose: bool):
+    from .progress import Progress
+
+    return Progress(0 if quiet else 2 if verbose else 1)
+
+
+def print_summary(summary: dict) -> None:
+    per_class = ", ".join(f"{c}: {n}" for c, n in summary["flagged_per_class"].items())
+    lines = [
+        f"images           {summary['images']} ({summary['unreadable']} unreadable), {summary['classes']} classes",
+        f"scheme           {summary['scheme']}, {summary['folds']} folds, {summary['judgements_per_image']} judgement(s) per image",
+        f"flag rule        tau={summary['tau']}, T={summary['min_flags']}, fusion={summary['fusion']}",
+        f"flagged          {summary['flagged']} ({per_class})",
+        f"est. noise rate  {summary['estimated_noise_rate']:.1%}",
+    ]
+    if "wall_time_s" in summary:
+        lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
+    lines.append(f"review list      {summary['review_csv']}")
+    typer.echo("\n".join(lines))
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses and cache decisions.")]
+
+
+@command
+def clean(
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per class, or a CSV manifest path,label.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: outputs, caches; re-run to resume.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    scheme: Annotated[Optional[str], typer.Option(help="cv (train on K-1 parts) or dling (train on 1 part).")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="K, the number of parts.")] = None,
+    members: Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs for every member.")] = None,
+    tau: Annotated[Optional[float], typer.Option(help="Flag a round when the label's fused probability is below tau.")] = None,
+    min_flags: Annotated[Optional[int], typer.Option("--min-flags", "-T", help="T: review when flagged in >= T rounds.")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="Fuse 'logits' (default) or 'probs'.")] = None,
+    tta_views: Annotated[Optional[int], typer.Option("--tta-views", help="V, views per image.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for folds, training and TTA.")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+):
+    """Flag images whose label the committees contradict or doubt; write scores.csv and review.csv."""
+    from .config import load_config
+    from .runs import clean as run_clean
+
+    overrides = dict(
+        scheme=scheme, folds=folds, epochs=epochs, tau=tau, min_flags=min_flags, fusion=fusion, tta_views=tta_views,
+        device=device, seed=seed, members=[m.strip() for m in members.split(",") if m.strip()] if members else None,
+    )
+    cfg = load_config(config, overrides)
+    result = run_clean(data, cfg, out, progress=_progress(quiet, verbose))
+    print_summary(result.summary)
+
+
+@command
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `clean`.")],
+    tau: Annotated[Optional[float], typer.Option(help="New tau.")] = None,
+    min_flags: Annotated[Optional[int], typer.Option("--min-flags", "-T", help="New T.")] = None,
+    fusion: Annotated[Optional[str], typer.Option(help="logits or probs.")] = None,
+    weight: Annotated[Optional[list[str]], typer.Option(help="Member fusion weight NAME=W; repeatable.")] = None,
+    quiet: Quiet = False,
+):
+    """Re-score a run from its cached logits in seconds, without training."""
+    from .runs import rescore as run_rescore
+
+    weights = {}
+    for item in weight or []:
+        name, _, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise DataCleanerError(f"--weight expects NAME=NUMBER, got '{item}'") from None
+    result = run_rescore(run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, progress=_progress(quiet, False))
+    print_summary(result.summary)
+
+
+@command
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the digits folder and the run.")] = Path("runs/demo"),
+    noise: Annotated[float, typer.Option(help="Share of labels to flip.")] = 0.1,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the flips and the run.")] = 0,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+):
+    """Clean scikit-learn's handwritten digits with a known share of flipped labels; print precision and recall."""
+    from .config import load_config
+    from .demo import review_metrics, write_noisy_digits
+    from .runs import clean as run_clean
+
+    config = config or REPO_CONFIGS / "cpu-small.yaml"
+    data = out / "digits"
+    if not data.exists():
+        truth = write_noisy_digits(data, noise=noise, seed=seed)
+        truth.to_csv(out / "truth.csv", index=False)
+    else:
+        import pandas as pd
+
+        truth = pd.read_csv(out / "truth.csv", dtype={"path": str, "true_label": str, "given_label": str})
+        if abs(truth["flipped"].mean() - noise) > 0.01:
+            raise DataCleanerError(f"{data} was written with another --noise; use a new --out")
+    typer.echo(f"demo data: {len(truth)} digit scans in {data}, {int(truth['flipped'].sum())} labels flipped")
+    result = run_clean(data, load_config(config, {"seed": seed}), out / "run", progress=_progress(quiet, verbose))
+    print_summary(result.summary)
+    m = review_metrics(result.scores, truth)
+    typer.echo(
+        f"against the flipped labels: precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+        f"F1 {m['f1']:.3f}, AUROC of label_quality {m['auroc']:.3f}"
+    )
+    (out / "metrics.json").write_text(json.dumps(m, indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Typed configuration: defaults < YAML file < command-line flags.
+
+Every section is a dataclass with commented defaults. `load_config` reads a YAML
+file, rejects unknown keys by name, applies overrides and validates values. The
+resolved config is written next to a run's outputs (`config.yaml`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DataCleanerError
+
+SCHEMES = ("dling", "cv")
+FUSIONS = ("logits", "probs")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "cosine_restarts", "constant")
+TTA_MODES = ("deterministic", "augment")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class MemberConfig:
+    """One committee member: a timm architecture and its training recipe."""
+
+    arch: str = "resnet18"  # timm model name
+    name: str | None = None  # label in outputs and cache files; None = arch
+    weight: float = 1.0  # fusion weight (members are averaged by weight)
+    pretrained: bool = False  # timm hub weights (needs internet or a warm HF cache)
+    pretrained_file: str | None = None  # local .safetensors/.pth with timm key names
+    img_size: int | None = None  # None = the model's own input size (timm data config)
+    mean: list[float] | None = None  # None = the model's own normalisation
+    std: list[float] | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"  # sgd (with momentum) | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0  # linear warmup from lr/100
+    schedule: str = "cosine"  # cosine | cosine_restarts | constant
+    restart_epochs: int = 0  # cycle length for cosine_restarts (0 = epochs)
+    label_smoothing: float = 0.0  # epsilon
+    focal_gamma: float = 0.0  # 0 = plain cross-entropy
+    flooding: float = 0.0  # b: train on |loss - b| + b; 0 = off
+    drop_rate: float = 0.0  # dropout before the classifier
+    drop_path_rate: float = 0.0  # stochastic depth
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.arch
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (albumentations); TTA 'augment' views draw from the same family."""
+
+    scale: list[float] = field(default_factory=lambda: [0.6, 1.0])  # random resized crop area
+    ratio: list[float] = field(default_factory=lambda: [0.75, 1.333])  # crop aspect ratio
+    hflip: float = 0.5  # probability of a horizontal flip
+    vflip: float = 0.0  # probability of a vertical flip
+    rotate: float = 10.0  # max rotation, degrees
+    brightness: float = 0.2  # colour jitter strengths
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+
+
+@dataclass
+class TTAConfig:
+    """How each image is expanded into views at judgement time."""
+
+    mode: str = "deterministic"  # deterministic (identity, flips, fixed crops) | augment
+    views: int = 4  # V
+
+
+@dataclass
+class CleanConfig:
+    """Everything `datacleaner clean` needs."""
+
+    scheme: str = "cv"  # cv: train on K-1 parts, judge 1 | dling: train on 1, judge K-1
+    folds: int = 5  # K
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    fusion: str = "logits"  # average logits (then softmax) or probabilities
+    tau: float = 0.5  # a round flags an image if its label's fused probability < tau
+    min_flags: int | None = None  # T: review when flagged in >= T rounds; None = majority
+    cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
+    batch_size_predict: int = 256
+    tta: TTAConfig = field(default_factory=TTAConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    members: list[MemberConfig] = field(default_factory=lambda: [MemberConfig()])
+
+    def resolved_min_flags(self, rounds: int) -> int:
+        """T for a plan with `rounds` judgements per image (majority when unset)."""
+        return self.min_flags if self.min_flags is not None else rounds // 2 + 1
+
+
+def _build(cls, data: Any, where: str):
+    """Build dataclass `cls` from a mapping, naming any unknown key."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise DataCleanerError(f"config: '{where}' must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise DataCleanerError(
+            f"config: unknown key '{where + '.' if where else ''}{unknown[0]}'; "
+            f"valid keys here: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        sub = {"tta": TTAConfig, "augment": AugmentConfig}.get(key) if cls is CleanConfig else None
+        if sub is not None:
+            value = _build(sub, value, key)
+        elif cls is CleanConfig and key == "members":
+            if not isinstance(value, list) or not value:
+                raise DataCleanerError("config: 'members' must be a non-empty list of members")
+            value = [_build(MemberConfig, m, f"members[{i}]") for i, m in enumerate(value)]
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise DataCleanerError(f"config: {message}")
+
+
+def validate(cfg: CleanConfig) -> CleanConfig:
+    """Raise DataCleanerError naming the first invalid value."""
+    _check(cfg.scheme in SCHEMES, f"scheme '{cfg.scheme}' is not one of {', '.join(SCHEMES)}")
+    _check(isinstance(cfg.folds, int) and cfg.folds >= 2, f"folds must be an integer >= 2, got {cfg.folds}")
+    _check(cfg.fusion in FUSIONS, f"fusion '{cfg.fusion}' is not one of {', '.join(FUSIONS)}")
+    _check(cfg.device in DEVICES, f"device '{cfg.device}' is not one of {', '.join(DEVICES)}")
+    _check(0.0 <= float(cfg.tau) <= 1.0, f"tau must lie in [0, 1], got {cfg.tau}")
+    rounds = cfg.folds - 1 if cfg.scheme == "dling" else 1
+    if cfg.min_flags is not None:
+        _check(
+            isinstance(cfg.min_flags, int) and 1 <= cfg.min_flags <= rounds,
+            f"min_flags (T) must be an integer in [1, {rounds}] for scheme {cfg.scheme} "
+            f"with {cfg.folds} folds, got {cfg.min_flags}",
+        )
+    _check(cfg.tta.mode in TTA_MODES, f"tta.mode '{cfg.tta.mode}' is not one of {', '.join(TTA_MODES)}")
+    _check(isinstance(cfg.tta.views, int) and cfg.tta.views >= 1, f"tta.views must be >= 1, got {cfg.tta.views}")
+    labels = [m.label for m in cfg.members]
+    _check(len(set(labels)) == len(labels), f"member names must be unique, got {labels} (set 'name:')")
+    for m in cfg.members:
+        where = f"member '{m.label}'"
+        _check(m.optimizer in OPTIMIZERS, f"{where}: optimizer '{m.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+        _check(m.schedule in SCHEDULES, f"{where}: schedule '{m.schedule}' is not one of {', '.join(SCHEDULES)}")
+        _check(m.epochs >= 1 and m.batch_size >= 1, f"{where}: epochs and batch_size must be >= 1")
+        _check(m.weight >= 0, f"{where}: weight must be >= 0, got {m.weight}")
+        _check(not (m.pretrained and m.pretrained_file), f"{where}: set pretrained or pretrained_file, not both")
+        if m.pretrained_file:
+            _check(Path(m.pretrained_file).is_file(), f"{where}: pretrained_file {m.pretrained_file} does not exist")
+    _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CleanConfig:
+    """Defaults, then the YAML file at `path`, then `overrides` (flat keys of CleanConfig,
+    plus 'epochs' applied to every member and 'members' selecting/adding architectures)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataCleanerError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DataCleanerError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise DataCleanerError(f"config file {path} must hold a mapping of keys")
+        if path.parent and "members" in data:  # pretrained_file paths are relative to the config file
+            for m in data["members"] or []:
+                if isinstance(m, dict) and m.get("pretrained_file") and not Path(m["pretrained_file"]).is_absolute():
+                    m["pretrained_file"] = str((path.parent / m["pretrained_file"]).resolve())
+    cfg = _build(CleanConfig, data, "")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "epochs":
+            for m in cfg.members:
+                m.epochs = value
+        elif key == "members":
+            cfg.members = _select_members(cfg.members, value)
+        elif key == "tta_views":
+            cfg.tta.views = value
+        elif hasattr(cfg, key):
+            setattr(cfg, key, value)
+        else:
+            raise DataCleanerError(f"unknown override '{key}'")
+    return validate(cfg)
+
+
+def _select_members(members: list[MemberConfig], names: list[str]) -> list[MemberConfig]:
+    """Configured members by name; an unknown name becomes a timm arch with the first member's recipe."""
+    by_label = {m.label: m for m in members}
+    chosen = []
+    for name in names:
+        if name in by_label:
+            chosen.append(by_label[name])
+        else:
+            chosen.append(dataclasses.replace(members[0], arch=name, name=None, pretrained_file=None))
+    return chosen
+
+
+def to_dict(cfg: CleanConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: CleanConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

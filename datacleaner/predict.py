@@ -1,0 +1,53 @@
+"""TTA outputs of one model for a set of images: (n, V, C) logits.  [torch -> numpy boundary]"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .augment import make_views, view_params
+from .config import AugmentConfig, TTAConfig
+from .models import Preprocess
+from .train import autocast
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    idx: np.ndarray,
+    prep: Preprocess,
+    tta: TTAConfig,
+    aug: AugmentConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    batch_size: int = 256,
+    amp: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """(len(idx), V, C) float32 logits of `model` on V views of images[idx].
+
+    All V views of a batch go through the model in one forward pass. View parameters
+    depend only on (seed, image index, view), never on batching.
+    """
+    model.to(device).to(memory_format=torch.channels_last).eval()
+    mean, std = prep.tensors(device)
+    V = tta.views
+    per_batch = max(1, batch_size // V)  # images per forward pass
+    chunks = []
+    for start in range(0, len(idx), per_batch):
+        batch_idx = idx[start : start + per_batch]
+        params = view_params(batch_idx, V, mode=tta.mode, aug=aug, seed=seed)  # (B, V, 10)
+        x = torch.from_numpy(np.ascontiguousarray(images[batch_idx]))  # (B, S, S, 3) uint8
+        views = make_views(x.to(device, non_blocking=True), params, prep.size, mean, std)  # (B*V, 3, s, s)
+        with autocast(device, amp):
+            logits = model(views)
+        chunks.append(logits.float().reshape(len(batch_idx), V, -1).cpu().numpy())  # (B, V, C)
+        if on_batch is not None:
+            on_batch(len(batch_idx))
+    if not chunks:
+        return np.zeros((0, V, getattr(model, "num_classes", 0)), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32)

@@ -1,0 +1,103 @@
+"""Review tables and CSV writing.  [I/O]
+
+Columns of scores.csv and review.csv (one row per image):
+
+path              image path relative to the dataset root
+given_label       the dataset's label
+suggested_label   the committees' label (argmax of the fused probabilities, mean over rounds)
+suggested_prob    its fused probability
+given_label_prob  fused probability of the given label, mean over rounds
+label_quality     in [0, 1], lower = more likely mislabeled (= given_label_prob)
+flag_count        rounds that flagged the image
+rounds            rounds that judged the image
+issue             mislabel | low_confidence | unreadable | '' (not in review)
+reason            why an image is unreadable, else ''
+reviewed_label    empty, for the annotator
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .scoring import Scores
+
+COLUMNS = [
+    "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
+    "flag_count", "rounds", "issue", "reason", "reviewed_label",
+]
+TEXT_COLUMNS = ("path", "given_label", "suggested_label", "reason")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: str) -> str:
+    """Prefix a quote to text a spreadsheet would run as a formula."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def score_table(paths: list[str], classes: list[str], scores: Scores, problems: dict[int, str]) -> pd.DataFrame:
+    """Every image, in dataset order."""
+    names = np.array(classes + [""], dtype=object)  # index -1 (never judged) -> ''
+    issue = scores.issue
+    reason = np.full(len(paths), "", dtype=object)
+    for i, why in problems.items():
+        issue[i], reason[i] = "unreadable", why
+    table = pd.DataFrame(
+        {
+            "path": paths,
+            "given_label": names[scores.given_label],
+            "suggested_label": names[scores.suggested_label],
+            "suggested_prob": np.round(scores.suggested_prob, 5),
+            "given_label_prob": np.round(scores.given_label_prob, 5),
+            "label_quality": np.round(scores.label_quality, 5),
+            "flag_count": scores.flag_count,
+            "rounds": scores.rounds,
+            "issue": issue,
+            "reason": reason,
+            "reviewed_label": "",
+        },
+        columns=COLUMNS,
+    )
+    return table
+
+
+def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
+    """Flagged images, most suspect first (most flags, then lowest label_quality), unreadable files last."""
+    flagged = scores_table[scores_table["issue"].isin(["mislabel", "low_confidence"])]
+    flagged = flagged.sort_values(["flag_count", "label_quality", "path"], ascending=[False, True, True], kind="stable")
+    unreadable = scores_table[scores_table["issue"] == "unreadable"]
+    return pd.concat([flagged, unreadable]).reset_index(drop=True)
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write `table` as CSV (formula-like text neutralised) via a temporary file and rename."""
+    path = Path(path)
+    out = table.copy()
+    for col in TEXT_COLUMNS:
+        if col in out:
+            out[col] = out[col].map(neutralise)
+    write_text_atomic(path, out.to_csv(index=False))
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

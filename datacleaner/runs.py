@@ -1,0 +1,307 @@
+"""The run directory and the `clean` job: decode, plan, train, predict, score, write.  [I/O]
+
+Layout of a run directory (`--out`):
+
+    config.yaml        resolved config (rewritten by rescore)
+    run.json           data fingerprint, classes, cache size: what cached files belong to
+    manifest.csv       every image: path, label, part, unreadable reason
+    cache/             decoded images, uint8 (N, S, S, 3), decoded once per run
+    members/           member weights per (round, member), safetensors
+    logits/            TTA logits per (round, member): (n_judged, V, C) float32
+    scores.csv         every image;  review.csv  the flagged ones;  summary.json
+
+Every cached file is named by a hash of what determines it, so a re-run continues
+from whatever finished, and changing only tau / T / fusion re-scores without training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save
+
+from .config import CleanConfig, MemberConfig, dump_config, load_config, validate
+from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
+from .errors import DataCleanerError
+from .folds import FoldPlan, make_fold_plan
+from .fuse import fuse
+from .models import create_member_model, member_preprocess, resolve_device
+from .predict import predict_logits
+from .progress import Progress
+from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from .scoring import score
+from .train import train_member
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def member_seed(seed: int, round_: int, member: MemberConfig) -> int:
+    """A member's training seed depends on the run seed, its round and its name only, not on run order."""
+    return zlib.crc32(f"{seed}/{round_}/{member.label}".encode())
+
+
+def data_fingerprint(labeled: LabeledImages) -> str:
+    """Paths, labels, sizes and modification times of the dataset's files."""
+    stats = []
+    for i in range(len(labeled.paths)):
+        try:
+            st = labeled.absolute(i).stat()
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append((-1, -1))
+    return _digest([labeled.paths, labeled.labels.tolist(), labeled.classes, stats])
+
+
+@dataclass
+class CleanResult:
+    run_dir: Path
+    scores: pd.DataFrame  # every image (scores.csv)
+    review: pd.DataFrame  # flagged and unreadable images, most suspect first (review.csv)
+    summary: dict
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def file(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+    def read_json(self, name: str) -> dict | None:
+        p = self.file(name)
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def write_json(self, name: str, obj) -> None:
+        write_text_atomic(self.file(name), json.dumps(obj, indent=2, default=str) + "\n")
+
+    # keys of cached work -------------------------------------------------------------
+    def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict) -> str:
+        recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
+        return _digest(
+            [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"]]
+        )
+
+    def weights_path(self, cfg, member, round_, info) -> Path:
+        return self.file("members", f"r{round_}-{member.label}-{self.training_key(cfg, member, round_, info)}.safetensors")
+
+    def logits_path(self, cfg, member, round_, info) -> Path:
+        key = _digest([self.training_key(cfg, member, round_, info), asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
+        return self.file("logits", f"r{round_}-{member.label}-{key}.npy")
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: str, progress: Progress):
+    """(N, S, S, 3) uint8 memmap of every image, and {index: reason} for unreadable ones; decoded once per run."""
+    name = f"images-{size}-{fingerprint}"
+    array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".problems.json")
+    if array_path.is_file() and problems_path.is_file():
+        problems = {int(k): v for k, v in json.loads(problems_path.read_text()).items()}
+        return np.load(array_path, mmap_mode="r"), problems
+    array_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = array_path.with_suffix(".partial.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(labeled.paths), size, size, 3))
+    with progress.bar(len(labeled.paths), "check+decode") as bar:
+        _, problems = decode_images([labeled.absolute(i) for i in range(len(labeled.paths))], size, out, progress=bar.update)
+    out.flush()
+    del out
+    os.replace(tmp, array_path)
+    write_text_atomic(problems_path, json.dumps({str(k): v for k, v in problems.items()}))
+    return np.load(array_path, mmap_mode="r"), problems
+
+
+def _set_threads(cfg: CleanConfig) -> None:
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+
+
+def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None) -> CleanResult:
+    """Run (or continue) the whole `clean` job on `data` and write its outputs into `out`."""
+    progress = progress or Progress()
+    started = time.time()
+    cfg = validate(cfg)
+    run = RunDir(out)
+    labeled = find_labeled_images(data)
+    for note in labeled.notes:
+        progress.info(f"note: {note}")
+    fingerprint = data_fingerprint(labeled)
+    previous = run.read_json("run.json")
+    if previous and previous["fingerprint"] != fingerprint:
+        raise DataCleanerError(
+            f"{run.path} holds a run on other data (files, labels or timestamps differ from {data}); "
+            f"choose a new --out, or delete {run.path} to start over"
+        )
+    _set_threads(cfg)
+    device = resolve_device(cfg.device)
+    preps = {m.label: member_preprocess(m) for m in cfg.members}
+    size = cfg.cache_size or max(p.size for p in preps.values())
+    info = {
+        "fingerprint": fingerprint, "cache_size": size, "classes": labeled.classes, "data": str(Path(data).resolve()),
+        "source": labeled.source, "root": str(labeled.root.resolve()),
+    }
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_json("run.json", info)
+    write_text_atomic(run.file("config.yaml"), dump_config(cfg))
+
+    images, problems = _decoded_cache(run, labeled, size, fingerprint, progress)
+    usable = np.ones(len(labeled.paths), dtype=bool)
+    usable[list(problems)] = False
+    if problems:
+        progress.info(f"{len(problems)} unreadable file(s) left out of training; listed in review.csv as 'unreadable'")
+    check_class_sizes(labeled.labels, labeled.classes, usable, cfg.folds, Path(data))
+    plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=usable)
+    manifest = pd.DataFrame(
+        {"path": labeled.paths, "label": labeled.labels, "part": plan.part,
+         "reason": [problems.get(i, "") for i in range(len(labeled.paths))]}
+    )
+    write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
+
+    trained = reused = 0
+    for r in range(plan.n_rounds):
+        for member in cfg.members:
+            logits_path = run.logits_path(cfg, member, r, info)
+            if logits_path.is_file():
+                reused += 1
+                continue
+            trained += _train_and_judge(run, cfg, member, r, plan, images, labeled, preps[member.label], info, device, progress)
+    result = rescore(run.path, progress=progress)
+    result.summary.update(
+        wall_time_s=round(time.time() - started, 1), members_trained=trained, device=str(device),
+        judgements_reused=reused,
+    )
+    run.write_json("summary.json", result.summary)
+    return result
+
+
+def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep, info, device, progress) -> int:
+    """Train (or load) member `member` of committee `r`, then cache its TTA logits. Returns 1 if it trained."""
+    weights_path = run.weights_path(cfg, member, r, info)
+    has_weights = weights_path.is_file()
+    model = create_member_model(member, len(labeled.classes), load_pretrained=not has_weights)
+    trained = 0
+    if has_weights:
+        model.load_state_dict(load_file(weights_path))
+        progress.debug(f"round {r + 1}: loaded {member.label} from {weights_path.name}")
+    else:
+        train_idx = plan.train_idx(r)
+        steps = member.epochs * max(1, len(train_idx) // min(member.batch_size, len(train_idx)))
+        with progress.bar(steps, f"round {r + 1}/{plan.n_rounds} train {member.label}", unit="step") as bar:
+            def on_step(epoch, loss):
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
+
+            def on_epoch(epoch, mean_loss):
+                progress.debug(f"round {r + 1} {member.label} epoch {epoch + 1}/{member.epochs} loss {mean_loss:.4f}")
+
+            train_member(
+                model, images, labeled.labels, train_idx, member, cfg.augment, prep, device=device,
+                seed=member_seed(cfg.seed, r, member), workers=_loader_workers(device),
+                on_step=on_step, on_epoch=on_epoch,
+            )
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        write_bytes_atomic(weights_path, save(state, metadata={"arch": member.arch, "round": str(r)}))
+        trained = 1
+    judge_idx = plan.judge_idx(r)
+    with progress.bar(len(judge_idx), f"round {r + 1}/{plan.n_rounds} judge {member.label}") as bar:
+        logits = predict_logits(
+            model, images, judge_idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
+            batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update,
+        )  # (n_judged, V, C)
+    _save_array(run.logits_path(cfg, member, r, info), logits)
+    return trained
+
+
+def _loader_workers(device: torch.device) -> int:
+    """Augmentation workers: none on the CPU (the cores are busy training), several on a GPU."""
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def rescore(
+    run_dir: str | Path,
+    *,
+    tau: float | None = None,
+    min_flags: int | None = None,
+    fusion: str | None = None,
+    weights: dict[str, float] | None = None,
+    progress: Progress | None = None,
+) -> CleanResult:
+    """Re-score a run from its cached logits (no training), optionally with new tau, T, fusion
+    mode or member weights, and rewrite scores.csv, review.csv, summary.json and config.yaml."""
+    progress = progress or Progress()
+    run = RunDir(run_dir)
+    info = run.read_json("run.json")
+    if info is None or not run.file("manifest.csv").is_file():
+        raise DataCleanerError(f"{run.path} is not a finished run directory (no run.json / manifest.csv); run `clean` first")
+    cfg = load_config(run.file("config.yaml"), {"tau": tau, "min_flags": min_flags, "fusion": fusion})
+    for label, w in (weights or {}).items():
+        match = [m for m in cfg.members if m.label == label]
+        if not match:
+            raise DataCleanerError(f"no member named '{label}' in this run; members: {', '.join(m.label for m in cfg.members)}")
+        match[0].weight = float(w)
+    cfg = validate(cfg)
+    manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str, "reason": str}, keep_default_na=False)
+    paths = manifest["path"].tolist()
+    labels = manifest["label"].to_numpy(dtype=np.int64)
+    plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
+    classes = info["classes"]
+    N, C = len(paths), len(classes)
+    fused = np.zeros((plan.n_rounds, N, C), dtype=np.float32)  # (R, N, C)
+    judged = np.zeros((plan.n_rounds, N), dtype=bool)
+    member_weights = np.array([m.weight for m in cfg.members])
+    for r in range(plan.n_rounds):
+        idx = plan.judge_idx(r)
+        outputs = []
+        for member in cfg.members:
+            path = run.logits_path(cfg, member, r, info)
+            if not path.is_file():
+                raise DataCleanerError(f"{run.path}: logits of round {r + 1} member {member.label} are missing; re-run `clean` to finish the run")
+            outputs.append(np.load(path, allow_pickle=False))  # (n, V, C)
+        fused[r, idx] = fuse(np.stack(outputs, axis=1), member_weights, mode=cfg.fusion)  # (n, M, V, C) -> (n, C)
+        judged[r, idx] = True
+    T = cfg.resolved_min_flags(plan.judgements_per_image)
+    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T)
+    problems = {i: why for i, why in enumerate(manifest["reason"]) if why}
+    table = score_table(paths, classes, scores, problems)
+    review = review_table(table)
+    write_csv_atomic(table, run.file("scores.csv"))
+    write_csv_atomic(review, run.file("review.csv"))
+    write_text_atomic(run.file("config.yaml"), dump_config(cfg))
+    in_review = table["issue"].isin(["mislabel", "low_confidence"])
+    summary = {
+        "images": N,
+        "readable": int(N - len(problems)),
+        "unreadable": len(problems),
+        "classes": C,
+        "scheme": cfg.scheme,
+        "folds": cfg.folds,
+        "judgements_per_image": plan.judgements_per_image,
+        "tau": cfg.tau,
+        "min_flags": T,
+        "fusion": cfg.fusion,
+        "members": {m.label: m.weight for m in cfg.members},
+        "flagged": int(in_review.sum()),
+        "flagged_per_class": {c: int(n) for c, n in table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0).items()},
+        "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
+        "scores_csv": str(run.file("scores.csv")),
+        "review_csv": str(run.file("review.csv")),
+    }
+    previous = run.read_json("summary.json") or {}
+    summary = {**{k: v for k, v in previous.items() if k in ("wall_time_s", "members_trained", "device")}, **summary}
+    run.write_json("summary.json", summary)
+    return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
+

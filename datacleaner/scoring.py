@@ -1,0 +1,85 @@
+"""Per-round flags, flag counts and label-quality scores.  [pure numpy]
+
+N images, C classes, R rounds. `fused` (R, N, C) holds each round's fused
+probabilities and `judged` (R, N) says which images that round judged. Scores
+point one way: lower `label_quality` = more likely mislabeled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ISSUES = ("mislabel", "low_confidence", "unreadable")
+
+
+def round_flags(fused_probs: np.ndarray, labels: np.ndarray, *, tau: float) -> np.ndarray:
+    """(N,) bool: the fused prediction differs from the label, or the label's probability is below tau.
+
+    fused_probs: (N, C); labels: (N,) int.
+    """
+    fused_probs = np.asarray(fused_probs)
+    labels = np.asarray(labels, dtype=np.int64)
+    given = fused_probs[np.arange(len(labels)), labels]
+    return (fused_probs.argmax(axis=1) != labels) | (given < tau)
+
+
+@dataclass
+class Scores:
+    """Per-image results of `score`; every array is (N,), except mean_probs (N, C)."""
+
+    given_label: np.ndarray  # the dataset's label
+    flag_count: np.ndarray  # rounds that flagged the image
+    rounds: np.ndarray  # rounds that judged the image
+    in_review: np.ndarray  # bool: flag_count >= T (and judged at least once)
+    mean_probs: np.ndarray  # (N, C) fused probabilities averaged over the judging rounds
+    suggested_label: np.ndarray  # argmax of mean_probs (-1 if never judged)
+    suggested_prob: np.ndarray
+    given_label_prob: np.ndarray  # mean_probs at the given label
+    label_quality: np.ndarray  # in [0, 1], lower = more likely wrong (NaN if never judged)
+
+    @property
+    def issue(self) -> np.ndarray:
+        """(N,) object: 'mislabel' / 'low_confidence' for reviewed images, '' otherwise."""
+        out = np.full(len(self.flag_count), "", dtype=object)
+        out[self.in_review & (self.suggested_label != self.given_label)] = "mislabel"
+        out[self.in_review & (self.suggested_label == self.given_label)] = "low_confidence"
+        return out
+
+    def estimated_noise_rate(self) -> float:
+        """Share of judged images whose committee label differs from the given label."""
+        judged = self.rounds > 0
+        return float((self.suggested_label[judged] != self.given_label[judged]).mean()) if judged.any() else 0.0
+
+
+def score(fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int) -> Scores:
+    """Flag every judged image in every round and aggregate.
+
+    fused: (R, N, C) fused probabilities (any value where not judged).
+    judged: (R, N) bool. labels: (N,) int. An image goes to review when flagged
+    in at least `min_flags` (T) rounds.
+    """
+    fused = np.asarray(fused, dtype=np.float64)
+    judged = np.asarray(judged, dtype=bool)
+    labels = np.asarray(labels, dtype=np.int64)
+    R, N, C = fused.shape
+    flags = np.stack([round_flags(fused[r], labels, tau=tau) for r in range(R)]) & judged  # (R, N)
+    flag_count = flags.sum(axis=0)
+    rounds = judged.sum(axis=0)
+    seen = rounds > 0
+    mean_probs = np.einsum("rnc,rn->nc", np.where(judged[..., None], fused, 0.0), judged.astype(np.float64))
+    mean_probs[seen] /= rounds[seen, None]
+    suggested = np.where(seen, mean_probs.argmax(axis=1), -1)
+    given_prob = np.where(seen, mean_probs[np.arange(N), labels], np.nan)
+    return Scores(
+        given_label=labels,
+        flag_count=flag_count,
+        rounds=rounds,
+        in_review=seen & (flag_count >= min_flags),
+        mean_probs=mean_probs,
+        suggested_label=suggested,
+        suggested_prob=np.where(seen, mean_probs.max(axis=1), np.nan),
+        given_label_prob=given_prob,
+        label_quality=given_prob,  # self-confidence: the committee's mean probability of the given label
+    )
