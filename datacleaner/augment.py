@@ -37,6 +37,11 @@ DETERMINISTIC_VIEWS = [
 ]
 
 
+def deterministic_views(aug: AugmentConfig) -> list[tuple]:
+    """The deterministic views that stay inside the training family: no flip the training never makes."""
+    return [v for v in DETERMINISTIC_VIEWS if (aug.hflip > 0 or not v[4]) and (aug.vflip > 0 or not v[5])]
+
+
 def train_transform(aug: AugmentConfig, size: int, seed: int) -> A.Compose:
     """Seeded albumentations pipeline: uint8 HWC in, uint8 (size, size, 3) out."""
     steps = [
@@ -85,9 +90,13 @@ def view_params(index: np.ndarray, views: int, *, mode: str, aug: AugmentConfig,
     out[..., 4:6] = 1.0
     out[..., 7:10] = 1.0  # brightness, contrast, saturation factors
     if mode == "deterministic":
-        if views > len(DETERMINISTIC_VIEWS):
-            raise ValueError(f"deterministic TTA has {len(DETERMINISTIC_VIEWS)} views; asked for {views}")
-        for v, (_, zoom, cx, cy, hf, vf) in enumerate(DETERMINISTIC_VIEWS[:views]):
+        allowed = deterministic_views(aug)
+        if views > len(allowed):
+            raise ValueError(
+                f"deterministic TTA has {len(allowed)} views for this augmentation (flips only where training flips); "
+                f"asked for {views}"
+            )
+        for v, (_, zoom, cx, cy, hf, vf) in enumerate(allowed[:views]):
             out[:, v] = [zoom, zoom, cx, cy, -1.0 if hf else 1.0, -1.0 if vf else 1.0, 0.0, 1.0, 1.0, 1.0]
         return out
     for v in range(1, views):  # view 0 is the unaugmented image

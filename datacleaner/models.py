@@ -28,10 +28,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def create_member_model(member: MemberConfig, num_classes: int, *, load_pretrained: bool = True) -> torch.nn.Module:
+def create_member_model(
+    member: MemberConfig, num_classes: int, *, load_pretrained: bool = True, seed: int | None = None
+) -> torch.nn.Module:
     """timm.create_model for a member. `pretrained: true` goes through timm's hub loading;
     `pretrained_file` loads local weights with timm key names (the classifier is replaced).
-    With load_pretrained=False the architecture is built bare (weights come from a cache)."""
+    With load_pretrained=False the architecture is built bare (weights come from a cache).
+    `seed` seeds the initialisation of new layers."""
+    if seed is not None:
+        torch.manual_seed(seed)
     if not timm.is_model(member.arch.split(".")[0]):
         close = timm.list_models(f"*{member.arch.split('.')[0][:6]}*")[:8]
         raise DataCleanerError(

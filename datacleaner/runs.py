@@ -192,14 +192,16 @@ def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep,
     """Train (or load) member `member` of committee `r`, then cache its TTA logits. Returns 1 if it trained."""
     weights_path = run.weights_path(cfg, member, r, info)
     has_weights = weights_path.is_file()
-    model = create_member_model(member, len(labeled.classes), load_pretrained=not has_weights)
+    seed = member_seed(cfg.seed, r, member)
+    model = create_member_model(member, len(labeled.classes), load_pretrained=not has_weights, seed=seed)
     trained = 0
     if has_weights:
         model.load_state_dict(load_file(weights_path))
         progress.debug(f"round {r + 1}: loaded {member.label} from {weights_path.name}")
     else:
         train_idx = plan.train_idx(r)
-        steps = member.epochs * max(1, len(train_idx) // min(member.batch_size, len(train_idx)))
+        bs = min(member.batch_size, len(train_idx))
+        steps = member.epochs * max(1, len(train_idx) // bs + (1 if len(train_idx) % bs >= 2 else 0))
         with progress.bar(steps, f"round {r + 1}/{plan.n_rounds} train {member.label}", unit="step") as bar:
             def on_step(epoch, loss):
                 bar.update(1)
@@ -210,7 +212,7 @@ def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep,
 
             train_member(
                 model, images, labeled.labels, train_idx, member, cfg.augment, prep, device=device,
-                seed=member_seed(cfg.seed, r, member), workers=_loader_workers(device),
+                seed=seed, workers=_loader_workers(device),
                 on_step=on_step, on_epoch=on_epoch,
             )
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

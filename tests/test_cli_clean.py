@@ -1,0 +1,115 @@
+"""`datacleaner clean` end to end on real digit scans with flipped labels."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from datacleaner.cli import app
+from datacleaner.review import COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def finished_run(noisy_digits, tiny_config, tmp_path_factory):
+    root, truth = noisy_digits
+    (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # unreadable
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = runner.invoke(app, ["clean", str(root), "--config", str(tiny_config), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root, truth, out, result.output
+
+
+def read(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_flipped_labels_rank_at_the_top(finished_run):
+    _, truth, out, output = finished_run
+    scores = read(out / "scores.csv")
+    assert list(scores.columns) == COLUMNS
+    judged = scores[scores["issue"] != "unreadable"].copy()
+    judged["label_quality"] = judged["label_quality"].astype(float)
+    merged = judged.merge(truth, on="path")
+    n_flipped = int(merged["flipped"].sum())
+    assert n_flipped >= 20
+    top = merged.sort_values("label_quality").head(2 * n_flipped)
+    assert top["flipped"].sum() >= 0.8 * n_flipped  # most flips among the 2x-suspects
+    review = read(out / "review.csv")
+    reviewed = review[review["issue"].isin(["mislabel", "low_confidence"])].merge(truth, on="path")
+    assert reviewed["flipped"].sum() >= 0.7 * n_flipped  # recall of the review list
+    assert reviewed.head(n_flipped // 2)["flipped"].mean() >= 0.8  # the head of the list is mostly real errors
+    caught = reviewed[reviewed["flipped"]]
+    assert (caught["suggested_label"] == caught["true_label"]).mean() >= 0.8  # suggestions give the true label
+    assert (review["reviewed_label"] == "").all()
+    assert "flagged" in output and "est. noise rate" in output
+
+
+def test_unreadable_file_is_a_row_not_a_crash(finished_run):
+    _, _, out, _ = finished_run
+    review = read(out / "review.csv")
+    row = review[review["path"] == "1/broken.png"]
+    assert len(row) == 1 and row["issue"].iloc[0] == "unreadable"
+    assert "cannot decode" in row["reason"].iloc[0]
+    assert row["label_quality"].iloc[0] == ""
+    assert review["issue"].iloc[-1] == "unreadable"  # after the flagged images
+
+
+def test_run_directory_holds_config_plan_caches_and_summary(finished_run):
+    _, _, out, _ = finished_run
+    assert (out / "config.yaml").is_file() and (out / "manifest.csv").is_file()
+    assert len(list((out / "members").glob("*.safetensors"))) == 3 * 2
+    assert len(list((out / "logits").glob("*.npy"))) == 3 * 2
+    manifest = read(out / "manifest.csv")
+    assert set(manifest["part"]) == {"-1", "0", "1", "2"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["members_trained"] == 6 and summary["unreadable"] == 1
+
+
+def test_rescore_changes_flags_without_training(finished_run):
+    _, _, out, _ = finished_run
+    weights_before = {p: p.stat().st_mtime_ns for p in (out / "members").glob("*")}
+    strict = runner.invoke(app, ["rescore", str(out), "--tau", "0.95", "-q"])
+    assert strict.exit_code == 0, strict.output
+    n_strict = (read(out / "review.csv")["issue"] != "unreadable").sum()
+    loose = runner.invoke(app, ["rescore", str(out), "--tau", "0.05", "--weight", "resnet10t=2", "-q"])
+    assert loose.exit_code == 0, loose.output
+    n_loose = (read(out / "review.csv")["issue"] != "unreadable").sum()
+    assert n_strict > n_loose
+    assert "tau=0.05" in loose.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "members").glob("*")} == weights_before
+    bad = runner.invoke(app, ["rescore", str(out), "--weight", "nosuch=1"])
+    assert bad.exit_code == 1 and "no member named 'nosuch'" in bad.output
+    runner.invoke(app, ["rescore", str(out), "--tau", "0.3", "--weight", "resnet10t=1", "-q"])  # back to the config
+
+
+def test_same_seed_gives_the_same_review_list(finished_run, tiny_config, tmp_path):
+    root, _, out, _ = finished_run
+    again = runner.invoke(app, ["clean", str(root), "-c", str(tiny_config), "--out", str(tmp_path / "again"), "-q"])
+    assert again.exit_code == 0, again.output
+    a, b = read(out / "review.csv"), read(tmp_path / "again" / "review.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_user_errors_are_one_line_messages(noisy_digits, tiny_config, tmp_path):
+    root, _ = noisy_digits
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text("folds: 3\nepoch: 2\n")
+    r = runner.invoke(app, ["clean", str(root), "-c", str(bad_cfg), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "unknown key 'epoch'" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["clean", str(root), "-c", str(tiny_config), "--folds", "200", "--out", str(tmp_path / "y")])
+    assert r.exit_code == 1 and "lower --folds" in r.output
+    r = runner.invoke(app, ["clean", str(tmp_path / "missing"), "-c", str(tiny_config), "--out", str(tmp_path / "z")])
+    assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_formula_like_labels_are_neutralised(tmp_path):
+    from datacleaner.review import write_csv_atomic
+
+    path = write_csv_atomic(pd.DataFrame({"path": ["=cmd|' /C calc'!A0"], "given_label": ["+1"], "flag_count": [-1]}), tmp_path / "x.csv")
+    row = pd.read_csv(path, dtype=str).iloc[0]
+    assert row["path"].startswith("'=") and row["given_label"] == "'+1" and row["flag_count"] == "-1"
+    assert not list(tmp_path.glob(".*tmp"))
