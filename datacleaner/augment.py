@@ -19,27 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import AugmentConfig
+from .config import AugmentConfig, deterministic_views
 
-# Deterministic views, in the order they are taken: (zoom, centre x, centre y, hflip, vflip).
-# zoom < 1 crops that fraction of the side; centres are in [-1, 1] image coordinates.
-DETERMINISTIC_VIEWS = [
-    ("identity", 1.0, 0.0, 0.0, False, False),
-    ("hflip", 1.0, 0.0, 0.0, True, False),
-    ("crop_center", 0.875, 0.0, 0.0, False, False),
-    ("crop_center_hflip", 0.875, 0.0, 0.0, True, False),
-    ("crop_top_left", 0.875, -0.125, -0.125, False, False),
-    ("crop_bottom_right", 0.875, 0.125, 0.125, False, False),
-    ("crop_top_right", 0.875, 0.125, -0.125, False, False),
-    ("crop_bottom_left", 0.875, -0.125, 0.125, False, False),
-    ("vflip", 1.0, 0.0, 0.0, False, True),
-    ("hvflip", 1.0, 0.0, 0.0, True, True),
-]
-
-
-def deterministic_views(aug: AugmentConfig) -> list[tuple]:
-    """The deterministic views that stay inside the training family: no flip the training never makes."""
-    return [v for v in DETERMINISTIC_VIEWS if (aug.hflip > 0 or not v[4]) and (aug.vflip > 0 or not v[5])]
 
 
 def train_transform(aug: AugmentConfig, size: int, seed: int) -> A.Compose:

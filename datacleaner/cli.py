@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -36,6 +37,15 @@ def command(fn):
         except KeyboardInterrupt:
             typer.echo("interrupted: finished members are cached; run the same command again to continue", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:  # a bug or an environment problem: one line, traceback on request
+            if os.environ.get("DATACLEANER_DEBUG"):
+                raise
+            typer.echo(
+                f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                "(set DATACLEANER_DEBUG=1 for the traceback and please report it)",
+                err=True,
+            )
+            raise typer.Exit(2) from None
 
     return app.command()(wrapper)
 

@@ -23,6 +23,26 @@ SCHEDULES = ("cosine", "cosine_restarts", "constant")
 TTA_MODES = ("deterministic", "augment")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+# Deterministic views, in the order they are taken: (zoom, centre x, centre y, hflip, vflip).
+# zoom < 1 crops that fraction of the side; centres are in [-1, 1] image coordinates.
+DETERMINISTIC_VIEWS = [
+    ("identity", 1.0, 0.0, 0.0, False, False),
+    ("hflip", 1.0, 0.0, 0.0, True, False),
+    ("crop_center", 0.875, 0.0, 0.0, False, False),
+    ("crop_center_hflip", 0.875, 0.0, 0.0, True, False),
+    ("crop_top_left", 0.875, -0.125, -0.125, False, False),
+    ("crop_bottom_right", 0.875, 0.125, 0.125, False, False),
+    ("crop_top_right", 0.875, 0.125, -0.125, False, False),
+    ("crop_bottom_left", 0.875, -0.125, 0.125, False, False),
+    ("vflip", 1.0, 0.0, 0.0, False, True),
+    ("hvflip", 1.0, 0.0, 0.0, True, True),
+]
+
+
+def deterministic_views(aug: "AugmentConfig") -> list[tuple]:
+    """The deterministic TTA views that stay inside the training family: no flip the training never makes."""
+    return [v for v in DETERMINISTIC_VIEWS if (aug.hflip > 0 or not v[4]) and (aug.vflip > 0 or not v[5])]
+
 
 @dataclass
 class MemberConfig:
@@ -84,14 +104,14 @@ class TTAConfig:
 class CleanConfig:
     """Everything `datacleaner clean` needs."""
 
-    scheme: str = "cv"  # cv: train on K-1 parts, judge 1 | dling: train on 1, judge K-1
+    scheme: str = "dling"  # dling: train on 1 part, judge the other K-1 | cv: train on K-1, judge 1
     folds: int = 5  # K
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 0  # torch CPU threads; 0 = all cores
     fusion: str = "logits"  # average logits (then softmax) or probabilities
-    tau: float = 0.5  # a round flags an image if its label's fused probability < tau
-    min_flags: int | None = None  # T: review when flagged in >= T rounds; None = majority
+    tau: float = 0.1  # a round flags an image if its label's fused probability < tau
+    min_flags: int | None = None  # T: review when flagged in >= T rounds; None = every round that judged it
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
     batch_size_predict: int = 256
     tta: TTAConfig = field(default_factory=TTAConfig)
@@ -99,8 +119,8 @@ class CleanConfig:
     members: list[MemberConfig] = field(default_factory=lambda: [MemberConfig()])
 
     def resolved_min_flags(self, rounds: int) -> int:
-        """T for a plan with `rounds` judgements per image (majority when unset)."""
-        return self.min_flags if self.min_flags is not None else rounds // 2 + 1
+        """T for a plan with `rounds` judgements per image (all of them when unset)."""
+        return self.min_flags if self.min_flags is not None else rounds
 
 
 def _build(cls, data: Any, where: str):
@@ -150,6 +170,13 @@ def validate(cfg: CleanConfig) -> CleanConfig:
         )
     _check(cfg.tta.mode in TTA_MODES, f"tta.mode '{cfg.tta.mode}' is not one of {', '.join(TTA_MODES)}")
     _check(isinstance(cfg.tta.views, int) and cfg.tta.views >= 1, f"tta.views must be >= 1, got {cfg.tta.views}")
+    if cfg.tta.mode == "deterministic":
+        names = [v[0] for v in deterministic_views(cfg.augment)]
+        _check(
+            cfg.tta.views <= len(names),
+            f"tta.views={cfg.tta.views} but deterministic TTA has {len(names)} views for this augmentation "
+            f"({', '.join(names)}; flips only where training flips): lower tta.views or use tta.mode: augment",
+        )
     labels = [m.label for m in cfg.members]
     _check(len(set(labels)) == len(labels), f"member names must be unique, got {labels} (set 'name:')")
     for m in cfg.members:

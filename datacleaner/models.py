@@ -53,7 +53,7 @@ def create_member_model(
         return timm.create_model(member.arch, pretrained=pretrained, **kwargs)
     except TypeError as exc:  # an architecture without drop-path
         raise DataCleanerError(f"member '{member.label}': {member.arch} does not accept {exc}") from None
-    except (OSError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # hub errors, bad files (safetensors, torch.load), key mismatches
         if not pretrained:
             raise
         source = member.pretrained_file or "the timm hub"

@@ -113,3 +113,12 @@ def test_formula_like_labels_are_neutralised(tmp_path):
     row = pd.read_csv(path, dtype=str).iloc[0]
     assert row["path"].startswith("'=") and row["given_label"] == "'+1" and row["flag_count"] == "-1"
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_demo_command_reports_precision_and_recall(tiny_config, tmp_path):
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--config", str(tiny_config), "--noise", "0.1", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "180 labels flipped" in r.output
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["flipped"] == 180 and metrics["recall"] >= 0.8 and metrics["auroc"] >= 0.95
+    assert "precision" in r.output and "recall" in r.output

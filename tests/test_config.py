@@ -21,14 +21,15 @@ def test_unknown_keys_are_named(tmp_path):
 
 
 def test_layering_defaults_yaml_flags(tmp_path):
-    path = write(tmp_path, {"folds": 4, "tau": 0.2, "members": [{"arch": "resnet10t", "epochs": 3}, {"arch": "regnetx_002"}]})
+    path = write(tmp_path, {"folds": 4, "tau": 0.2, "scheme": "cv", "members": [{"arch": "resnet10t", "epochs": 3}, {"arch": "regnetx_002"}]})
     cfg = load_config(path)
     assert (cfg.folds, cfg.tau, cfg.scheme, cfg.members[0].epochs) == (4, 0.2, "cv", 3)
+    assert load_config().scheme == "dling" and load_config().tau == 0.1
     cfg = load_config(path, {"folds": 6, "epochs": 2, "scheme": "dling", "members": ["regnetx_002", "resnet18"]})
     assert cfg.folds == 6 and cfg.scheme == "dling"
     assert [m.arch for m in cfg.members] == ["regnetx_002", "resnet18"]
     assert all(m.epochs == 2 for m in cfg.members)
-    assert cfg.resolved_min_flags(5) == 3
+    assert cfg.resolved_min_flags(5) == 5 and cfg.scheme == "dling"
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,7 @@ def test_layering_defaults_yaml_flags(tmp_path):
         ({"members": [{"arch": "a", "pretrained_file": "nowhere.safetensors"}]}, "does not exist"),
         ({"members": [{"arch": "a"}, {"arch": "a"}]}, "unique"),
         ({"members": []}, "non-empty"),
+        ({"augment": {"hflip": 0.0}, "tta": {"views": 8}}, "deterministic TTA has 6 views"),
     ],
 )
 def test_invalid_values_are_explained(tmp_path, data, message):
