@@ -68,6 +68,7 @@ def print_summary(summary: dict) -> None:
     if "wall_time_s" in summary:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
     lines.append(f"review list      {summary['review_csv']}")
+    lines += [f"warning          {w}" for w in summary.get("warnings", [])]
     typer.echo("\n".join(lines))
 
 

@@ -171,6 +171,15 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     )
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
 
+    warnings = []
+    per_class_train = np.bincount(labeled.labels[plan.train_idx(0)], minlength=len(labeled.classes))
+    if per_class_train.min() < 20:
+        warnings.append(
+            f"each committee trains on as few as {per_class_train.min()} images of a class "
+            f"(scheme {cfg.scheme}, {cfg.folds} folds); on data this small prefer --scheme cv or fewer folds"
+        )
+    for w in warnings:
+        progress.info(f"warning: {w}")
     trained = reused = 0
     for r in range(plan.n_rounds):
         for member in cfg.members:
@@ -180,7 +189,14 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
                 continue
             trained += _train_and_judge(run, cfg, member, r, plan, images, labeled, preps[member.label], info, device, progress)
     result = rescore(run.path, progress=progress)
+    if result.summary["estimated_noise_rate"] > 0.5:
+        warnings.append(
+            "the committees disagree with more than half of the labels: they are likely too weak for this data "
+            "(try --scheme cv, more epochs, a larger img_size or pretrained members) rather than the labels all wrong"
+        )
+        progress.info(f"warning: {warnings[-1]}")
     result.summary.update(
+        warnings=warnings,
         wall_time_s=round(time.time() - started, 1), members_trained=trained, device=str(device),
         judgements_reused=reused,
     )
@@ -303,7 +319,7 @@ def rescore(
         "review_csv": str(run.file("review.csv")),
     }
     previous = run.read_json("summary.json") or {}
-    summary = {**{k: v for k, v in previous.items() if k in ("wall_time_s", "members_trained", "device")}, **summary}
+    summary = {**{k: v for k, v in previous.items() if k in ("wall_time_s", "members_trained", "device", "warnings")}, **summary}
     run.write_json("summary.json", summary)
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
 
