@@ -166,6 +166,66 @@ def demo(
     (out / "metrics.json").write_text(json.dumps(m, indent=2))
 
 
+@command
+def train(
+    data: Annotated[Path, typer.Argument(help="Labeled folder (one sub-folder per class) or CSV manifest path,label.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Committee bundle directory.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    members: Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs for every member.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation and augmentation.")] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+):
+    """Train the committee on the whole labeled dataset and save it as a bundle for `select`."""
+    from .config import load_config
+    from .runs import train_committee
+
+    overrides = dict(epochs=epochs, device=device, seed=seed,
+                     members=[m.strip() for m in members.split(",") if m.strip()] if members else None)
+    committee = train_committee(data, load_config(config, overrides), out, progress=_progress(quiet, verbose))
+    typer.echo(f"committee of {len(committee.members_)} member(s), {len(committee.classes_)} classes, saved to {out}")
+
+
+@command
+def select(
+    pool: Annotated[Path, typer.Argument(help="Folder of unlabeled images (recursive) or a CSV with a path column.")],
+    committee: Annotated[Path, typer.Option("--committee", help="Committee bundle from `datacleaner train`.")],
+    production: Annotated[Path, typer.Option("--production", help="Predictions CSV (path,label,score[,per-class probs]), timm weights (with --production-arch) or a TorchScript file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for selection.csv.")],
+    budget: Annotated[Optional[int], typer.Option(help="B: mark the top B candidates in_budget.")] = None,
+    method: Annotated[str, typer.Option(help="contradiction, js, margin, vote_entropy or mutual_info.")] = "contradiction",
+    min_committee_prob: Annotated[float, typer.Option(help="Skip rule: committee probability at least this.")] = 0.8,
+    min_production_score: Annotated[float, typer.Option(help="Skip rule: production score at least this.")] = 0.8,
+    production_arch: Annotated[Optional[str], typer.Option(help="timm architecture of the production weights file.")] = None,
+    production_classes: Annotated[Optional[str], typer.Option(help="Production class names in output order: comma-separated or a file with one per line (default: the committee's).")] = None,
+    production_size: Annotated[Optional[int], typer.Option(help="Production model input size.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    quiet: Quiet = False,
+):
+    """Rank pool images worth labeling: skip what production handles, order the rest by disagreement."""
+    from .select import select as run_select
+
+    names = None
+    if production_classes:
+        p = Path(production_classes)
+        names = [x.strip() for x in (p.read_text().splitlines() if p.is_file() else production_classes.split(",")) if x.strip()]
+    result = run_select(
+        pool, committee, production, out=out, budget=budget, method=method, min_committee_prob=min_committee_prob,
+        min_production_score=min_production_score, production_arch=production_arch, production_classes=names,
+        production_size=production_size, device=device, progress=_progress(quiet, False),
+    )
+    s = result.summary
+    typer.echo(
+        f"pool {s['pool']} images: {s['skipped']} skipped (production already handles them: {s['skip_rule']}), "
+        f"{s['unreadable']} unreadable, {s['candidates']} candidates ({s['disagree']} disagree, "
+        f"{s['low_confidence']} low confidence)"
+        + (f", top {s['budget']} in budget" if s["budget"] is not None else "")
+        + f"\nselection list   {s['selection_csv']}"
+    )
+
+
 def main() -> None:
     app()
 

@@ -192,3 +192,29 @@ def check_class_sizes(labels: np.ndarray, classes: list[str], usable: np.ndarray
             f"{where}: {listing} readable image(s); every class needs at least {folds} for {folds} folds. "
             f"Add images, merge or remove the class, or lower --folds"
         )
+
+
+def find_pool_images(pool: str | Path) -> tuple[Path, list[str]]:
+    """Unlabeled pool: a folder (searched recursively) or a CSV with a `path` column (relative to the CSV).
+    Returns (root, POSIX paths relative to root)."""
+    pool = Path(pool)
+    if not pool.exists():
+        raise DataCleanerError(f"pool {pool} does not exist; pass a folder of images or a CSV with a path column")
+    if pool.is_file():
+        try:
+            table = pd.read_csv(pool, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataCleanerError(f"pool list {pool} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        if "path" not in table.columns:
+            raise DataCleanerError(f"pool list {pool} needs a 'path' column; it has {', '.join(table.columns) or 'none'}")
+        paths = list(dict.fromkeys(Path(p).as_posix() for p in table["path"] if p.strip()))
+        root = pool.parent
+    else:
+        root = pool
+        paths = sorted(
+            p.relative_to(pool).as_posix() for p in pool.rglob("*")
+            if p.is_file() and is_image_name(p) and not any(part.startswith(".") for part in p.relative_to(pool).parts)
+        )
+    if not paths:
+        raise DataCleanerError(f"pool {pool} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return root, paths

@@ -323,3 +323,41 @@ def rescore(
     run.write_json("summary.json", summary)
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
 
+
+
+def train_committee(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None):
+    """Train the configured members on the whole labeled dataset and save a committee bundle in `out`.
+
+    Re-running continues: members whose weights are already in `out` are not retrained.
+    Returns the fitted Committee.
+    """
+    from .committee import Committee
+
+    progress = progress or Progress()
+    started = time.time()
+    cfg = validate(cfg)
+    run = RunDir(out)
+    labeled = find_labeled_images(data)
+    for note in labeled.notes:
+        progress.info(f"note: {note}")
+    fingerprint = data_fingerprint(labeled)
+    _set_threads(cfg)
+    size = cfg.cache_size or max(member_preprocess(m).size for m in cfg.members)
+    run.path.mkdir(parents=True, exist_ok=True)
+    images, problems = _decoded_cache(run, labeled, size, fingerprint, progress)
+    usable = np.ones(len(labeled.paths), dtype=bool)
+    usable[list(problems)] = False
+    if problems:
+        progress.info(f"{len(problems)} unreadable file(s) left out of training: " + "; ".join(
+            f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5]) + (" ..." if len(problems) > 5 else ""))
+    check_class_sizes(labeled.labels, labeled.classes, usable, 2, Path(data))
+    keep = np.flatnonzero(usable)
+    committee = Committee(cfg).fit(
+        images, labeled.labels, labeled.classes, idx=keep, out=run.path / "cache", progress=progress
+    )
+    committee.save(run.path)
+    run.write_json("summary.json", {
+        "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(problems),
+        "classes": labeled.classes, "members": [m.label for m in cfg.members], "wall_time_s": round(time.time() - started, 1),
+    })
+    return committee

@@ -1,0 +1,167 @@
+"""Committee: N members trained on a whole labeled dataset, saved as a bundle, loaded without
+executing code (safetensors + JSON), and used to judge new images.  [torch]
+
+Follows scikit-learn's conventions by duck typing: `__init__` stores the config, `fit`
+trains and returns self, fitted state ends in `_`.
+
+Bundle layout (`COMMITTEE_DIR`):
+    committee.json   format, class names in order, members (arch, weight, preprocessing,
+                     weights file), TTA and augmentation settings, fusion mode, cache size
+    config.yaml      the resolved config it was trained with
+    members/*.safetensors
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_config, validate
+from .dataset import decode_images
+from .errors import DataCleanerError
+from .fuse import fuse
+from .models import Preprocess, create_member_model, member_preprocess, resolve_device
+from .predict import predict_logits
+from .progress import QUIET, Progress
+from .review import write_bytes_atomic, write_text_atomic
+from .train import train_member
+
+FORMAT = 1
+
+
+class Committee:
+    def __init__(self, config: CleanConfig):
+        self.config = config
+
+    # fitting -------------------------------------------------------------------------
+    def fit(
+        self, images: np.ndarray, labels: np.ndarray, classes: list[str], *, idx: np.ndarray | None = None,
+        out: str | Path | None = None, progress: Progress = QUIET,
+    ) -> "Committee":
+        """Train every member on images[idx] ((N, S, S, 3) uint8; default: all) with `labels` (N,).
+
+        With `out`, each member's weights are written there as soon as it finishes, and a
+        member whose weights are already there (same recipe) is loaded instead of retrained.
+        """
+        from .runs import _digest, member_seed  # the same seeding as clean's rounds
+
+        cfg = validate(self.config)
+        device = resolve_device(cfg.device)
+        self.classes_ = list(classes)
+        self.preps_, self.members_ = [], []
+        idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
+        for member in cfg.members:
+            prep = member_preprocess(member)
+            key = _digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist()])
+            path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
+            seed = member_seed(cfg.seed, -1, member)
+            model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)
+            if path is not None and path.is_file():
+                model.load_state_dict(load_file(path))
+                progress.debug(f"loaded {member.label} from {path}")
+            else:
+                bs = min(member.batch_size, len(idx))
+                steps = member.epochs * (len(idx) // bs + (1 if len(idx) % bs >= 2 else 0))
+                with progress.bar(steps, f"train {member.label}", unit="step") as bar:
+                    train_member(
+                        model, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
+                        workers=0 if device.type == "cpu" else 8,
+                        on_step=lambda e, loss, bar=bar, m=member: (bar.update(1), bar.set_postfix(epoch=f"{e + 1}/{m.epochs}", loss=f"{loss:.3f}", refresh=False)),
+                    )
+                if path is not None:
+                    write_bytes_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+            self.members_.append(model.eval())
+            self.preps_.append(prep)
+        self.cache_size_ = images.shape[1]
+        return self
+
+    # saving and loading --------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle (weights as safetensors, everything else as JSON/YAML)."""
+        path = Path(path)
+        entries = []
+        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
+            file = f"members/{member.label}.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            write_bytes_atomic(path / file, save(state, metadata={"arch": member.arch}))
+            entries.append({"member": dataclasses.asdict(member), "file": file, "size": prep.size, "mean": prep.mean, "std": prep.std})
+        bundle = {
+            "format": FORMAT, "classes": self.classes_, "cache_size": self.cache_size_, "fusion": self.config.fusion,
+            "seed": self.config.seed, "tta": dataclasses.asdict(self.config.tta),
+            "augment": dataclasses.asdict(self.config.augment), "members": entries,
+        }
+        write_text_atomic(path / "config.yaml", dump_config(self.config))
+        write_text_atomic(path / "committee.json", json.dumps(bundle, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None) -> "Committee":
+        """Load a bundle written by `save`. Reads JSON and safetensors only: no code is executed."""
+        path = Path(path)
+        meta_path = path / "committee.json"
+        if not meta_path.is_file():
+            raise DataCleanerError(f"{path} is not a committee bundle (no committee.json); create one with `datacleaner train`")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise DataCleanerError(f"{meta_path}: bundle format {meta.get('format')} is not supported (expected {FORMAT})")
+        members = [MemberConfig(**{**e["member"], "pretrained": False, "pretrained_file": None}) for e in meta["members"]]
+        cfg = CleanConfig(
+            seed=meta["seed"], fusion=meta["fusion"], tta=TTAConfig(**meta["tta"]), augment=AugmentConfig(**meta["augment"]),
+            members=members, device=device or "auto",
+        )
+        committee = cls(cfg)
+        committee.classes_ = list(meta["classes"])
+        committee.cache_size_ = int(meta["cache_size"])
+        committee.members_, committee.preps_ = [], []
+        for member, entry in zip(members, meta["members"]):
+            model = create_member_model(member, len(committee.classes_), load_pretrained=False)
+            weights = path / entry["file"]
+            try:
+                model.load_state_dict(load_file(weights))
+            except Exception as exc:
+                raise DataCleanerError(f"{weights}: cannot load member weights ({str(exc).splitlines()[0][:160]})") from None
+            committee.members_.append(model.eval())
+            committee.preps_.append(Preprocess(size=entry["size"], mean=tuple(entry["mean"]), std=tuple(entry["std"])))
+        return committee
+
+    # judging ---------------------------------------------------------------------------
+    @property
+    def weights_(self) -> np.ndarray:
+        return np.array([m.weight for m in self.config.members], dtype=np.float64)
+
+    def predict_outputs(self, images: np.ndarray, *, progress: Progress = QUIET) -> np.ndarray:
+        """(N, M, V, C) TTA logits of every member on decoded images (N, S, S, 3) uint8."""
+        device = resolve_device(self.config.device)
+        idx = np.arange(len(images))
+        outputs = []
+        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
+            with progress.bar(len(idx), f"judge {member.label}") as bar:
+                outputs.append(
+                    predict_logits(
+                        model, images, idx, prep, self.config.tta, self.config.augment, device=device,
+                        seed=self.config.seed, batch_size=self.config.batch_size_predict, on_batch=bar.update,
+                    )
+                )
+        return np.stack(outputs, axis=1)
+
+    def predict_proba(self, images: np.ndarray, *, progress: Progress = QUIET) -> np.ndarray:
+        """(N, C) fused probabilities."""
+        return fuse(self.predict_outputs(images, progress=progress), self.weights_, mode=self.config.fusion)
+
+    def decode(self, files: list[Path], *, progress: Progress = QUIET, out: np.ndarray | None = None):
+        """Decode image files at the committee's cache size: ((N, S, S, 3) uint8, {index: reason})."""
+        with progress.bar(len(files), "check+decode") as bar:
+            return decode_images(files, self.cache_size_, out, progress=bar.update)
+
+    def predict_paths(self, files: list[str | Path]) -> tuple[np.ndarray, dict[int, str]]:
+        """Fused probabilities (N, C) for image files (rows of unreadable files are NaN) and their reasons."""
+        images, problems = self.decode([Path(f) for f in files])
+        probs = self.predict_proba(images)
+        if problems:
+            probs[list(problems)] = np.nan
+        return probs, problems

@@ -1,0 +1,140 @@
+"""Committee bundles, production loaders and `datacleaner select` end to end on real digit scans."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from typer.testing import CliRunner
+
+from datacleaner.cli import app
+from datacleaner.committee import Committee
+from datacleaner.scoring import disagreement, skip_mask
+
+runner = CliRunner()
+CLASSES = ["0", "1", "3", "7"]
+
+
+@pytest.fixture(scope="module")
+def committee_dir(tiny_config, tmp_path_factory):
+    from datacleaner.demo import write_noisy_digits
+
+    data = tmp_path_factory.mktemp("train") / "data"
+    write_noisy_digits(data, noise=0.0, seed=0, per_class=50, classes=[0, 1, 3, 7])
+    out = tmp_path_factory.mktemp("committee") / "c"
+    r = runner.invoke(app, ["train", str(data), "-c", str(tiny_config), "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """Unseen digit scans (indices past the training ones) in nested folders, plus one broken file."""
+    d = load_digits()
+    root = tmp_path_factory.mktemp("pool") / "pool"
+    truth = {}
+    picked = [i for i in range(len(d.target)) if d.target[i] in (0, 1, 3, 7)][-60:]
+    for n, i in enumerate(picked):
+        sub = root / f"cam{n % 3}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((32, 32)).save(sub / f"frame {i}.png")
+        truth[f"cam{n % 3}/frame {i}.png"] = str(d.target[i])
+    (root / "cam0" / "broken.png").write_bytes(b"nope")
+    return root, truth
+
+
+def test_bundle_loads_without_code_and_predicts(committee_dir, pool):
+    meta = json.loads((committee_dir / "committee.json").read_text())
+    assert meta["classes"] == CLASSES and len(meta["members"]) == 2
+    assert all((committee_dir / m["file"]).is_file() for m in meta["members"])
+    committee = Committee.load(committee_dir, device="cpu")
+    root, truth = pool
+    files = [root / p for p in truth]
+    probs, problems = committee.predict_paths(files)
+    assert probs.shape == (60, 4) and not problems
+    accuracy = np.mean([CLASSES[k] == t for k, t in zip(probs.argmax(1), truth.values())])
+    assert accuracy >= 0.85
+
+
+def production_csv(path, truth, wrong_every=4, probs=False):
+    """A production model that is right except on every `wrong_every`-th image, where it says '7' (or '0')."""
+    rows = []
+    for n, (p, t) in enumerate(sorted(truth.items())):
+        label = t if n % wrong_every else ("7" if t != "7" else "0")
+        row = {"path": p, "label": label, "score": 0.95}
+        if probs:
+            row.update({c: (0.85 if c == label else 0.05) for c in CLASSES})
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return {r["path"] for r in rows if r["label"] != truth[r["path"]]}
+
+
+def test_select_end_to_end_puts_production_errors_first(committee_dir, pool, tmp_path):
+    root, truth = pool
+    wrong = production_csv(tmp_path / "prod.csv", truth)
+    r = runner.invoke(app, ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "prod.csv"),
+                            "--budget", "10", "--out", str(tmp_path / "sel"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "skipped" in r.output and "unreadable" in r.output
+    sel = pd.read_csv(tmp_path / "sel" / "selection.csv", dtype=str, keep_default_na=False)
+    for col in ("path", "production_label", "production_score", "suggested_label", "suggested_prob", "disagreement",
+                "vote_resnet10t", "vote_regnetx_002", "reason", "rank", "in_budget", "checksum", "reviewed_label"):
+        assert col in sel.columns, col
+    ranked = sel[sel["reason"] != "unreadable"]
+    top = set(ranked.head(len(wrong))["path"])
+    assert len(top & wrong) >= 0.8 * len(wrong)  # production's mistakes come first
+    assert (ranked["in_budget"] == "True").sum() == 10
+    caught = ranked[ranked["path"].isin(wrong)]
+    assert (caught["suggested_label"] == caught["path"].map(truth)).mean() >= 0.8  # pre-filled with the right label
+    assert sel[sel["reason"] == "unreadable"]["path"].tolist() == ["cam0/broken.png"]
+    summary = json.loads((tmp_path / "sel" / "summary.json").read_text())
+    assert summary["skipped"] >= 25 and summary["skipped"] + summary["candidates"] + 1 == 61
+
+
+def test_production_as_timm_weights_and_torchscript(committee_dir, pool, tmp_path):
+    root, _ = pool
+    member = committee_dir / "members" / "resnet10t.safetensors"
+    common = ["--committee", str(committee_dir), "--production-size", "32", "-q"]
+    r = runner.invoke(app, ["select", str(root), "--production", str(member), "--production-arch", "resnet10t",
+                            "--out", str(tmp_path / "timm"), "--method", "js", *common])
+    assert r.exit_code == 0, r.output
+    timm_sel = pd.read_csv(tmp_path / "timm" / "selection.csv", dtype=str, keep_default_na=False)
+    committee = Committee.load(committee_dir, device="cpu")
+    scripted = torch.jit.script(committee.members_[0].eval())
+    scripted.save(str(tmp_path / "prod.pt"))
+    r = runner.invoke(app, ["select", str(root), "--production", str(tmp_path / "prod.pt"), "--out", str(tmp_path / "ts"), *common])
+    assert r.exit_code == 0, r.output
+    ts_summary = json.loads((tmp_path / "ts" / "summary.json").read_text())
+    timm_summary = json.loads((tmp_path / "timm" / "summary.json").read_text())
+    assert ts_summary["skipped"] == timm_summary["skipped"]  # same weights, same predictions
+    assert len(timm_sel) >= 1
+
+
+def test_class_mismatch_lists_both(committee_dir, pool, tmp_path):
+    root, truth = pool
+    pd.DataFrame({"path": list(truth), "label": "cat", "score": 0.9}).to_csv(tmp_path / "bad.csv", index=False)
+    r = runner.invoke(app, ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "bad.csv"),
+                            "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1
+    assert "production: cat" in r.output and "committee: 0, 1, 3, 7" in r.output
+
+
+def test_ranking_and_skip_rule_on_hand_made_arrays():
+    committee = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    production_label = np.array([0, 0, 0, 1])
+    np.testing.assert_allclose(disagreement(committee, production_label), [0.1, 0.4, 0.8, 0.5])
+    np.testing.assert_allclose(disagreement(committee, production_label, method="margin"), [0.2, 0.8, 0.4, 1.0])
+    same = np.array([[0.9, 0.1]] * 4)
+    np.testing.assert_allclose(disagreement(committee[:1].repeat(4, 0), production_label, method="js", production_probs=same)[:3], 0, atol=1e-12)
+    assert disagreement(np.array([[1.0, 0.0]]), np.array([0]), method="js", production_probs=np.array([[0.0, 1.0]]))[0] == pytest.approx(1.0)
+    members = np.array([[[0.9, 0.1], [0.8, 0.2]], [[0.9, 0.1], [0.1, 0.9]]])  # (2 images, 2 members, 2 classes)
+    np.testing.assert_allclose(disagreement(members.mean(1), np.array([0, 0]), method="vote_entropy", member_probs=members), [0.0, 1.0])
+    mi = disagreement(members.mean(1), np.array([0, 0]), method="mutual_info", member_probs=members)
+    assert mi[0] < 0.01 < mi[1]
+    skip = skip_mask(committee, production_label, np.array([0.9, 0.9, 0.9, 0.9]), min_committee_prob=0.8, min_production_score=0.8)
+    assert skip.tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="contradiction"):
+        disagreement(committee, production_label, method="entropy")
