@@ -226,6 +226,39 @@ def select(
     )
 
 
+@command
+def apply(
+    review: Annotated[Path, typer.Argument(help="A reviewed review.csv or selection.csv (reviewed_label filled in).")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="The dataset: class-folder root or CSV manifest.")],
+    pool: Annotated[Optional[Path], typer.Option(help="Pool root for a selection.csv (default: from its summary.json).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Make the changes (default: dry run that prints them).")] = False,
+):
+    """Relabel, drop (reviewed_label __drop__: to quarantine) or add images as reviewed; journaled, undoable."""
+    from .apply import apply_review
+
+    plan = apply_review(review, dataset, pool=pool, yes=yes)
+    for line in plan.describe():
+        typer.echo(line)
+    for message in plan.refused:
+        typer.echo(f"refused: {message}", err=True)
+    changes = len(plan.ops) + len(plan.relabel) + len(plan.add_rows)
+    verb = "applied" if yes else "would apply (dry run; add --yes to make the changes)"
+    typer.echo(f"{verb}: {changes} change(s), {len(plan.refused)} refused, {plan.skipped} row(s) without a change")
+    if yes and changes:
+        typer.echo(f"undo with: datacleaner undo --dataset {dataset}")
+
+
+@command
+def undo(
+    dataset: Annotated[Path, typer.Option("--dataset", help="The dataset the last apply changed.")],
+):
+    """Revert the last apply on the dataset exactly."""
+    from .apply import undo_last
+
+    journal = undo_last(dataset)
+    typer.echo(f"undone: the apply of {journal['time']} ({len(journal['ops'])} file operation(s)) from {journal['review']}")
+
+
 def main() -> None:
     app()
 

@@ -8,6 +8,8 @@ never trained on.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -141,32 +143,42 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if mode != "RGB" else img
 
 
-def _decode_one(path: Path, size: int) -> tuple[np.ndarray | None, str | None]:
+def _decode_one(path: Path, size: int) -> tuple[np.ndarray | None, str | None, str]:
+    """(pixels or None, reason or None, sha256 prefix of the bytes) from one read of the file."""
     try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)"
-        return np.asarray(load_rgb(path, size), dtype=np.uint8), None
+        data = path.read_bytes()
     except FileNotFoundError:
-        return None, "file not found"
+        return None, "file not found", ""
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}", ""
+    checksum = hashlib.sha256(data).hexdigest()[:16]
+    if not data:
+        return None, "empty file (0 bytes)", checksum
+    try:
+        return np.asarray(load_rgb(io.BytesIO(data), size), dtype=np.uint8), None, checksum
     except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return None, f"cannot decode: {reason}"
+        return None, f"cannot decode: {reason}", checksum
 
 
 def decode_images(
-    files: list[Path], size: int, out: np.ndarray | None = None, *, workers: int | None = None, progress=None
+    files: list[Path], size: int, out: np.ndarray | None = None, *, workers: int | None = None, progress=None,
+    checksums: list[str] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Decode every file once into `out` (N, size, size, 3) uint8 (allocated when None).
 
     Returns the array and {index: reason} for files that could not be decoded (their
-    rows stay zero). `progress` is called with the number of files done so far.
+    rows stay zero). `progress` is called with 1 per file done. A `checksums` list is
+    filled with each file's sha256 prefix (from the same read), for `apply` to check.
     """
     if out is None:
         out = np.zeros((len(files), size, size, 3), dtype=np.uint8)
     problems: dict[int, str] = {}
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        for i, (arr, reason) in enumerate(pool.map(lambda f: _decode_one(f, size), files)):
+        for i, (arr, reason, checksum) in enumerate(pool.map(lambda f: _decode_one(f, size), files)):
+            if checksums is not None:
+                checksums.append(checksum)
             if reason is None:
                 out[i] = arr
             else:

@@ -12,6 +12,7 @@ flag_count        rounds that flagged the image
 rounds            rounds that judged the image
 issue             mislabel | low_confidence | unreadable | '' (not in review)
 reason            why an image is unreadable, else ''
+checksum          sha256 prefix of the file as judged (`apply` refuses files changed since)
 reviewed_label    empty, for the annotator
 """
 
@@ -28,7 +29,7 @@ from .scoring import Scores
 
 COLUMNS = [
     "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
-    "flag_count", "rounds", "issue", "reason", "reviewed_label",
+    "flag_count", "rounds", "issue", "reason", "checksum", "reviewed_label",
 ]
 TEXT_COLUMNS = ("path", "given_label", "suggested_label", "reason")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -60,7 +61,7 @@ def score_table(paths: list[str], classes: list[str], scores: Scores, problems: 
             "reason": reason,
             "reviewed_label": "",
         },
-        columns=COLUMNS,
+        columns=[c for c in COLUMNS if c != "checksum"],
     )
     return table
 

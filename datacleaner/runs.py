@@ -108,22 +108,26 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 
 def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: str, progress: Progress):
-    """(N, S, S, 3) uint8 memmap of every image, and {index: reason} for unreadable ones; decoded once per run."""
+    """(N, S, S, 3) uint8 memmap of every image, {index: reason} for unreadable ones and each file's
+    checksum; decoded once per run."""
     name = f"images-{size}-{fingerprint}"
-    array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".problems.json")
+    array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".meta.json")
     if array_path.is_file() and problems_path.is_file():
-        problems = {int(k): v for k, v in json.loads(problems_path.read_text()).items()}
-        return np.load(array_path, mmap_mode="r"), problems
+        meta = json.loads(problems_path.read_text())
+        problems = {int(k): v for k, v in meta["problems"].items()}
+        return np.load(array_path, mmap_mode="r"), problems, meta["checksums"]
     array_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = array_path.with_suffix(".partial.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(labeled.paths), size, size, 3))
+    checksums: list[str] = []
     with progress.bar(len(labeled.paths), "check+decode") as bar:
-        _, problems = decode_images([labeled.absolute(i) for i in range(len(labeled.paths))], size, out, progress=bar.update)
+        files = [labeled.absolute(i) for i in range(len(labeled.paths))]
+        _, problems = decode_images(files, size, out, progress=bar.update, checksums=checksums)
     out.flush()
     del out
     os.replace(tmp, array_path)
-    write_text_atomic(problems_path, json.dumps({str(k): v for k, v in problems.items()}))
-    return np.load(array_path, mmap_mode="r"), problems
+    write_text_atomic(problems_path, json.dumps({"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums}))
+    return np.load(array_path, mmap_mode="r"), problems, checksums
 
 
 def _set_threads(cfg: CleanConfig) -> None:
@@ -158,7 +162,7 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     run.write_json("run.json", info)
     write_text_atomic(run.file("config.yaml"), dump_config(cfg))
 
-    images, problems = _decoded_cache(run, labeled, size, fingerprint, progress)
+    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     if problems:
@@ -167,7 +171,7 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=usable)
     manifest = pd.DataFrame(
         {"path": labeled.paths, "label": labeled.labels, "part": plan.part,
-         "reason": [problems.get(i, "") for i in range(len(labeled.paths))]}
+         "reason": [problems.get(i, "") for i in range(len(labeled.paths))], "checksum": checksums}
     )
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
 
@@ -272,7 +276,7 @@ def rescore(
             raise DataCleanerError(f"no member named '{label}' in this run; members: {', '.join(m.label for m in cfg.members)}")
         match[0].weight = float(w)
     cfg = validate(cfg)
-    manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str, "reason": str}, keep_default_na=False)
+    manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str, "reason": str, "checksum": str}, keep_default_na=False)
     paths = manifest["path"].tolist()
     labels = manifest["label"].to_numpy(dtype=np.int64)
     plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
@@ -295,6 +299,7 @@ def rescore(
     scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T)
     problems = {i: why for i, why in enumerate(manifest["reason"]) if why}
     table = score_table(paths, classes, scores, problems)
+    table.insert(len(table.columns) - 1, "checksum", manifest["checksum"].to_numpy())
     review = review_table(table)
     write_csv_atomic(table, run.file("scores.csv"))
     write_csv_atomic(review, run.file("review.csv"))
@@ -344,7 +349,7 @@ def train_committee(data: str | Path, cfg: CleanConfig, out: str | Path, *, prog
     _set_threads(cfg)
     size = cfg.cache_size or max(member_preprocess(m).size for m in cfg.members)
     run.path.mkdir(parents=True, exist_ok=True)
-    images, problems = _decoded_cache(run, labeled, size, fingerprint, progress)
+    images, problems, _ = _decoded_cache(run, labeled, size, fingerprint, progress)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     if problems:

@@ -10,7 +10,6 @@ rank (1 = first), in_budget (the top B), detail (why a file is unreadable), chec
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +34,6 @@ class SelectResult:
     selection: pd.DataFrame  # candidates ranked, then unreadable
     scores: pd.DataFrame  # every pool image, skipped ones included
     summary: dict
-
-
-def file_checksum(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def load_production(production: str | Path, images, paths, root, committee: Committee, *, arch=None, classes=None,
@@ -74,7 +65,7 @@ def select(
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
-    images, problems = _decoded_cache(run, listing, committee.cache_size_, data_fingerprint(listing), progress)
+    images, problems, checksums = _decoded_cache(run, listing, committee.cache_size_, data_fingerprint(listing), progress)
     ok = np.array([i not in problems for i in range(len(paths))])
     idx = np.flatnonzero(ok)
     pool_images = np.asarray(images[idx])  # (n, S, S, 3) uint8, readable images only
@@ -110,7 +101,8 @@ def select(
     candidates["in_budget"] = candidates["rank"] <= (budget if budget is not None else len(candidates))
     unreadable = pd.DataFrame({"path": [paths[i] for i in problems], "reason": "unreadable", "detail": list(problems.values())})
     selection = pd.concat([candidates, unreadable], ignore_index=True)
-    selection["checksum"] = [file_checksum(root / p) if r != "unreadable" else "" for p, r in zip(selection["path"], selection["reason"])]
+    checksum_of = dict(zip(paths, checksums))
+    selection["checksum"] = selection["path"].map(checksum_of)
     selection["detail"] = selection["detail"].fillna("")
     selection["reviewed_label"] = ""
     write_csv_atomic(selection, run.file("selection.csv"))
