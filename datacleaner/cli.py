@@ -201,6 +201,7 @@ def select(
     production_arch: Annotated[Optional[str], typer.Option(help="timm architecture of the production weights file.")] = None,
     production_classes: Annotated[Optional[str], typer.Option(help="Production class names in output order: comma-separated or a file with one per line (default: the committee's).")] = None,
     production_size: Annotated[Optional[int], typer.Option(help="Production model input size.")] = None,
+    diverse: Annotated[bool, typer.Option("--diverse", help="Keep near-duplicates from filling the budget (k-center on committee features).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     quiet: Quiet = False,
 ):
@@ -214,13 +215,13 @@ def select(
     result = run_select(
         pool, committee, production, out=out, budget=budget, method=method, min_committee_prob=min_committee_prob,
         min_production_score=min_production_score, production_arch=production_arch, production_classes=names,
-        production_size=production_size, device=device, progress=_progress(quiet, False),
+        production_size=production_size, diverse=diverse, device=device, progress=_progress(quiet, False),
     )
     s = result.summary
     typer.echo(
         f"pool {s['pool']} images: {s['skipped']} skipped (production already handles them: {s['skip_rule']}), "
         f"{s['unreadable']} unreadable, {s['candidates']} candidates ({s['disagree']} disagree, "
-        f"{s['low_confidence']} low confidence)"
+        f"{s['low_confidence']} low confidence), {s['duplicates']} exact duplicate(s) reported once"
         + (f", top {s['budget']} in budget" if s["budget"] is not None else "")
         + f"\nselection list   {s['selection_csv']}"
     )

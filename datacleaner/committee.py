@@ -149,6 +149,17 @@ class Committee:
                 )
         return np.stack(outputs, axis=1)
 
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """(N, D) penultimate features of every member, each L2-normalised, concatenated."""
+        from .predict import predict_features
+
+        device = resolve_device(self.config.device)
+        parts = []
+        for model, prep in zip(self.members_, self.preps_):
+            f = predict_features(model, images, prep, device=device)
+            parts.append(f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None))
+        return np.concatenate(parts, axis=1)
+
     def predict_proba(self, images: np.ndarray, *, progress: Progress = QUIET) -> np.ndarray:
         """(N, C) fused probabilities."""
         return fuse(self.predict_outputs(images, progress=progress), self.weights_, mode=self.config.fusion)

@@ -51,3 +51,22 @@ def predict_logits(
     if not chunks:
         return np.zeros((0, V, getattr(model, "num_classes", 0)), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32)
+
+
+@torch.inference_mode()
+def predict_features(
+    model: torch.nn.Module, images: np.ndarray, prep: Preprocess, *, device: torch.device, batch_size: int = 256
+) -> np.ndarray:
+    """(N, D) penultimate features (timm's pre-logits) of the unaugmented images (N, S, S, 3)."""
+    from .config import AugmentConfig
+
+    model.to(device).to(memory_format=torch.channels_last).eval()
+    mean, std = prep.tensors(device)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        params = view_params(np.arange(len(batch)), 1, mode="deterministic", aug=AugmentConfig(), seed=0)
+        x = make_views(torch.from_numpy(np.ascontiguousarray(batch)).to(device), params, prep.size, mean, std)
+        feats = model.forward_head(model.forward_features(x), pre_logits=True)
+        chunks.append(feats.float().flatten(1).cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)

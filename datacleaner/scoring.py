@@ -166,3 +166,20 @@ def skip_mask(
         & (committee_probs.max(axis=1) >= min_committee_prob)
         & (np.asarray(production_score) >= min_production_score)
     )
+
+
+def k_center_greedy(features: np.ndarray, k: int) -> np.ndarray:
+    """(min(k, n),) indices into `features` (n, D), picked greedily so that each next one is the
+    farthest (Euclidean) from those already picked; starts at index 0 (the top-ranked candidate).
+    Near-duplicates therefore cannot fill the budget."""
+    features = np.asarray(features, dtype=np.float64)
+    n = len(features)
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    picked = [0]
+    dist = np.linalg.norm(features - features[0], axis=1)  # (n,) distance to the nearest pick
+    while len(picked) < min(k, n):
+        nxt = int(np.argmax(dist))  # ties -> the lower index, i.e. the better-ranked candidate
+        picked.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(features - features[nxt], axis=1))
+    return np.array(picked, dtype=np.int64)

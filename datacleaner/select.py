@@ -3,7 +3,7 @@ production already handles, rank the rest by disagreement, write selection.csv. 
 
 Columns of selection.csv (candidates most worth labeling first, then unreadable files):
 path, production_label, production_score, suggested_label, suggested_prob, disagreement,
-vote_<member> (each member's label), reason (disagree | low_confidence | unreadable),
+vote_<member> (each member's label), reason (disagree | low_confidence | duplicate | unreadable),
 rank (1 = first), in_budget (the top B), detail (why a file is unreadable), checksum (sha256 prefix of the file, checked by
 `apply`), reviewed_label (empty, for the annotator).
 """
@@ -25,7 +25,7 @@ from .production import ProductionPredictions, from_csv, from_timm, from_torchsc
 from .progress import Progress
 from .review import write_csv_atomic
 from .runs import RunDir, _decoded_cache, _set_threads, data_fingerprint
-from .scoring import DISAGREEMENT_METHODS, disagreement, skip_mask
+from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
 
 
 @dataclass
@@ -53,8 +53,13 @@ def select(
     pool: str | Path, committee_dir: str | Path, production: str | Path, *, out: str | Path, budget: int | None = None,
     method: str = "contradiction", min_committee_prob: float = 0.8, min_production_score: float = 0.8,
     production_arch: str | None = None, production_classes: list[str] | None = None, production_size: int | None = None,
-    device: str = "auto", progress: Progress | None = None,
+    diverse: bool = False, diverse_pool: int = 5, device: str = "auto", progress: Progress | None = None,
 ) -> SelectResult:
+    """Score `pool` with the committee bundle and the production model; write selection.csv into `out`.
+
+    diverse: fill the budget by greedy k-center on the committee's penultimate features among
+    the top `diverse_pool` x B candidates, so near-duplicates (bursts, video frames) cannot fill it.
+    Exact duplicate files are always reported once (the others get reason 'duplicate')."""
     progress = progress or Progress()
     started = time.time()
     if method not in DISAGREEMENT_METHODS:
@@ -96,14 +101,28 @@ def select(
     for m, member in enumerate(committee.config.members):
         table[f"vote_{member.label}"] = classes[member_probs[:, m].argmax(axis=1)]
     table["reason"] = np.where(skipped, "skip", np.where(suggested != prod.label, "disagree", "low_confidence"))
-    candidates = table[~skipped].sort_values(["disagreement", "path"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    table["checksum"] = [checksums[i] for i in idx]
+    table["detail"] = ""
+    first_copy = table.groupby("checksum")["path"].transform("first")
+    duplicate = (first_copy != table["path"]).to_numpy()
+    table.loc[duplicate, "detail"] = "same file as " + first_copy[duplicate]
+    candidates = table[~skipped & ~duplicate].sort_values(["disagreement", "path"], ascending=[False, True], kind="stable")
+    B = budget if budget is not None else len(candidates)
+    if diverse and len(candidates) > 1 and B > 0:
+        top = candidates.head(diverse_pool * B)
+        feats = committee.features(pool_images[top.index.to_numpy()])  # (n_top, D)
+        picked = top.index[k_center_greedy(feats, B)]
+        candidates = pd.concat([candidates.loc[picked], candidates.drop(index=picked)])
+    candidates = candidates.reset_index(drop=True)
     candidates["rank"] = np.arange(1, len(candidates) + 1)
-    candidates["in_budget"] = candidates["rank"] <= (budget if budget is not None else len(candidates))
-    unreadable = pd.DataFrame({"path": [paths[i] for i in problems], "reason": "unreadable", "detail": list(problems.values())})
-    selection = pd.concat([candidates, unreadable], ignore_index=True)
-    checksum_of = dict(zip(paths, checksums))
-    selection["checksum"] = selection["path"].map(checksum_of)
+    candidates["in_budget"] = candidates["rank"] <= B
+    dupes = table[duplicate & ~skipped].assign(reason="duplicate")
+    unreadable = pd.DataFrame({"path": [paths[i] for i in problems], "reason": "unreadable", "detail": list(problems.values()),
+                               "checksum": [checksums[i] for i in problems]})
+    selection = pd.concat([candidates, dupes, unreadable], ignore_index=True)
     selection["detail"] = selection["detail"].fillna("")
+    selection["rank"] = selection["rank"].astype("Int64")  # empty for duplicates and unreadable files
+    selection["in_budget"] = selection["in_budget"].astype("boolean")
     selection["reviewed_label"] = ""
     write_csv_atomic(selection, run.file("selection.csv"))
     write_csv_atomic(table, run.file("pool_scores.csv"))
@@ -113,6 +132,7 @@ def select(
         "skip_rule": f"same label and committee prob >= {min_committee_prob} and production score >= {min_production_score}",
         "candidates": len(candidates), "disagree": int((candidates["reason"] == "disagree").sum()),
         "low_confidence": int((candidates["reason"] == "low_confidence").sum()),
+        "duplicates": int(duplicate.sum()), "diverse": diverse,
         "budget": budget, "method": method, "committee": str(Path(committee_dir).resolve()),
         "classes": committee.classes_, "wall_time_s": round(time.time() - started, 1),
         "selection_csv": str(run.file("selection.csv")),

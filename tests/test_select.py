@@ -138,3 +138,52 @@ def test_ranking_and_skip_rule_on_hand_made_arrays():
     assert skip.tolist() == [True, False, False, False]
     with pytest.raises(ValueError, match="contradiction"):
         disagreement(committee, production_label, method="entropy")
+
+
+def test_k_center_greedy_spreads_picks():
+    from datacleaner.scoring import k_center_greedy
+
+    cluster = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [0.02, 0.01]])
+    far = np.array([[5.0, 0.0], [0.0, 5.0]])
+    picks = k_center_greedy(np.concatenate([cluster, far]), 3)
+    assert picks.tolist()[0] == 0 and set(picks.tolist()[1:]) == {4, 5}
+    assert k_center_greedy(np.zeros((0, 2)), 3).size == 0
+
+
+def test_diverse_keeps_a_burst_from_filling_the_budget(committee_dir, pool, tmp_path):
+    root, truth = pool
+    burst = tmp_path / "burst"
+    import shutil
+
+    shutil.copytree(root, burst)
+    production_csv(tmp_path / "p0.csv", truth)
+    first = runner.invoke(app, ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "p0.csv"),
+                                "--out", str(tmp_path / "first"), "-q"])
+    assert first.exit_code == 0, first.output
+    top = pd.read_csv(tmp_path / "first" / "selection.csv", dtype=str)["path"].iloc[0]  # production's clearest mistake
+    wrong = [top]
+    frame = np.asarray(Image.open(burst / wrong[0]))
+    rng = np.random.default_rng(0)
+    for k in range(8):  # a burst of near-identical frames of one image production gets wrong
+        noisy = np.clip(frame.astype(int) + rng.integers(-3, 4, frame.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(burst / "cam0" / f"burst {k}.png")
+    shutil.copy(burst / wrong[0], burst / "cam1" / "exact copy.png")
+    burst_truth = {**truth, **{f"cam0/burst {k}.png": truth[wrong[0]] for k in range(8)}, "cam1/exact copy.png": truth[wrong[0]]}
+    production_csv(tmp_path / "prod.csv", burst_truth)
+    prod = pd.read_csv(tmp_path / "prod.csv", dtype=str)
+    burst_rows = prod["path"].str.startswith("cam0/burst") | prod["path"].isin(["cam1/exact copy.png", wrong[0]])
+    p0 = pd.read_csv(tmp_path / "p0.csv", dtype=str)
+    prod.loc[burst_rows, "label"] = p0.loc[p0["path"] == wrong[0], "label"].iloc[0]  # production wrong on the whole burst
+    prod.to_csv(tmp_path / "prod.csv", index=False)
+    counts = {}
+    for flag in ([], ["--diverse"]):
+        out = tmp_path / ("div" if flag else "plain")
+        r = runner.invoke(app, ["select", str(burst), "--committee", str(committee_dir), "--production", str(tmp_path / "prod.csv"),
+                                "--budget", "8", "--out", str(out), "-q", *flag])
+        assert r.exit_code == 0, r.output
+        sel = pd.read_csv(out / "selection.csv", dtype=str, keep_default_na=False)
+        in_budget = sel[sel["in_budget"] == "True"]["path"]
+        counts[bool(flag)] = int(in_budget.str.contains("burst").sum() + in_budget.isin([wrong[0]]).sum())
+        dup = sel[sel["reason"] == "duplicate"]
+        assert len(dup) == 1 and "same file as" in dup["detail"].iloc[0]
+    assert counts[True] <= 3 < counts[False]
