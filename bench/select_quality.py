@@ -147,12 +147,17 @@ def main() -> None:
     print("|---:|" + "---:|" * len(STRATEGIES))
     for r, n in enumerate(sizes):
         print(f"| {n} | " + " | ".join(f"{mean[s][r]:.3f} ± {std[s][r]:.3f}" for s in STRATEGIES) + " |")
-    target = mean["ours"][-1]
-    need = labels_needed(list(mean["random"]), sizes, target)
-    added_ours = sizes[-1] - sizes[0]
-    saved = "random never reaches it within the simulated budget" if need is None else \
-        f"random needs {need - sizes[0]:.0f} added labels for it, ours {added_ours}: {1 - added_ours / max(1e-9, need - sizes[0]):.0%} fewer"
-    print(f"\nours reaches {target:.3f} with {added_ours} added labels; {saved}. Wall time {time.time() - t0:.0f} s.")
+    final_random = mean["random"][-1]
+    print()
+    for strategy in ("ours", "ours_diverse", "prod_entropy", "prod_margin"):
+        need = labels_needed(list(mean[strategy]), sizes, final_random)
+        added_random = sizes[-1] - sizes[0]
+        if need is None:
+            print(f"{strategy}: does not reach random's final accuracy {final_random:.3f}")
+        else:
+            print(f"{strategy}: reaches random's final accuracy {final_random:.3f} with {need - sizes[0]:.0f} added labels "
+                  f"against random's {added_random}: {1 - (need - sizes[0]) / added_random:.0%} of the labels saved")
+    print(f"wall time {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_co
 from .dataset import decode_images
 from .errors import DataCleanerError
 from .fuse import fuse
+from .keys import digest, member_seed
 from .models import Preprocess, create_member_model, member_preprocess, resolve_device
 from .predict import predict_logits
 from .progress import QUIET, Progress
@@ -48,8 +49,6 @@ class Committee:
         With `out`, each member's weights are written there as soon as it finishes, and a
         member whose weights are already there (same recipe) is loaded instead of retrained.
         """
-        from .runs import _digest, member_seed  # the same seeding as clean's rounds
-
         cfg = validate(self.config)
         device = resolve_device(cfg.device)
         self.classes_ = list(classes)
@@ -57,9 +56,9 @@ class Committee:
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
         for member in cfg.members:
             prep = member_preprocess(member)
-            key = _digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist()])
+            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist()])
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
-            seed = member_seed(cfg.seed, -1, member)
+            seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
             model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)
             if path is not None and path.is_file():
                 model.load_state_dict(load_file(path))

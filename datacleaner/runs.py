@@ -16,12 +16,10 @@ from whatever finished, and changing only tau / T / fusion re-scores without tra
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from .config import CleanConfig, MemberConfig, dump_config, load_config, validat
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
 from .folds import FoldPlan, make_fold_plan
+from .keys import digest, member_seed
 from .fuse import fuse
 from .models import create_member_model, member_preprocess, resolve_device
 from .predict import predict_logits
@@ -41,15 +40,6 @@ from .progress import Progress
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
 from .train import train_member
-
-
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def member_seed(seed: int, round_: int, member: MemberConfig) -> int:
-    """A member's training seed depends on the run seed, its round and its name only, not on run order."""
-    return zlib.crc32(f"{seed}/{round_}/{member.label}".encode())
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -61,7 +51,7 @@ def data_fingerprint(labeled: LabeledImages) -> str:
             stats.append((st.st_size, st.st_mtime_ns))
         except OSError:
             stats.append((-1, -1))
-    return _digest([labeled.paths, labeled.labels.tolist(), labeled.classes, stats])
+    return digest([labeled.paths, labeled.labels.tolist(), labeled.classes, stats])
 
 
 @dataclass
@@ -89,7 +79,7 @@ class RunDir:
     # keys of cached work -------------------------------------------------------------
     def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict) -> str:
         recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
-        return _digest(
+        return digest(
             [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"]]
         )
 
@@ -97,7 +87,7 @@ class RunDir:
         return self.file("members", f"r{round_}-{member.label}-{self.training_key(cfg, member, round_, info)}.safetensors")
 
     def logits_path(self, cfg, member, round_, info) -> Path:
-        key = _digest([self.training_key(cfg, member, round_, info), asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
+        key = digest([self.training_key(cfg, member, round_, info), asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
         return self.file("logits", f"r{round_}-{member.label}-{key}.npy")
 
 
@@ -212,7 +202,7 @@ def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep,
     """Train (or load) member `member` of committee `r`, then cache its TTA logits. Returns 1 if it trained."""
     weights_path = run.weights_path(cfg, member, r, info)
     has_weights = weights_path.is_file()
-    seed = member_seed(cfg.seed, r, member)
+    seed = member_seed(cfg.seed, r, member.label)
     model = create_member_model(member, len(labeled.classes), load_pretrained=not has_weights, seed=seed)
     trained = 0
     if has_weights:

@@ -20,7 +20,7 @@ import pandas as pd
 from .committee import Committee
 from .dataset import LabeledImages, find_pool_images
 from .errors import DataCleanerError
-from .fuse import softmax
+from .fuse import fuse, softmax
 from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
 from .progress import Progress
 from .review import write_csv_atomic
@@ -75,8 +75,6 @@ def select(
     idx = np.flatnonzero(ok)
     pool_images = np.asarray(images[idx])  # (n, S, S, 3) uint8, readable images only
     outputs = committee.predict_outputs(pool_images, progress=progress)  # (n, M, V, C)
-    from .fuse import fuse
-
     fused = fuse(outputs, committee.weights_, mode=committee.config.fusion)  # (n, C)
     member_probs = softmax(outputs.astype(np.float64).mean(axis=2))  # (n, M, C)
     prod = load_production(
