@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.torch import load_file, save
 
 from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_config, validate
@@ -42,12 +41,13 @@ class Committee:
     # fitting -------------------------------------------------------------------------
     def fit(
         self, images: np.ndarray, labels: np.ndarray, classes: list[str], *, idx: np.ndarray | None = None,
-        out: str | Path | None = None, progress: Progress = QUIET,
+        out: str | Path | None = None, data_key: str = "", progress: Progress = QUIET,
     ) -> "Committee":
         """Train every member on images[idx] ((N, S, S, 3) uint8; default: all) with `labels` (N,).
 
         With `out`, each member's weights are written there as soon as it finishes, and a
-        member whose weights are already there (same recipe) is loaded instead of retrained.
+        member whose weights are already there (same recipe, same `data_key` identifying the
+        data) is loaded instead of retrained.
         """
         cfg = validate(self.config)
         device = resolve_device(cfg.device)
@@ -56,7 +56,7 @@ class Committee:
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
         for member in cfg.members:
             prep = member_preprocess(member)
-            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist()])
+            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist(), data_key])
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
             model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)

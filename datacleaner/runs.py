@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save
 
+from .committee import Committee
 from .config import CleanConfig, MemberConfig, dump_config, load_config, validate
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
@@ -124,44 +125,66 @@ def _set_threads(cfg: CleanConfig) -> None:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
 
+@dataclass
+class Prepared:
+    """A labeled dataset found, checked and decoded once into the run directory's cache."""
+
+    labeled: LabeledImages
+    fingerprint: str
+    preps: dict  # member label -> Preprocess
+    size: int  # side of the decoded cache
+    images: np.ndarray  # (N, S, S, 3) uint8 memmap
+    problems: dict  # index -> why the file is unreadable
+    checksums: list  # (N,) sha256 prefixes
+    usable: np.ndarray  # (N,) bool: readable
+
+
+def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per_class: int, guard: bool) -> Prepared:
+    """Find, fingerprint, decode and check the labeled data; with `guard`, refuse a run dir holding other data."""
+    labeled = find_labeled_images(data)
+    for note in labeled.notes:
+        progress.info(f"note: {note}")
+    fingerprint = data_fingerprint(labeled)
+    previous = run.read_json("run.json")
+    if guard and previous and previous["fingerprint"] != fingerprint:
+        raise DataCleanerError(
+            f"{run.path} holds a run on other data (files, labels or timestamps differ from {data}); "
+            f"choose a new --out, or delete {run.path} to start over"
+        )
+    _set_threads(cfg)
+    preps = {m.label: member_preprocess(m) for m in cfg.members}
+    size = cfg.cache_size or max(p.size for p in preps.values())
+    run.path.mkdir(parents=True, exist_ok=True)
+    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress)
+    usable = np.ones(len(labeled.paths), dtype=bool)
+    usable[list(problems)] = False
+    if problems:
+        listing = "; ".join(f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5])
+        progress.info(f"{len(problems)} unreadable file(s) left out of training: {listing}" + (" ..." if len(problems) > 5 else ""))
+    check_class_sizes(labeled.labels, labeled.classes, usable, min_per_class, Path(data))
+    return Prepared(labeled, fingerprint, preps, size, images, problems, checksums, usable)
+
+
 def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None) -> CleanResult:
     """Run (or continue) the whole `clean` job on `data` and write its outputs into `out`."""
     progress = progress or Progress()
     started = time.time()
     cfg = validate(cfg)
     run = RunDir(out)
-    labeled = find_labeled_images(data)
-    for note in labeled.notes:
-        progress.info(f"note: {note}")
-    fingerprint = data_fingerprint(labeled)
-    previous = run.read_json("run.json")
-    if previous and previous["fingerprint"] != fingerprint:
-        raise DataCleanerError(
-            f"{run.path} holds a run on other data (files, labels or timestamps differ from {data}); "
-            f"choose a new --out, or delete {run.path} to start over"
-        )
-    _set_threads(cfg)
+    prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True)
+    labeled, images, problems, preps = prepared.labeled, prepared.images, prepared.problems, prepared.preps
     device = resolve_device(cfg.device)
-    preps = {m.label: member_preprocess(m) for m in cfg.members}
-    size = cfg.cache_size or max(p.size for p in preps.values())
     info = {
-        "fingerprint": fingerprint, "cache_size": size, "classes": labeled.classes, "data": str(Path(data).resolve()),
-        "source": labeled.source, "root": str(labeled.root.resolve()),
+        "fingerprint": prepared.fingerprint, "cache_size": prepared.size, "classes": labeled.classes,
+        "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
     }
-    run.path.mkdir(parents=True, exist_ok=True)
     run.write_json("run.json", info)
     write_text_atomic(run.file("config.yaml"), dump_config(cfg))
-
-    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress)
-    usable = np.ones(len(labeled.paths), dtype=bool)
-    usable[list(problems)] = False
-    if problems:
-        progress.info(f"{len(problems)} unreadable file(s) left out of training; listed in review.csv as 'unreadable'")
-    check_class_sizes(labeled.labels, labeled.classes, usable, cfg.folds, Path(data))
+    usable = prepared.usable
     plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=usable)
     manifest = pd.DataFrame(
         {"path": labeled.paths, "label": labeled.labels, "part": plan.part,
-         "reason": [problems.get(i, "") for i in range(len(labeled.paths))], "checksum": checksums}
+         "reason": [problems.get(i, "") for i in range(len(labeled.paths))], "checksum": prepared.checksums}
     )
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
 
@@ -326,29 +349,16 @@ def train_committee(data: str | Path, cfg: CleanConfig, out: str | Path, *, prog
     Re-running continues: members whose weights are already in `out` are not retrained.
     Returns the fitted Committee.
     """
-    from .committee import Committee
-
     progress = progress or Progress()
     started = time.time()
     cfg = validate(cfg)
     run = RunDir(out)
-    labeled = find_labeled_images(data)
-    for note in labeled.notes:
-        progress.info(f"note: {note}")
-    fingerprint = data_fingerprint(labeled)
-    _set_threads(cfg)
-    size = cfg.cache_size or max(member_preprocess(m).size for m in cfg.members)
-    run.path.mkdir(parents=True, exist_ok=True)
-    images, problems, _ = _decoded_cache(run, labeled, size, fingerprint, progress)
-    usable = np.ones(len(labeled.paths), dtype=bool)
-    usable[list(problems)] = False
-    if problems:
-        progress.info(f"{len(problems)} unreadable file(s) left out of training: " + "; ".join(
-            f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5]) + (" ..." if len(problems) > 5 else ""))
-    check_class_sizes(labeled.labels, labeled.classes, usable, 2, Path(data))
+    prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)
+    labeled, problems, usable = prepared.labeled, prepared.problems, prepared.usable
     keep = np.flatnonzero(usable)
     committee = Committee(cfg).fit(
-        images, labeled.labels, labeled.classes, idx=keep, out=run.path / "cache", progress=progress
+        prepared.images, labeled.labels, labeled.classes, idx=keep, out=run.path / "cache", data_key=prepared.fingerprint,
+        progress=progress,
     )
     committee.save(run.path)
     run.write_json("summary.json", {
