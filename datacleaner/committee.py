@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
@@ -29,7 +29,7 @@ from .models import Preprocess, create_member_model, member_preprocess, resolve_
 from .predict import predict_logits
 from .progress import QUIET, Progress
 from .review import write_bytes_atomic, write_text_atomic
-from .train import train_member
+from .train import state_bytes, train_or_load
 
 FORMAT = 1
 
@@ -60,20 +60,10 @@ class Committee:
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
             model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)
-            if path is not None and path.is_file():
-                model.load_state_dict(load_file(path))
-                progress.debug(f"loaded {member.label} from {path}")
-            else:
-                bs = min(member.batch_size, len(idx))
-                steps = member.epochs * (len(idx) // bs + (1 if len(idx) % bs >= 2 else 0))
-                with progress.bar(steps, f"train {member.label}", unit="step") as bar:
-                    train_member(
-                        model, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
-                        workers=0 if device.type == "cpu" else 8,
-                        on_step=lambda e, loss, bar=bar, m=member: (bar.update(1), bar.set_postfix(epoch=f"{e + 1}/{m.epochs}", loss=f"{loss:.3f}", refresh=False)),
-                    )
-                if path is not None:
-                    write_bytes_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+            train_or_load(
+                model, path, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
+                progress=progress, desc=f"train {member.label}",
+            )
             self.members_.append(model.eval())
             self.preps_.append(prep)
         self.cache_size_ = images.shape[1]
@@ -86,8 +76,7 @@ class Committee:
         entries = []
         for member, model, prep in zip(self.config.members, self.members_, self.preps_):
             file = f"members/{member.label}.safetensors"
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            write_bytes_atomic(path / file, save(state, metadata={"arch": member.arch}))
+            write_bytes_atomic(path / file, state_bytes(model, arch=member.arch))
             entries.append({"member": dataclasses.asdict(member), "file": file, "size": prep.size, "mean": prep.mean, "std": prep.std})
         bundle = {
             "format": FORMAT, "classes": self.classes_, "cache_size": self.cache_size_, "fusion": self.config.fusion,

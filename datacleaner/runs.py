@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save
 
 from .committee import Committee
 from .config import CleanConfig, MemberConfig, dump_config, load_config, validate
@@ -40,7 +39,7 @@ from .predict import predict_logits
 from .progress import Progress
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
-from .train import train_member
+from .train import train_or_load
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -224,33 +223,13 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
 def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep, info, device, progress) -> int:
     """Train (or load) member `member` of committee `r`, then cache its TTA logits. Returns 1 if it trained."""
     weights_path = run.weights_path(cfg, member, r, info)
-    has_weights = weights_path.is_file()
     seed = member_seed(cfg.seed, r, member.label)
-    model = create_member_model(member, len(labeled.classes), load_pretrained=not has_weights, seed=seed)
-    trained = 0
-    if has_weights:
-        model.load_state_dict(load_file(weights_path))
-        progress.debug(f"round {r + 1}: loaded {member.label} from {weights_path.name}")
-    else:
-        train_idx = plan.train_idx(r)
-        bs = min(member.batch_size, len(train_idx))
-        steps = member.epochs * max(1, len(train_idx) // bs + (1 if len(train_idx) % bs >= 2 else 0))
-        with progress.bar(steps, f"round {r + 1}/{plan.n_rounds} train {member.label}", unit="step") as bar:
-            def on_step(epoch, loss):
-                bar.update(1)
-                bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
-
-            def on_epoch(epoch, mean_loss):
-                progress.debug(f"round {r + 1} {member.label} epoch {epoch + 1}/{member.epochs} loss {mean_loss:.4f}")
-
-            train_member(
-                model, images, labeled.labels, train_idx, member, cfg.augment, prep, device=device,
-                seed=seed, workers=_loader_workers(device),
-                on_step=on_step, on_epoch=on_epoch,
-            )
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        write_bytes_atomic(weights_path, save(state, metadata={"arch": member.arch, "round": str(r)}))
-        trained = 1
+    model = create_member_model(member, len(labeled.classes), load_pretrained=not weights_path.is_file(), seed=seed)
+    trained = train_or_load(
+        model, weights_path, images, labeled.labels, plan.train_idx(r), member, cfg.augment, prep, device=device,
+        seed=seed, progress=progress, desc=f"round {r + 1}/{plan.n_rounds} train {member.label}",
+        metadata={"round": str(r)},
+    )
     judge_idx = plan.judge_idx(r)
     with progress.bar(len(judge_idx), f"round {r + 1}/{plan.n_rounds} judge {member.label}") as bar:
         logits = predict_logits(
@@ -258,12 +237,7 @@ def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep,
             batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update,
         )  # (n_judged, V, C)
     _save_array(run.logits_path(cfg, member, r, info), logits)
-    return trained
-
-
-def _loader_workers(device: torch.device) -> int:
-    """Augmentation workers: none on the CPU (the cores are busy training), several on a GPU."""
-    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+    return int(trained)
 
 
 def rescore(

@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 
 from .augment import to_model_input, train_transform
 from .config import AugmentConfig, MemberConfig
 from .models import MemberLoss, Preprocess, lr_factor, make_optimizer
+from .progress import Progress
+from .review import write_bytes_atomic
+
+
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps per epoch over n images: a last partial batch counts if it holds >= 2
+    images (BatchNorm needs two)."""
+    bs = min(batch_size, n)
+    return max(1, n // bs + (1 if n % bs >= 2 else 0))
+
+
+def loader_workers(device: torch.device) -> int:
+    """Augmentation workers: none on the CPU (the cores are busy training), several on a GPU."""
+    return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def state_bytes(model: torch.nn.Module, **metadata: str) -> bytes:
+    """The model's weights as safetensors bytes."""
+    return save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, metadata=metadata or None)
 
 
 class AugmentedBatches(torch.utils.data.Dataset):
@@ -26,8 +48,7 @@ class AugmentedBatches(torch.utils.data.Dataset):
         self.images, self.labels, self.order = images, labels, order
         self.batch_size, self.seed = batch_size, seed
         self.transform = train_transform(aug, size, seed)
-        n = len(order)
-        self.n_batches = n // batch_size + (1 if n % batch_size >= 2 else 0)  # BatchNorm needs >= 2 images
+        self.n_batches = batches_per_epoch(len(order), batch_size)
 
     def __len__(self) -> int:
         return self.n_batches
@@ -72,7 +93,7 @@ def train_member(
     optimizer = make_optimizer(model, member)
     loss_fn = MemberLoss(label_smoothing=member.label_smoothing, focal_gamma=member.focal_gamma, flooding=member.flooding)
     bs = min(member.batch_size, len(train_idx))
-    steps_per_epoch = max(1, len(train_idx) // bs + (1 if len(train_idx) % bs >= 2 else 0))
+    steps_per_epoch = batches_per_epoch(len(train_idx), bs)
     total = steps_per_epoch * member.epochs
     warmup = int(round(member.warmup_epochs * steps_per_epoch))
     cycle = (member.restart_epochs or member.epochs) * steps_per_epoch
@@ -115,3 +136,32 @@ def train_member(
         if on_epoch is not None:
             on_epoch(epoch, total_loss / max(1, seen))
     return model.eval()
+
+
+def train_or_load(
+    model: torch.nn.Module, weights_path: Path | None, images: np.ndarray, labels: np.ndarray, idx: np.ndarray,
+    member: MemberConfig, aug: AugmentConfig, prep: Preprocess, *, device: torch.device, seed: int,
+    progress: Progress, desc: str, metadata: dict[str, str] | None = None,
+) -> bool:
+    """Load `model`'s weights from `weights_path` if they are there; else train it on images[idx]
+    with a progress bar and write the weights there (atomically). Returns True if it trained."""
+    if weights_path is not None and weights_path.is_file():
+        model.load_state_dict(load_file(weights_path))
+        progress.debug(f"{desc}: loaded {weights_path.name}")
+        return False
+    steps = member.epochs * batches_per_epoch(len(idx), member.batch_size)
+    with progress.bar(steps, desc, unit="step") as bar:
+        def on_step(epoch, loss):
+            bar.update(1)
+            bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
+
+        def on_epoch(epoch, mean_loss):
+            progress.debug(f"{desc} epoch {epoch + 1}/{member.epochs} loss {mean_loss:.4f}")
+
+        train_member(
+            model, images, labels, idx, member, aug, prep, device=device, seed=seed,
+            workers=loader_workers(device), on_step=on_step, on_epoch=on_epoch,
+        )
+    if weights_path is not None:
+        write_bytes_atomic(weights_path, state_bytes(model, arch=member.arch, **(metadata or {})))
+    return True
