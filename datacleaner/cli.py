@@ -74,17 +74,24 @@ def print_summary(summary: dict) -> None:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses and cache decisions.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")]
+Members = Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")]
+Epochs = Annotated[Optional[int], typer.Option(help="Training epochs for every member.")]
+
+
+def _names(members: str | None) -> list[str] | None:
+    return [m.strip() for m in members.split(",") if m.strip()] if members else None
 
 
 @command
 def clean(
     data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per class, or a CSV manifest path,label.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: outputs, caches; re-run to resume.")],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
+    config: ConfigFile = None,
     scheme: Annotated[Optional[str], typer.Option(help="cv (train on K-1 parts) or dling (train on 1 part).")] = None,
     folds: Annotated[Optional[int], typer.Option(help="K, the number of parts.")] = None,
-    members: Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs for every member.")] = None,
+    members: Members = None,
+    epochs: Epochs = None,
     tau: Annotated[Optional[float], typer.Option(help="Flag a round when the label's fused probability is below tau.")] = None,
     min_flags: Annotated[Optional[int], typer.Option("--min-flags", "-T", help="T: review when flagged in >= T rounds.")] = None,
     fusion: Annotated[Optional[str], typer.Option(help="Fuse 'logits' (default) or 'probs'.")] = None,
@@ -100,7 +107,7 @@ def clean(
 
     overrides = dict(
         scheme=scheme, folds=folds, epochs=epochs, tau=tau, min_flags=min_flags, fusion=fusion, tta_views=tta_views,
-        device=device, seed=seed, members=[m.strip() for m in members.split(",") if m.strip()] if members else None,
+        device=device, seed=seed, members=_names(members),
     )
     cfg = load_config(config, overrides)
     result = run_clean(data, cfg, out, progress=_progress(quiet, verbose))
@@ -170,9 +177,9 @@ def demo(
 def train(
     data: Annotated[Path, typer.Argument(help="Labeled folder (one sub-folder per class) or CSV manifest path,label.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Committee bundle directory.")],
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")] = None,
-    members: Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs for every member.")] = None,
+    config: ConfigFile = None,
+    members: Members = None,
+    epochs: Epochs = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation and augmentation.")] = None,
     quiet: Quiet = False,
@@ -183,7 +190,7 @@ def train(
     from .runs import train_committee
 
     overrides = dict(epochs=epochs, device=device, seed=seed,
-                     members=[m.strip() for m in members.split(",") if m.strip()] if members else None)
+                     members=_names(members))
     committee = train_committee(data, load_config(config, overrides), out, progress=_progress(quiet, verbose))
     typer.echo(f"committee of {len(committee.members_)} member(s), {len(committee.classes_)} classes, saved to {out}")
 
