@@ -61,9 +61,12 @@ def print_summary(summary: dict) -> None:
     lines = [
         f"images           {summary['images']} ({summary['unreadable']} unreadable), {summary['classes']} classes",
         f"scheme           {summary['scheme']}, {summary['folds']} folds, {summary['judgements_per_image']} judgement(s) per image",
-        f"flag rule        tau={summary['tau']}, T={summary['min_flags']}, fusion={summary['fusion']}",
+        f"flag rule        {summary.get('flag_rule', 'fixed')}, tau={summary['tau']}, T={summary['min_flags']}, "
+        f"fusion={summary['fusion']}" + (", calibrated" if summary.get("calibrate") else "")
+        + (", fitted weights" if summary.get("fit_weights") else "") + (", 2 passes" if summary.get("passes") == 2 else ""),
         f"flagged          {summary['flagged']} ({per_class})",
-        f"est. noise rate  {summary['estimated_noise_rate']:.1%}",
+        f"est. noise rate  {summary['estimated_noise_rate']:.1%} (confident joint); the committee disagrees with "
+        f"{summary.get('committee_disagreement', 0):.1%} of the labels",
     ]
     if "wall_time_s" in summary:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
@@ -77,6 +80,10 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")]
 Members = Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs for every member.")]
+FlagRule = Annotated[Optional[str], typer.Option("--flag-rule", help="fixed (tau) or class_adaptive (per-class thresholds).")]
+LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="self_confidence or normalized_margin.")]
+Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
+FitWeights = Annotated[Optional[bool], typer.Option("--fit-weights/--no-fit-weights", help="Fit member fusion weights per round.")]
 
 
 def _names(members: str | None) -> list[str] | None:
@@ -98,6 +105,11 @@ def clean(
     tta_views: Annotated[Optional[int], typer.Option("--tta-views", help="V, views per image.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for folds, training and TTA.")] = None,
+    flag_rule: FlagRule = None,
+    label_quality: LabelQuality = None,
+    calibrate: Calibrate = None,
+    fit_weights: FitWeights = None,
+    passes: Annotated[Optional[int], typer.Option(help="2: retrain each committee without pass 1's flagged images, judge again.")] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
@@ -107,7 +119,8 @@ def clean(
 
     overrides = dict(
         scheme=scheme, folds=folds, epochs=epochs, tau=tau, min_flags=min_flags, fusion=fusion, tta_views=tta_views,
-        device=device, seed=seed, members=_names(members),
+        device=device, seed=seed, members=_names(members), flag_rule=flag_rule, label_quality=label_quality,
+        calibrate=calibrate, fit_weights=fit_weights, passes=passes,
     )
     cfg = load_config(config, overrides)
     result = run_clean(data, cfg, out, progress=_progress(quiet, verbose))
@@ -121,6 +134,10 @@ def rescore(
     min_flags: Annotated[Optional[int], typer.Option("--min-flags", "-T", help="New T.")] = None,
     fusion: Annotated[Optional[str], typer.Option(help="logits or probs.")] = None,
     weight: Annotated[Optional[list[str]], typer.Option(help="Member fusion weight NAME=W; repeatable.")] = None,
+    flag_rule: FlagRule = None,
+    label_quality: LabelQuality = None,
+    calibrate: Calibrate = None,
+    fit_weights: FitWeights = None,
     quiet: Quiet = False,
 ):
     """Re-score a run from its cached logits in seconds, without training."""
@@ -133,7 +150,10 @@ def rescore(
             weights[name] = float(value)
         except ValueError:
             raise DataCleanerError(f"--weight expects NAME=NUMBER, got '{item}'") from None
-    result = run_rescore(run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, progress=_progress(quiet, False))
+    result = run_rescore(
+        run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, flag_rule=flag_rule,
+        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, progress=_progress(quiet, False),
+    )
     print_summary(result.summary)
 
 

@@ -29,7 +29,7 @@ from .models import Preprocess, create_member_model, member_preprocess, resolve_
 from .predict import predict_logits
 from .progress import QUIET, Progress
 from .review import write_bytes_atomic, write_text_atomic
-from .train import state_bytes, train_or_load
+from .train import fit_linear_head, set_classifier, state_bytes, train_or_load
 
 FORMAT = 1
 
@@ -60,14 +60,35 @@ class Committee:
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
             model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)
-            train_or_load(
-                model, path, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
-                progress=progress, desc=f"train {member.label}",
-            )
+            if member.frozen and not (path and path.is_file()):
+                self._fit_frozen(model, member, prep, images, labels, idx, device, progress)
+                if path:
+                    write_bytes_atomic(path, state_bytes(model, arch=member.arch))
+            else:
+                train_or_load(
+                    model, path, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
+                    progress=progress, desc=f"train {member.label}",
+                )
             self.members_.append(model.eval())
             self.preps_.append(prep)
         self.cache_size_ = images.shape[1]
         return self
+
+    def _fit_frozen(self, model, member, prep, images, labels, idx, device, progress) -> None:
+        """A frozen member: the backbone's TTA features of images[idx] train a logistic head,
+        which becomes the model's classifier (so the bundle is an ordinary timm model)."""
+        cfg = self.config
+        with progress.bar(len(idx), f"features {member.label}") as bar:
+            features = predict_logits(
+                model, images, idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
+                batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
+            )  # (n, V, D)
+        V = features.shape[1]
+        W, b = fit_linear_head(
+            features.reshape(len(idx) * V, -1), np.repeat(np.asarray(labels)[idx], V), len(self.classes_),
+            l2=member.head_l2, label_smoothing=member.label_smoothing,
+        )
+        set_classifier(model, W, b)
 
     # saving and loading --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -15,12 +15,14 @@ from typing import Any
 import yaml
 
 from .errors import DataCleanerError
+from .scoring import FLAG_RULES, QUALITY_METHODS
 
 SCHEMES = ("dling", "cv")
 FUSIONS = ("logits", "probs")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "cosine_restarts", "constant")
 TTA_MODES = ("deterministic", "augment")
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Deterministic views, in the order they are taken: (zoom, centre x, centre y, hflip, vflip).
@@ -71,6 +73,9 @@ class MemberConfig:
     drop_rate: float = 0.0  # dropout before the classifier
     drop_path_rate: float = 0.0  # stochastic depth
     amp: bool = True  # mixed precision on CUDA (bf16 where supported)
+    frozen: bool = False  # keep the pretrained backbone frozen: its TTA features are computed once per
+    #                       image and cached; each round trains only a logistic-regression head on them
+    head_l2: float = 1e-3  # frozen members: L2 penalty of the head (features are standardised first)
 
     @property
     def label(self) -> str:
@@ -111,6 +116,14 @@ class CleanConfig:
     threads: int = 0  # torch CPU threads; 0 = all cores
     fusion: str = "logits"  # average logits (then softmax) or probabilities
     tau: float = 0.1  # a round flags an image if its label's fused probability < tau
+    flag_rule: str = "fixed"  # fixed: the fused argmax differs from the label or p(label) < tau;
+    #   class_adaptive: per-class thresholds t_c = mean p(c) over images labeled c (confident learning):
+    #   flagged when some other class j has p(j) >= t_j;
+    #   noise_rate: the n lowest label_quality, n = confident learning's estimate of the wrong labels
+    calibrate: bool = False  # fit one temperature per member and round (NLL of the given labels) before fusion
+    fit_weights: bool = False  # fit the members' fusion weights per round (NLL of the given labels)
+    label_quality: str = "self_confidence"  # ranking score: self_confidence | normalized_margin
+    passes: int = 1  # 2: retrain every round's committee without the images pass 1 sent to review, judge again
     min_flags: int | None = None  # T: review when flagged in >= T rounds; None = every round that judged it
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
     batch_size_predict: int = 256
@@ -168,6 +181,12 @@ def validate(cfg: CleanConfig) -> CleanConfig:
             f"min_flags (T) must be an integer in [1, {rounds}] for scheme {cfg.scheme} "
             f"with {cfg.folds} folds, got {cfg.min_flags}",
         )
+    _check(cfg.passes in (1, 2), f"passes must be 1 or 2, got {cfg.passes}")
+    _check(cfg.flag_rule in FLAG_RULES, f"flag_rule '{cfg.flag_rule}' is not one of {', '.join(FLAG_RULES)}")
+    _check(
+        cfg.label_quality in QUALITY_METHODS,
+        f"label_quality '{cfg.label_quality}' is not one of {', '.join(QUALITY_METHODS)}",
+    )
     _check(cfg.tta.mode in TTA_MODES, f"tta.mode '{cfg.tta.mode}' is not one of {', '.join(TTA_MODES)}")
     _check(isinstance(cfg.tta.views, int) and cfg.tta.views >= 1, f"tta.views must be >= 1, got {cfg.tta.views}")
     if cfg.tta.mode == "deterministic":
@@ -186,6 +205,11 @@ def validate(cfg: CleanConfig) -> CleanConfig:
         _check(m.epochs >= 1 and m.batch_size >= 1, f"{where}: epochs and batch_size must be >= 1")
         _check(m.weight >= 0, f"{where}: weight must be >= 0, got {m.weight}")
         _check(not (m.pretrained and m.pretrained_file), f"{where}: set pretrained or pretrained_file, not both")
+        _check(
+            not m.frozen or m.pretrained or bool(m.pretrained_file),
+            f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
+        )
+        _check(m.head_l2 >= 0, f"{where}: head_l2 must be >= 0, got {m.head_l2}")
         if m.pretrained_file:
             _check(Path(m.pretrained_file).is_file(), f"{where}: pretrained_file {m.pretrained_file} does not exist")
     _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")

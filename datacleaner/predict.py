@@ -27,8 +27,10 @@ def predict_logits(
     batch_size: int = 256,
     amp: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    features: bool = False,
 ) -> np.ndarray:
-    """(len(idx), V, C) float32 logits of `model` on V views of images[idx].
+    """(len(idx), V, C) float32 logits of `model` on V views of images[idx]; with `features`,
+    (len(idx), V, D) penultimate features (timm's pre-logits) instead.
 
     All V views of a batch go through the model in one forward pass. View parameters
     depend only on (seed, image index, view), never on batching.
@@ -44,12 +46,16 @@ def predict_logits(
         x = torch.from_numpy(np.ascontiguousarray(images[batch_idx]))  # (B, S, S, 3) uint8
         views = make_views(x.to(device, non_blocking=True), params, prep.size, mean, std)  # (B*V, 3, s, s)
         with autocast(device, amp):
-            logits = model(views)
-        chunks.append(logits.float().reshape(len(batch_idx), V, -1).cpu().numpy())  # (B, V, C)
+            if features:
+                out = model.forward_head(model.forward_features(views), pre_logits=True).flatten(1)  # (B*V, D)
+            else:
+                out = model(views)  # (B*V, C)
+        chunks.append(out.float().reshape(len(batch_idx), V, -1).cpu().numpy())  # (B, V, C or D)
         if on_batch is not None:
             on_batch(len(batch_idx))
     if not chunks:
-        return np.zeros((0, V, getattr(model, "num_classes", 0)), dtype=np.float32)
+        width = model.num_features if features else getattr(model, "num_classes", 0)
+        return np.zeros((0, V, width), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32)
 
 

@@ -7,7 +7,9 @@ Layout of a run directory (`--out`):
     manifest.csv       every image: path, label, part, unreadable reason
     cache/             decoded images, uint8 (N, S, S, 3), decoded once per run
     members/           member weights per (round, member), safetensors
-    logits/            TTA logits per (round, member): (n_judged, V, C) float32
+    features/          frozen members: backbone TTA features of every image (N, V, D) float16
+    logits/            TTA logits per (round, member): (n_judged, V, C) float32 (r<k>p2-...: pass 2)
+    second_pass.json   passes: 2 only: the images pass 1 flagged, left out of pass 2's training
     scores.csv         every image;  review.csv  the flagged ones;  summary.json
 
 Every cached file is named by a hash of what determines it, so a re-run continues
@@ -33,13 +35,13 @@ from .dataset import LabeledImages, check_class_sizes, decode_images, find_label
 from .errors import DataCleanerError
 from .folds import FoldPlan, make_fold_plan
 from .keys import digest, member_seed
-from .fuse import fuse
+from .calibrate import fuse_rounds
 from .models import create_member_model, member_preprocess, resolve_device
 from .predict import predict_logits
 from .progress import Progress
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
-from .train import train_or_load
+from .train import fit_linear_head, train_or_load
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -77,18 +79,31 @@ class RunDir:
         write_text_atomic(self.file(name), json.dumps(obj, indent=2, default=str) + "\n")
 
     # keys of cached work -------------------------------------------------------------
-    def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict) -> str:
+    def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict, held_out: str | None = None) -> str:
         recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
-        return digest(
-            [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"]]
-        )
+        parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"]]
+        return digest(parts + ([held_out] if held_out else []))
 
-    def weights_path(self, cfg, member, round_, info) -> Path:
-        return self.file("members", f"r{round_}-{member.label}-{self.training_key(cfg, member, round_, info)}.safetensors")
+    @staticmethod
+    def _prefix(round_: int, member: MemberConfig, held_out: str | None) -> str:
+        return f"r{round_}{'p2' if held_out else ''}-{member.label}"
 
-    def logits_path(self, cfg, member, round_, info) -> Path:
-        key = digest([self.training_key(cfg, member, round_, info), asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
-        return self.file("logits", f"r{round_}-{member.label}-{key}.npy")
+    def weights_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
+        key = self.training_key(cfg, member, round_, info, held_out)
+        return self.file("members", f"{self._prefix(round_, member, held_out)}-{key}.safetensors")
+
+    def features_path(self, cfg, member, info) -> Path:
+        """A frozen member's TTA features of every image: what the backbone and the views depend on."""
+        backbone = {k: getattr(member, k) for k in ("arch", "pretrained", "pretrained_file", "img_size", "mean", "std")}
+        views = [asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None, cfg.seed]
+        key = digest([backbone, views, info["fingerprint"], info["cache_size"]])
+        return self.file("features", f"{member.label}-{key}.npy")
+
+    def logits_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
+        """TTA logits of (round, member); `held_out` keys pass 2 by the images it trained without."""
+        training = self.training_key(cfg, member, round_, info, held_out)
+        key = digest([training, asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
+        return self.file("logits", f"{self._prefix(round_, member, held_out)}-{key}.npy")
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -197,15 +212,25 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     for w in warnings:
         progress.info(f"warning: {w}")
     trained = reused = 0
-    for r in range(plan.n_rounds):
-        for member in cfg.members:
-            logits_path = run.logits_path(cfg, member, r, info)
-            if logits_path.is_file():
-                reused += 1
-                continue
-            trained += _train_and_judge(run, cfg, member, r, plan, images, labeled, preps[member.label], info, device, progress)
+    exclude, held_out = np.zeros(len(labeled.paths), dtype=bool), None
+    for pass_ in range(cfg.passes):
+        if pass_ == 1:  # pass 2: each committee retrains without the images pass 1 sent to review
+            first, _ = _judge(run, cfg, info, plan, labeled.labels, held_out=None)
+            exclude = first.in_review.copy()
+            held_out = digest(np.flatnonzero(exclude).tolist())
+            run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
+            progress.info(f"pass 2: retraining every committee without the {int(exclude.sum())} images pass 1 flagged")
+        for r in range(plan.n_rounds):
+            for member in cfg.members:
+                if run.logits_path(cfg, member, r, info, held_out).is_file():
+                    reused += 1
+                    continue
+                trained += _train_and_judge(
+                    run, cfg, member, r, plan, images, labeled, preps[member.label], info, device, progress,
+                    exclude=exclude, held_out=held_out,
+                )
     result = rescore(run.path, progress=progress)
-    if result.summary["estimated_noise_rate"] > 0.5:
+    if result.summary["committee_disagreement"] > 0.5:
         warnings.append(
             "the committees disagree with more than half of the labels: they are likely too weak for this data "
             "(try --scheme cv, more epochs, a larger img_size or pretrained members) rather than the labels all wrong"
@@ -220,24 +245,82 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     return result
 
 
-def _train_and_judge(run, cfg, member, r, plan: FoldPlan, images, labeled, prep, info, device, progress) -> int:
-    """Train (or load) member `member` of committee `r`, then cache its TTA logits. Returns 1 if it trained."""
-    weights_path = run.weights_path(cfg, member, r, info)
+def _train_and_judge(
+    run, cfg, member, r, plan: FoldPlan, images, labeled, prep, info, device, progress, *, exclude, held_out
+) -> int:
+    """Train (or load) member `member` of committee `r` on its part minus `exclude` (N,) bool, then
+    cache its TTA logits. Returns 1 if it trained."""
+    judge_idx = plan.judge_idx(r)
+    train_idx = plan.train_idx(r)
+    train_idx = train_idx[~exclude[train_idx]]
+    if member.frozen:
+        features = _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress)  # (N, V, D)
+        V = features.shape[1]
+        W, b = fit_linear_head(
+            features[train_idx].reshape(len(train_idx) * V, -1), np.repeat(labeled.labels[train_idx], V),
+            len(labeled.classes), l2=member.head_l2, label_smoothing=member.label_smoothing,
+        )
+        logits = (np.asarray(features[judge_idx], dtype=np.float32) @ W.T + b).astype(np.float32)  # (n_judged, V, C)
+        _save_array(run.logits_path(cfg, member, r, info, held_out), logits)
+        return 1
+    weights_path = run.weights_path(cfg, member, r, info, held_out)
     seed = member_seed(cfg.seed, r, member.label)
     model = create_member_model(member, len(labeled.classes), load_pretrained=not weights_path.is_file(), seed=seed)
     trained = train_or_load(
-        model, weights_path, images, labeled.labels, plan.train_idx(r), member, cfg.augment, prep, device=device,
-        seed=seed, progress=progress, desc=f"round {r + 1}/{plan.n_rounds} train {member.label}",
+        model, weights_path, images, labeled.labels, train_idx, member, cfg.augment, prep, device=device,
+        seed=seed, progress=progress, desc=f"round {r + 1}/{plan.n_rounds}{' pass 2' if held_out else ''} train {member.label}",
         metadata={"round": str(r)},
     )
-    judge_idx = plan.judge_idx(r)
     with progress.bar(len(judge_idx), f"round {r + 1}/{plan.n_rounds} judge {member.label}") as bar:
         logits = predict_logits(
             model, images, judge_idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
             batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update,
         )  # (n_judged, V, C)
-    _save_array(run.logits_path(cfg, member, r, info), logits)
+    _save_array(run.logits_path(cfg, member, r, info, held_out), logits)
     return int(trained)
+
+
+def _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress) -> np.ndarray:
+    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run and cached."""
+    path = run.features_path(cfg, member, info)
+    if not path.is_file():
+        model = create_member_model(member, len(labeled.classes), load_pretrained=True)
+        with progress.bar(len(images), f"features {member.label}") as bar:
+            features = predict_logits(
+                model, images, np.arange(len(images)), prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
+                batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
+            )
+        _save_array(path, features.astype(np.float16))
+    return np.load(path, mmap_mode="r")
+
+
+def round_outputs(
+    run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, held_out: str | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per round: (judged indices (n,), cached TTA logits of every member (n, M, V, C))."""
+    out = []
+    for r in range(plan.n_rounds):
+        outputs = []
+        for member in cfg.members:
+            path = run.logits_path(cfg, member, r, info, held_out)
+            if not path.is_file():
+                raise DataCleanerError(
+                    f"{run.path}: logits of round {r + 1}{' (pass 2)' if held_out else ''} member {member.label} "
+                    "are missing; re-run `clean` to finish the run"
+                )
+            outputs.append(np.load(path, allow_pickle=False))  # (n, V, C)
+        out.append((plan.judge_idx(r), np.stack(outputs, axis=1)))
+    return out
+
+
+def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None):
+    """Scores of every image from the cached logits of one pass, with the config's fusion and flag rule."""
+    fused, judged, fitted = fuse_rounds(
+        round_outputs(run, cfg, info, plan, held_out), labels, len(labels), np.array([m.weight for m in cfg.members]),
+        mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights,
+    )  # (R, N, C), (R, N)
+    T = cfg.resolved_min_flags(plan.judgements_per_image)
+    return score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality), fitted
 
 
 def rescore(
@@ -247,16 +330,24 @@ def rescore(
     min_flags: int | None = None,
     fusion: str | None = None,
     weights: dict[str, float] | None = None,
+    flag_rule: str | None = None,
+    label_quality: str | None = None,
+    calibrate: bool | None = None,
+    fit_weights: bool | None = None,
     progress: Progress | None = None,
 ) -> CleanResult:
     """Re-score a run from its cached logits (no training), optionally with new tau, T, fusion
-    mode or member weights, and rewrite scores.csv, review.csv, summary.json and config.yaml."""
+    mode, member weights, flag rule, label-quality score, calibration or fitted weights, and
+    rewrite scores.csv, review.csv, summary.json and config.yaml."""
     progress = progress or Progress()
     run = RunDir(run_dir)
     info = run.read_json("run.json")
     if info is None or not run.file("manifest.csv").is_file():
         raise DataCleanerError(f"{run.path} is not a finished run directory (no run.json / manifest.csv); run `clean` first")
-    cfg = load_config(run.file("config.yaml"), {"tau": tau, "min_flags": min_flags, "fusion": fusion})
+    cfg = load_config(run.file("config.yaml"), {
+        "tau": tau, "min_flags": min_flags, "fusion": fusion, "flag_rule": flag_rule, "label_quality": label_quality,
+        "calibrate": calibrate, "fit_weights": fit_weights,
+    })
     for label, w in (weights or {}).items():
         match = [m for m in cfg.members if m.label == label]
         if not match:
@@ -269,21 +360,14 @@ def rescore(
     plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
     classes = info["classes"]
     N, C = len(paths), len(classes)
-    fused = np.zeros((plan.n_rounds, N, C), dtype=np.float32)  # (R, N, C)
-    judged = np.zeros((plan.n_rounds, N), dtype=bool)
-    member_weights = np.array([m.weight for m in cfg.members])
-    for r in range(plan.n_rounds):
-        idx = plan.judge_idx(r)
-        outputs = []
-        for member in cfg.members:
-            path = run.logits_path(cfg, member, r, info)
-            if not path.is_file():
-                raise DataCleanerError(f"{run.path}: logits of round {r + 1} member {member.label} are missing; re-run `clean` to finish the run")
-            outputs.append(np.load(path, allow_pickle=False))  # (n, V, C)
-        fused[r, idx] = fuse(np.stack(outputs, axis=1), member_weights, mode=cfg.fusion)  # (n, M, V, C) -> (n, C)
-        judged[r, idx] = True
+    held_out = None
+    if cfg.passes == 2:
+        second = run.read_json("second_pass.json")
+        if second is None:
+            raise DataCleanerError(f"{run.path}: pass 2 has not run (no second_pass.json); re-run `clean` with passes: 2")
+        held_out = second["held_out"]
+    scores, fitted = _judge(run, cfg, info, plan, labels, held_out=held_out)
     T = cfg.resolved_min_flags(plan.judgements_per_image)
-    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T)
     problems = {i: why for i, why in enumerate(manifest["reason"]) if why}
     table = score_table(paths, classes, scores, problems)
     table.insert(len(table.columns) - 1, "checksum", manifest["checksum"].to_numpy())
@@ -304,9 +388,16 @@ def rescore(
         "min_flags": T,
         "fusion": cfg.fusion,
         "members": {m.label: m.weight for m in cfg.members},
+        "flag_rule": cfg.flag_rule,
+        "label_quality": cfg.label_quality,
+        "calibrate": cfg.calibrate,
+        "fit_weights": cfg.fit_weights,
+        "fitted": fitted,
         "flagged": int(in_review.sum()),
         "flagged_per_class": {c: int(n) for c, n in table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0).items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
+        "committee_disagreement": round(scores.disagreement_rate(), 4),
+        "passes": cfg.passes,
         "scores_csv": str(run.file("scores.csv")),
         "review_csv": str(run.file("review.csv")),
     }

@@ -12,17 +12,86 @@ from dataclasses import dataclass
 import numpy as np
 
 ISSUES = ("mislabel", "low_confidence", "unreadable")
+FLAG_RULES = ("fixed", "class_adaptive", "noise_rate")
+QUALITY_METHODS = ("self_confidence", "normalized_margin")
 
 
-def round_flags(fused_probs: np.ndarray, labels: np.ndarray, *, tau: float) -> np.ndarray:
-    """(N,) bool: the fused prediction differs from the label, or the label's probability is below tau.
+def class_thresholds(fused_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(C,) per-class thresholds t_c: the mean probability of class c over images labeled c
+    (confident learning's t_j); inf for a class no image carries (never confidently predicted)."""
+    fused_probs = np.asarray(fused_probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    C = fused_probs.shape[1]
+    counts = np.bincount(labels, minlength=C)
+    sums = np.bincount(labels, weights=fused_probs[np.arange(len(labels)), labels], minlength=C)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+
+
+def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
+    """How many of the N labels are wrong, estimated by confident learning's calibrated confident joint.
+
+    An image labeled i counts towards cell (i, j) when j is its most probable class among those
+    reaching their per-class threshold t_j; each row is rescaled to the number of images labeled
+    i; the off-diagonal mass is the estimate. fused_probs: (N, C); labels: (N,) int.
+    """
+    fused_probs = np.asarray(fused_probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    C = fused_probs.shape[1]
+    confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
+    best = np.where(confident, fused_probs, -1.0).argmax(axis=1)
+    has = confident.any(axis=1)
+    joint = np.zeros((C, C))  # (given, confidently predicted)
+    np.add.at(joint, (labels[has], best[has]), 1.0)
+    per_label = np.bincount(labels, minlength=C)
+    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1.0) * per_label[:, None]
+    return float(joint.sum() - np.trace(joint))
+
+
+def round_flags(
+    fused_probs: np.ndarray, labels: np.ndarray, *, tau: float, rule: str = "fixed", quality: str = "self_confidence"
+) -> np.ndarray:
+    """(N,) bool: the round's committee doubts the label.
 
     fused_probs: (N, C); labels: (N,) int.
+    rule "fixed": the fused prediction differs from the label, or the label's probability is below tau.
+    rule "class_adaptive": some other class j reaches its per-class threshold t_j (class_thresholds),
+    and the most probable such class is not the label (confident learning's off-diagonal).
+    rule "noise_rate": the n images of lowest label quality (`quality`, see label_quality_scores),
+    n = estimated_error_count: the flagged share follows the data's own estimated noise rate.
     """
-    fused_probs = np.asarray(fused_probs)
+    fused_probs = np.asarray(fused_probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
+    if rule not in FLAG_RULES:
+        raise ValueError(f"rule must be one of {', '.join(FLAG_RULES)}, got {rule!r}")
+    if rule == "class_adaptive":
+        confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
+        best = np.where(confident, fused_probs, -1.0).argmax(axis=1)
+        return confident.any(axis=1) & (best != labels)
+    if rule == "noise_rate":
+        n = int(round(estimated_error_count(fused_probs, labels)))
+        flags = np.zeros(len(labels), dtype=bool)
+        flags[np.argsort(label_quality_scores(fused_probs, labels, method=quality), kind="stable")[:n]] = True
+        return flags
     given = fused_probs[np.arange(len(labels)), labels]
     return (fused_probs.argmax(axis=1) != labels) | (given < tau)
+
+
+def label_quality_scores(probs: np.ndarray, labels: np.ndarray, *, method: str = "self_confidence") -> np.ndarray:
+    """(N,) in [0, 1], lower = more likely mislabeled.
+
+    self_confidence: p(given label). normalized_margin: (1 + p(given) - max other p) / 2.
+    """
+    if method not in QUALITY_METHODS:
+        raise ValueError(f"method must be one of {', '.join(QUALITY_METHODS)}, got {method!r}")
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(labels))
+    given = probs[rows, labels]
+    if method == "self_confidence":
+        return given
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    return (1.0 + given - others.max(axis=1)) / 2.0
 
 
 @dataclass
@@ -48,23 +117,38 @@ class Scores:
         return out
 
     def estimated_noise_rate(self) -> float:
+        """Share of wrong labels among the judged images, by confident learning's calibrated
+        confident joint on the round-averaged probabilities (estimated_error_count)."""
+        judged = self.rounds > 0
+        if not judged.any():
+            return 0.0
+        return estimated_error_count(self.mean_probs[judged], self.given_label[judged]) / int(judged.sum())
+
+    def disagreement_rate(self) -> float:
         """Share of judged images whose committee label differs from the given label."""
         judged = self.rounds > 0
         return float((self.suggested_label[judged] != self.given_label[judged]).mean()) if judged.any() else 0.0
 
 
-def score(fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int) -> Scores:
+def score(
+    fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed",
+    quality: str = "self_confidence",
+) -> Scores:
     """Flag every judged image in every round and aggregate.
 
     fused: (R, N, C) fused probabilities (any value where not judged).
     judged: (R, N) bool. labels: (N,) int. An image goes to review when flagged
-    in at least `min_flags` (T) rounds.
+    in at least `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the
+    label_quality score computed from the round-averaged probabilities.
     """
     fused = np.asarray(fused, dtype=np.float64)
     judged = np.asarray(judged, dtype=bool)
     labels = np.asarray(labels, dtype=np.int64)
     R, N, C = fused.shape
-    flags = np.stack([round_flags(fused[r], labels, tau=tau) for r in range(R)]) & judged  # (R, N)
+    flags = np.zeros((R, N), dtype=bool)
+    for r in range(R):
+        j = judged[r]
+        flags[r, j] = round_flags(fused[r, j], labels[j], tau=tau, rule=rule, quality=quality)
     flag_count = flags.sum(axis=0)
     rounds = judged.sum(axis=0)
     seen = rounds > 0
@@ -81,7 +165,7 @@ def score(fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: flo
         suggested_label=suggested,
         suggested_prob=np.where(seen, mean_probs.max(axis=1), np.nan),
         given_label_prob=given_prob,
-        label_quality=given_prob,  # self-confidence: the committee's mean probability of the given label
+        label_quality=np.where(seen, label_quality_scores(mean_probs, labels, method=quality), np.nan),
     )
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save
 
 from .augment import to_model_input, train_transform
 from .config import AugmentConfig, MemberConfig
+from .errors import DataCleanerError
 from .models import MemberLoss, Preprocess, lr_factor, make_optimizer
 from .progress import Progress
 from .review import write_bytes_atomic
@@ -165,3 +166,51 @@ def train_or_load(
     if weights_path is not None:
         write_bytes_atomic(weights_path, state_bytes(model, arch=member.arch, **(metadata or {})))
     return True
+
+
+HEAD_MAX_ITER = 200  # L-BFGS iterations for a frozen member's logistic head
+
+
+def fit_linear_head(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, l2: float, label_smoothing: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression: (W (C, D), b (C,)) with logits = features @ W.T + b.
+
+    features: (n, D) float; labels: (n,) int. Features are standardised inside and the
+    scaling folded back into W and b, so the head acts on raw features. Full-batch L-BFGS
+    from zero weights: the same data always gives the same head.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (n, D)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)  # (D,)
+    z = (x - mu) / sd
+    W = torch.zeros(num_classes, x.shape[1], requires_grad=True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    loss_fn = MemberLoss(label_smoothing=label_smoothing)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=HEAD_MAX_ITER, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(z @ W.T + b, y) + 0.5 * l2 * (W * W).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    W_raw = (W / sd).detach()  # (C, D)
+    b_raw = (b - W_raw @ mu).detach()
+    return W_raw.numpy(), b_raw.numpy()
+
+
+def set_classifier(model: torch.nn.Module, weight: np.ndarray, bias: np.ndarray) -> torch.nn.Module:
+    """Copy a fitted linear head into the timm model's classifier (a Linear on the pre-logits)."""
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear) or tuple(head.weight.shape) != weight.shape:
+        raise DataCleanerError(
+            f"{type(model).__name__}: its classifier is not one Linear layer of shape {weight.shape}, so it cannot be "
+            "a frozen member; set frozen: false"
+        )
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return model

@@ -53,10 +53,87 @@ def test_score_counts_flags_over_rounds_and_applies_T():
     assert s.issue.tolist() == ["", "mislabel", ""]
     s1 = score(fused, judged, labels, tau=0.5, min_flags=1)
     assert s1.issue.tolist() == ["", "mislabel", "mislabel"]
-    assert s1.estimated_noise_rate() == pytest.approx(2 / 3)
+    assert s1.disagreement_rate() == pytest.approx(2 / 3)
 
 
 def test_low_confidence_issue_when_label_agrees_but_probability_is_low():
     s = score(np.array([[[0.45, 0.35, 0.2]]]), np.ones((1, 1), bool), np.array([0]), tau=0.5, min_flags=1)
     assert s.issue.tolist() == ["low_confidence"]
     assert s.label_quality[0] == pytest.approx(0.45)
+
+
+def test_class_adaptive_flags_use_per_class_mean_confidence():
+    from datacleaner.scoring import class_thresholds
+
+    # class 0 images are confidently 0 (t0 = 0.8); class 1 is a hard class (t1 = 0.4)
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.55, 0.45], [0.6, 0.4], [0.6, 0.4], [0.2, 0.8]])
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    t = class_thresholds(probs, labels)
+    np.testing.assert_allclose(t, [0.8, (0.45 + 0.4 + 0.4 + 0.8) / 4])
+    flags = round_flags(probs, labels, tau=0.1, rule="class_adaptive")
+    # the ambiguous images labeled 1 (p0 = 0.55-0.6) are not flagged: p0 never reaches t0 = 0.8
+    assert flags.tolist() == [False, False, False, False, False, False]
+    labels2 = np.array([0, 0, 1, 1, 1, 0])  # the last image: labeled 0, p1 = 0.8 >= t1
+    assert round_flags(probs, labels2, tau=0.1, rule="class_adaptive")[-1]
+    with pytest.raises(ValueError, match="rule"):
+        round_flags(probs, labels, tau=0.1, rule="loose")
+
+
+def test_label_quality_scores_point_down_for_likely_errors():
+    from datacleaner.scoring import label_quality_scores
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.4, 0.4, 0.2]])
+    labels = np.array([0, 0, 2])
+    np.testing.assert_allclose(label_quality_scores(probs, labels), [0.7, 0.2, 0.2])
+    np.testing.assert_allclose(label_quality_scores(probs, labels, method="normalized_margin"), [0.75, 0.25, 0.4])
+    with pytest.raises(ValueError, match="self_confidence"):
+        label_quality_scores(probs, labels, method="best")
+
+
+def test_fit_temperature_recovers_overconfidence():
+    from datacleaner.calibrate import fit_temperature
+
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, size=(4000, 5))
+    p = softmax(true_logits)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    overconfident = np.repeat((3.0 * true_logits)[:, None, :], 2, axis=1)  # (N, V=2, C)
+    assert 2.5 < fit_temperature(overconfident, labels) < 3.6
+
+
+def test_fit_weights_prefers_the_informative_member_and_fuse_rounds_applies_it():
+    from datacleaner.calibrate import fit_weights, fuse_rounds
+
+    rng = np.random.default_rng(1)
+    N, C = 600, 4
+    labels = rng.integers(0, C, N)
+    good = np.eye(C)[labels] * 4 + rng.normal(0, 1, (N, C))
+    noise = rng.normal(0, 3, (N, C))
+    outputs = np.stack([good, noise], axis=1)[:, :, None, :]  # (N, M=2, V=1, C)
+    w = fit_weights(outputs, labels)
+    assert w[0] > 0.8 and abs(w.sum() - 1) < 1e-9
+    idx = np.arange(N)
+    fused, judged, fitted = fuse_rounds([(idx[:300], outputs[:300]), (idx[300:], outputs[300:])], labels, N, np.ones(2), fit=True, calibrate=True)
+    assert fused.shape == (2, N, C) and judged.sum() == N
+    assert len(fitted["weights"]) == 2 and len(fitted["temperatures"]) == 2
+    acc_fitted = (fused.sum(0).argmax(1) == labels).mean()
+    fused_eq, _, _ = fuse_rounds([(idx, outputs)], labels, N, np.ones(2))
+    assert acc_fitted > (fused_eq[0].argmax(1) == labels).mean()
+
+
+def test_noise_rate_rule_flags_as_many_as_the_confident_joint_estimates():
+    from datacleaner.scoring import estimated_error_count
+
+    rng = np.random.default_rng(0)
+    N, C = 2000, 4
+    truth = rng.integers(0, C, N)
+    probs = np.full((N, C), 0.1 / (C - 1))
+    probs[np.arange(N), truth] = 0.9  # a committee that knows the true class
+    probs = 0.8 * probs + 0.2 * rng.dirichlet(np.ones(C), N)
+    labels = truth.copy()
+    wrong = rng.choice(N, 300, replace=False)
+    labels[wrong] = (truth[wrong] + 1) % C  # 15% of the labels are wrong
+    assert estimated_error_count(probs, labels) == pytest.approx(300, abs=30)
+    flags = round_flags(probs, labels, tau=0.1, rule="noise_rate")
+    assert abs(int(flags.sum()) - 300) <= 30
+    assert flags[wrong].mean() > 0.95

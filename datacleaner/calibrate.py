@@ -1,0 +1,88 @@
+"""Fitting temperatures and fusion weights on a round's judgements.  [pure numpy + scipy]
+
+N images, M members, V views, C classes. Both fits minimise the negative log-likelihood
+of the *given* labels on the images a round judged (images its committee never trained
+on). The labels are noisy, but one number per member cannot memorise individual images;
+what it learns is how sharp (temperature) and how reliable (weight) each member is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .fuse import fuse, softmax
+
+TEMPERATURES = np.geomspace(0.05, 20.0, 81)  # the grid searched by fit_temperature
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of `labels` (N,) under `probs` (N, C)."""
+    p = probs[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T (from TEMPERATURES) minimising the NLL of softmax(mean-over-views logits / T).
+
+    logits: (N, V, C) one member's TTA logits; labels: (N,) int. Returns 1.0 for no images.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return 1.0
+    mean_logits = np.asarray(logits, dtype=np.float64).mean(axis=1)  # (N, C)
+    losses = [nll(softmax(mean_logits / t), labels) for t in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(losses))])
+
+
+def fit_weights(outputs: np.ndarray, labels: np.ndarray, *, mode: str = "logits") -> np.ndarray:
+    """(M,) fusion weights summing to 1 that minimise the NLL of `fuse(outputs, w)`.
+
+    outputs: (N, M, V, C); labels: (N,) int. Weights are parametrised as a softmax, so
+    they stay positive; starts from equal weights.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    M = outputs.shape[1]
+    if M == 1 or len(labels) == 0:
+        return np.full(M, 1.0 / M)
+    per_member = outputs.mean(axis=2, keepdims=True)  # (N, M, 1, C): views are averaged first either way
+    if mode == "probs":
+        per_member = softmax(outputs).mean(axis=2, keepdims=True)
+        per_member = np.log(np.clip(per_member, 1e-12, None))  # fuse(..., "probs") re-softmaxes: log keeps the mean
+
+    def loss(x):
+        return nll(fuse(per_member, softmax(x), mode=mode), labels)
+
+    result = minimize(loss, np.zeros(M), method="Powell", options={"xtol": 1e-3, "ftol": 1e-6})
+    return softmax(result.x)
+
+
+def fuse_rounds(
+    round_outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, n_images: int, weights: np.ndarray, *,
+    mode: str = "logits", calibrate: bool = False, fit: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fuse every round's judgements: ((R, N, C) fused probabilities, (R, N) judged, fitted parameters).
+
+    round_outputs: per round (idx (n,), outputs (n, M, V, C)) for the images it judged;
+    labels: (N,) given labels; weights: (M,) configured member weights. With `calibrate`,
+    each member's logits are divided by its fitted temperature first; with `fit`, the
+    round's member weights are fitted instead of the configured ones.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    R = len(round_outputs)
+    C = round_outputs[0][1].shape[-1] if R else 0
+    fused = np.zeros((R, n_images, C), dtype=np.float32)  # (R, N, C)
+    judged = np.zeros((R, n_images), dtype=bool)
+    fitted: dict = {"temperatures": [], "weights": []}
+    for r, (idx, outputs) in enumerate(round_outputs):
+        outputs = np.asarray(outputs, dtype=np.float64)  # (n, M, V, C)
+        if calibrate:
+            temps = np.array([fit_temperature(outputs[:, m], labels[idx]) for m in range(outputs.shape[1])])
+            outputs = outputs / temps[None, :, None, None]
+            fitted["temperatures"].append(temps.round(3).tolist())
+        w = fit_weights(outputs, labels[idx], mode=mode) if fit else np.asarray(weights, dtype=np.float64)
+        fitted["weights"].append((w / w.sum()).round(3).tolist())
+        fused[r, idx] = fuse(outputs, w, mode=mode)
+        judged[r, idx] = True
+    return fused, judged, fitted

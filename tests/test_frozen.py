@@ -1,0 +1,121 @@
+"""Frozen-backbone members: a pretrained backbone's TTA features, cached once, and a logistic head per round."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from datacleaner.cli import app
+from datacleaner.committee import Committee
+from datacleaner.config import AugmentConfig, CleanConfig, MemberConfig, load_config
+from datacleaner.errors import DataCleanerError
+from datacleaner.train import fit_linear_head, set_classifier
+
+runner = CliRunner()
+
+
+def test_linear_head_separates_and_folds_the_standardisation():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16)) * 5
+    labels = rng.integers(0, 3, 300)
+    features = centres[labels] + rng.normal(0, 1, (300, 16)) + 100.0  # far from zero: standardisation matters
+    W, b = fit_linear_head(features, labels, 3, l2=1e-3)
+    assert W.shape == (3, 16) and b.shape == (3,)
+    assert ((features @ W.T + b).argmax(1) == labels).mean() > 0.97
+    W2, b2 = fit_linear_head(features, labels, 3, l2=1e-3)
+    np.testing.assert_array_equal(W, W2)  # deterministic
+
+
+def test_set_classifier_makes_the_model_compute_the_head():
+    model = timm.create_model("resnet10t", num_classes=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_head(model.forward_features(x), pre_logits=True).numpy()
+    W, b = np.random.default_rng(0).normal(size=(4, feats.shape[1])).astype(np.float32), np.ones(4, dtype=np.float32)
+    set_classifier(model, W, b)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), feats @ W.T + b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(DataCleanerError, match="frozen"):
+        set_classifier(model, W[:, :5], b)
+
+
+def test_frozen_member_needs_pretrained_weights(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"members": [{"arch": "resnet10t", "frozen": True}]}))
+    with pytest.raises(DataCleanerError, match="frozen member needs pretrained weights"):
+        load_config(path)
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """A resnet10t 'pretrained' on other digit scans (all ten classes, none of the test images)."""
+    from sklearn.datasets import load_digits
+
+    from datacleaner.models import member_preprocess
+    from datacleaner.train import state_bytes, train_member
+
+    digits = load_digits()
+    other = np.arange(600, len(digits.target))  # noisy_digits uses the first 60 images of each of 4 classes
+    pixels = (digits.images[other] * (255 / 16)).astype(np.uint8)
+    images = np.repeat(np.stack([np.kron(p, np.ones((4, 4), dtype=np.uint8)) for p in pixels])[..., None], 3, axis=3)
+    member = MemberConfig(arch="resnet10t", img_size=32, epochs=3, batch_size=64, lr=0.003)
+    model = timm.create_model("resnet10t", num_classes=10)
+    aug = AugmentConfig(hflip=0.0, scale=[0.8, 1.0])
+    train_member(model, images, digits.target[other], np.arange(len(other)), member, aug, member_preprocess(member),
+                 device=torch.device("cpu"), seed=0)
+    path = tmp_path_factory.mktemp("weights") / "resnet10t-digits.safetensors"
+    path.write_bytes(state_bytes(model))
+    return path
+
+
+def frozen_config(tmp_path, backbone_file, **extra):
+    cfg = {
+        "scheme": "cv", "folds": 3, "device": "cpu", "tau": 0.3,
+        "tta": {"mode": "deterministic", "views": 2}, "augment": {"hflip": 0.0},
+        "members": [{"arch": "resnet10t", "img_size": 32, "frozen": True, "pretrained_file": str(backbone_file), "head_l2": 0.01}],
+        **extra,
+    }
+    path = tmp_path / "frozen.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_clean_with_a_frozen_member_finds_flips_and_caches_features(noisy_digits, backbone_file, tmp_path):
+    root, truth = noisy_digits
+    out = tmp_path / "run"
+    config = frozen_config(tmp_path, backbone_file)
+    result = runner.invoke(app, ["clean", str(root), "--config", str(config), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    features = list((out / "features").glob("*.npy"))
+    assert len(features) == 1
+    scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
+    assert np.load(features[0]).shape[:2] == (len(scores), 2)  # (N, V, D): every image, both views
+    scores = scores.merge(truth, on="path")
+    flipped = scores["flipped"].to_numpy(bool)
+    top = scores.sort_values("label_quality").head(int(flipped.sum()))
+    assert top["flipped"].mean() >= 0.7  # most of the lowest label_quality are the flips
+    review = pd.read_csv(out / "review.csv", keep_default_na=False).merge(truth, on="path")
+    assert review["flipped"].mean() >= 0.6 and len(review) >= flipped.sum() * 0.6
+    # a new fold count trains new heads on the same cached features: none recomputed
+    mtime = features[0].stat().st_mtime_ns
+    result = runner.invoke(app, ["clean", str(root), "--config", str(config), "--out", str(out), "--quiet", "--scheme", "dling"])
+    assert result.exit_code == 0, result.output
+    assert [p.stat().st_mtime_ns for p in (out / "features").glob("*.npy")] == [mtime]
+
+
+def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbone_file, tmp_path):
+    root, truth = noisy_digits
+    cfg = load_config(frozen_config(tmp_path, backbone_file))
+    bundle = tmp_path / "committee"
+    result = runner.invoke(app, ["train", str(root), "--config", str(tmp_path / "frozen.yaml"), "--out", str(bundle), "--quiet"])
+    assert result.exit_code == 0, result.output
+    committee = Committee.load(bundle, device="cpu")
+    clean_files = truth[~truth["flipped"]]
+    probs, problems = committee.predict_paths([root / p for p in clean_files["path"]])
+    assert not problems
+    predicted = np.array(committee.classes_)[probs.argmax(1)]
+    assert (predicted == clean_files["true_label"].to_numpy()).mean() > 0.9  # the head learned the classes
+    assert cfg.members[0].frozen
