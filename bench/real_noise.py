@@ -6,19 +6,20 @@ CLI calls) with both schemes, and prints one table per label set. Every row is j
 against the ground truth (`clean_label`):
 
   - ours: the config's defaults, with scheme dling and scheme cv;
-  - each quality option alone (class-adaptive thresholds, temperature calibration, fitted
+  - each quality option alone (second pass, flag rules, temperature calibration, fitted
     fusion weights, normalized-margin ranking), re-scored from the same cached logits;
-  - cleanlab's find_label_issues (default prune_by_noise_rate, and predicted_neq_given)
-    and its self_confidence / normalized_margin rankings, fed the same out-of-sample
-    fused probabilities;
-  - ablations: the committee without TTA, one member without TTA.
+  - cleanlab's find_label_issues (default prune_by_noise_rate, predicted_neq_given, both)
+    and its self_confidence / normalized_margin rankings, fed the committee's one-pass
+    out-of-sample fused probabilities, and (with passes: 2) also exactly the pass-2
+    probabilities ours scores from;
+  - ablations: the committee without TTA, one member without TTA (one pass each).
 
 Columns: flagged, precision / recall / F1 of the flagged set, AUROC and average
 precision of the ranking score (lower = more likely wrong), precision of the first k of
-the review order, the flagged share against the true noise rate, wall time.
+the review order, the estimated noise rate against the true one, wall time.
 
-    python bench/real_noise.py                 # 10,000 images, three label sets (about TODO on 2 cores)
-    python bench/real_noise.py --quick         # 2,000 images at 64 px, under 10 minutes
+    python bench/real_noise.py                 # 10,000 images, three label sets (about 16 min on 2 cores)
+    python bench/real_noise.py --quick         # 2,000 images at 64 px (about 1.5 min)
     python bench/real_noise.py --offset 10000  # the held-out half: do defaults hold on new images?
 """
 

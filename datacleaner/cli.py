@@ -61,7 +61,8 @@ def print_summary(summary: dict) -> None:
     lines = [
         f"images           {summary['images']} ({summary['unreadable']} unreadable), {summary['classes']} classes",
         f"scheme           {summary['scheme']}, {summary['folds']} folds, {summary['judgements_per_image']} judgement(s) per image",
-        f"flag rule        {summary.get('flag_rule', 'fixed')}, tau={summary['tau']}, T={summary['min_flags']}, "
+        f"flag rule        {summary.get('flag_rule', 'fixed')}"
+        + (f", tau={summary['tau']}" if summary.get("flag_rule", "fixed") == "fixed" else "") + f", T={summary['min_flags']}, "
         f"fusion={summary['fusion']}" + (", calibrated" if summary.get("calibrate") else "")
         + (", fitted weights" if summary.get("fit_weights") else "") + (", 2 passes" if summary.get("passes") == 2 else ""),
         f"flagged          {summary['flagged']} ({per_class})",

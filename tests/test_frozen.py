@@ -119,3 +119,30 @@ def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbon
     predicted = np.array(committee.classes_)[probs.argmax(1)]
     assert (predicted == clean_files["true_label"].to_numpy()).mean() > 0.9  # the head learned the classes
     assert cfg.members[0].frozen
+
+
+def test_second_pass_retrains_without_pass_one_flags_and_rescores(noisy_digits, backbone_file, tmp_path):
+    import json
+
+    root, truth = noisy_digits
+    out = tmp_path / "run2"
+    config = frozen_config(tmp_path, backbone_file)
+    args = ["clean", str(root), "--config", str(config), "--out", str(out), "--quiet", "--passes", "2", "--flag-rule", "noise_rate"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    second = json.loads((out / "second_pass.json").read_text())
+    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    excluded = set(manifest["path"].iloc[second["excluded"]])
+    assert len(excluded) >= 10 and truth.set_index("path").loc[sorted(excluded & set(truth["path"])), "flipped"].mean() > 0.6
+    assert len(list((out / "logits").glob("r*p2-*.npy"))) == 3  # one per round of pass 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passes"] == 2 and summary["flag_rule"] == "noise_rate"
+    assert 0.03 < summary["estimated_noise_rate"] < 0.25  # 10% of the labels are flipped
+    review = pd.read_csv(out / "review.csv", keep_default_na=False).merge(truth, on="path")
+    assert review["flipped"].mean() >= 0.6
+    # re-running trains nothing; rescore uses pass 2 and can switch the rule
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and json.loads((out / "summary.json").read_text())["members_trained"] == 0
+    result = runner.invoke(app, ["rescore", str(out), "--flag-rule", "fixed", "--tau", "0.3", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "fixed, tau=0.3" in result.output and "2 passes" in result.output
