@@ -81,7 +81,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")]
 Members = Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs for every member.")]
-FlagRule = Annotated[Optional[str], typer.Option("--flag-rule", help="fixed (tau) or class_adaptive (per-class thresholds).")]
+FlagRule = Annotated[
+    Optional[str], typer.Option("--flag-rule", help="fixed (tau), noise_rate (estimated error count) or class_adaptive.")
+]
 LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="self_confidence or normalized_margin.")]
 Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
 FitWeights = Annotated[Optional[bool], typer.Option("--fit-weights/--no-fit-weights", help="Fit member fusion weights per round.")]

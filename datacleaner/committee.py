@@ -29,7 +29,7 @@ from .models import Preprocess, create_member_model, member_preprocess, resolve_
 from .predict import predict_logits
 from .progress import QUIET, Progress
 from .review import write_bytes_atomic, write_text_atomic
-from .train import fit_linear_head, set_classifier, state_bytes, train_or_load
+from .train import fit_view_head, set_classifier, state_bytes, train_or_load
 
 FORMAT = 1
 
@@ -83,12 +83,7 @@ class Committee:
                 model, images, idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
                 batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
             )  # (n, V, D)
-        V = features.shape[1]
-        W, b = fit_linear_head(
-            features.reshape(len(idx) * V, -1), np.repeat(np.asarray(labels)[idx], V), len(self.classes_),
-            l2=member.head_l2, label_smoothing=member.label_smoothing,
-        )
-        set_classifier(model, W, b)
+        set_classifier(model, *fit_view_head(features, np.asarray(labels)[idx], len(self.classes_), member))
 
     # saving and loading --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

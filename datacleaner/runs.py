@@ -41,7 +41,7 @@ from .predict import predict_logits
 from .progress import Progress
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
-from .train import fit_linear_head, train_or_load
+from .train import fit_view_head, train_or_load
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -255,11 +255,7 @@ def _train_and_judge(
     train_idx = train_idx[~exclude[train_idx]]
     if member.frozen:
         features = _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress)  # (N, V, D)
-        V = features.shape[1]
-        W, b = fit_linear_head(
-            features[train_idx].reshape(len(train_idx) * V, -1), np.repeat(labeled.labels[train_idx], V),
-            len(labeled.classes), l2=member.head_l2, label_smoothing=member.label_smoothing,
-        )
+        W, b = fit_view_head(features[train_idx], labeled.labels[train_idx], len(labeled.classes), member)
         logits = (np.asarray(features[judge_idx], dtype=np.float32) @ W.T + b).astype(np.float32)  # (n_judged, V, C)
         _save_array(run.logits_path(cfg, member, r, info, held_out), logits)
         return 1

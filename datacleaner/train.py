@@ -202,6 +202,16 @@ def fit_linear_head(
     return W_raw.numpy(), b_raw.numpy()
 
 
+def fit_view_head(features: np.ndarray, labels: np.ndarray, num_classes: int, member: MemberConfig):
+    """A frozen member's head from TTA features (n, V, D) of its training images, labels (n,):
+    every view is a sample. Returns (W (C, D), b (C,))."""
+    n, V, D = features.shape
+    return fit_linear_head(
+        np.asarray(features, dtype=np.float32).reshape(n * V, D), np.repeat(np.asarray(labels), V), num_classes,
+        l2=member.head_l2, label_smoothing=member.label_smoothing,
+    )
+
+
 def set_classifier(model: torch.nn.Module, weight: np.ndarray, bias: np.ndarray) -> torch.nn.Module:
     """Copy a fitted linear head into the timm model's classifier (a Linear on the pre-logits)."""
     head = model.get_classifier()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from datacleaner.cli import app
 from datacleaner.committee import Committee
-from datacleaner.config import AugmentConfig, CleanConfig, MemberConfig, load_config
+from datacleaner.config import AugmentConfig, MemberConfig, load_config
 from datacleaner.errors import DataCleanerError
 from datacleaner.train import fit_linear_head, set_classifier
 
