@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -37,12 +38,10 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from datacleaner.calibrate import fuse_rounds
 from datacleaner.config import load_config
 from datacleaner.folds import FoldPlan
 from datacleaner.progress import QUIET
-from datacleaner.runs import RunDir, clean, round_outputs
-from datacleaner.scoring import score
+from datacleaner.runs import RunDir, clean, judge_outputs, round_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
@@ -81,19 +80,16 @@ def metrics(is_error: np.ndarray, flagged: np.ndarray | None, quality: np.ndarra
     return row
 
 
-def judge(outs, labels, n, weights, cfg, *, members=None, views=None, **options):
-    """Scores from cached round outputs with the config's options, overridden by `options`."""
-    if members is not None or views is not None:
-        m = slice(None) if members is None else members
-        v = slice(None) if views is None else slice(0, views)
-        outs = [(idx, o[:, m][:, :, v]) for idx, o in outs]
-        weights = weights if members is None else weights[members]
-    opts = dict(calibrate=cfg.calibrate, fit_weights=cfg.fit_weights, flag_rule=cfg.flag_rule,
-                label_quality=cfg.label_quality, tau=cfg.tau)
-    opts.update(options)
-    fused, judged, _ = fuse_rounds(outs, labels, n, weights, mode=cfg.fusion, calibrate=opts["calibrate"], fit=opts["fit_weights"])
-    T = cfg.resolved_min_flags(int(judged.sum(axis=0).max()))
-    return score(fused, judged, labels, tau=opts["tau"], min_flags=T, rule=opts["flag_rule"], quality=opts["label_quality"])
+def judge(outs, labels, cfg, judgements, *, members=None, views=None, **options):
+    """Scores from cached round outputs, the config's options overridden by `options`; `members`
+    keeps only those members, `views` only the first V views."""
+    cfg = dataclasses.replace(cfg, **options)
+    if members is not None:
+        cfg.members = [cfg.members[m] for m in members]
+        outs = [(idx, o[:, members]) for idx, o in outs]
+    if views is not None:
+        outs = [(idx, o[:, :, :views]) for idx, o in outs]
+    return judge_outputs(outs, labels, cfg, judgements)[0]
 
 
 def bench_label_set(name: str, arrays, args, cfg_base) -> list[dict]:
@@ -117,10 +113,10 @@ def bench_label_set(name: str, arrays, args, cfg_base) -> list[dict]:
         labels = manifest["label"].to_numpy(dtype=np.int64)
         is_error = np.array([truth[p] for p in manifest["path"]])
         plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
+        J = plan.judgements_per_image
         outs1 = round_outputs(run, cfg, info, plan)  # pass 1: the committee's ordinary out-of-sample judgements
         second = run.read_json("second_pass.json") if cfg.passes == 2 else None
         outs = round_outputs(run, cfg, info, plan, second["held_out"]) if second else outs1
-        n, weights = len(labels), np.array([m.weight for m in cfg.members])
 
         def add(method, s, seconds, note=""):
             rows.append({"labels": name, "scheme": scheme, "method": method, "true_noise": float(is_error.mean()),
@@ -130,31 +126,31 @@ def bench_label_set(name: str, arrays, args, cfg_base) -> list[dict]:
 
         # ours as the pipeline wrote it (scores.csv), checked against a recomputation from the cache
         table = result.scores.set_index("path").loc[manifest["path"]]
-        default = judge(outs, labels, n, weights, cfg)
+        default = judge(outs, labels, cfg, J)
         assert np.array_equal(table["issue"].isin(["mislabel", "low_confidence"]).to_numpy(), default.in_review)
         frozen = any(m.frozen for m in cfg.members)
         add("ours (config defaults)", default, wall, "features cached by the first scheme" if s_i and frozen else "")
         t0 = time.time()
         if cfg.passes == 2:
-            add("ours, passes=1", judge(outs1, labels, n, weights, cfg), None, "rescore")
+            add("ours, passes=1", judge(outs1, labels, cfg, J), None, "rescore")
         for option, value in [("flag_rule", "noise_rate"), ("flag_rule", "class_adaptive"), ("flag_rule", "fixed"),
                               ("calibrate", True), ("calibrate", False), ("fit_weights", True), ("fit_weights", False),
                               ("label_quality", "normalized_margin"), ("label_quality", "self_confidence")]:
             if getattr(cfg, option) == value:
                 continue
-            add(f"ours, {option}={value}", judge(outs, labels, n, weights, cfg, **{option: value}), None, "rescore")
+            add(f"ours, {option}={value}", judge(outs, labels, cfg, J, **{option: value}), None, "rescore")
         for tau in args.taus:
-            add(f"ours, flag_rule=fixed, tau={tau}", judge(outs, labels, n, weights, cfg, flag_rule="fixed", tau=tau), None, "rescore")
-        add("ours, committee without TTA, 1 pass", judge(outs1, labels, n, weights, cfg, views=1), None, "rescore")
+            add(f"ours, flag_rule=fixed, tau={tau}", judge(outs, labels, cfg, J, flag_rule="fixed", tau=tau), None, "rescore")
+        add("ours, committee without TTA, 1 pass", judge(outs1, labels, cfg, J, views=1), None, "rescore")
         for m, member in enumerate(cfg.members):
-            add(f"ours, {member.label} alone without TTA, 1 pass", judge(outs1, labels, n, weights, cfg, members=[m], views=1), None, "rescore")
+            add(f"ours, {member.label} alone without TTA, 1 pass", judge(outs1, labels, cfg, J, members=[m], views=1), None, "rescore")
         rescore_s = round(time.time() - t0, 1)
 
         # cleanlab on the same out-of-sample fused probabilities
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
 
-        sources = [("", judge(outs1, labels, n, weights, cfg).mean_probs)]  # (N, C): fused, averaged over rounds
+        sources = [("", judge(outs1, labels, cfg, J).mean_probs)]  # (N, C): fused, averaged over rounds
         if cfg.passes == 2:
             sources.append((" [fed pass-2 probs]", default.mean_probs))
         for tag, probs in sources:

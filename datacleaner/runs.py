@@ -309,14 +309,20 @@ def round_outputs(
     return out
 
 
-def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None):
-    """Scores of every image from the cached logits of one pass, with the config's fusion and flag rule."""
+def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, cfg: CleanConfig, judgements: int):
+    """(Scores, fitted parameters) of every image from per-round outputs (see round_outputs), with the
+    config's fusion, calibration, weights and flag rule; `judgements` per image sets the default T."""
     fused, judged, fitted = fuse_rounds(
-        round_outputs(run, cfg, info, plan, held_out), labels, len(labels), np.array([m.weight for m in cfg.members]),
+        outputs, labels, len(labels), np.array([m.weight for m in cfg.members]),
         mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights,
     )  # (R, N, C), (R, N)
-    T = cfg.resolved_min_flags(plan.judgements_per_image)
+    T = cfg.resolved_min_flags(judgements)
     return score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality), fitted
+
+
+def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None):
+    """Scores of every image from the cached logits of one pass."""
+    return judge_outputs(round_outputs(run, cfg, info, plan, held_out), labels, cfg, plan.judgements_per_image)
 
 
 def rescore(

@@ -27,6 +27,12 @@ def class_thresholds(fused_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
 
+def confident_class(fused_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((N,) bool: some class reaches its threshold t_c, (N,) the most probable such class)."""
+    confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
+    return confident.any(axis=1), np.where(confident, fused_probs, -1.0).argmax(axis=1)
+
+
 def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
     """How many of the N labels are wrong, estimated by confident learning's calibrated confident joint.
 
@@ -37,9 +43,7 @@ def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
     fused_probs = np.asarray(fused_probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     C = fused_probs.shape[1]
-    confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
-    best = np.where(confident, fused_probs, -1.0).argmax(axis=1)
-    has = confident.any(axis=1)
+    has, best = confident_class(fused_probs, labels)
     joint = np.zeros((C, C))  # (given, confidently predicted)
     np.add.at(joint, (labels[has], best[has]), 1.0)
     per_label = np.bincount(labels, minlength=C)
@@ -64,9 +68,8 @@ def round_flags(
     if rule not in FLAG_RULES:
         raise ValueError(f"rule must be one of {', '.join(FLAG_RULES)}, got {rule!r}")
     if rule == "class_adaptive":
-        confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
-        best = np.where(confident, fused_probs, -1.0).argmax(axis=1)
-        return confident.any(axis=1) & (best != labels)
+        has, best = confident_class(fused_probs, labels)
+        return has & (best != labels)
     if rule == "noise_rate":
         n = int(round(estimated_error_count(fused_probs, labels)))
         flags = np.zeros(len(labels), dtype=bool)
