@@ -11,6 +11,12 @@ then 1 - committee probability of the production label); ours with --diverse (k-
 the committee's features among the top 5B).
 
     python bench/select_quality.py [--seeds 3] [--rounds 4] [--budget 25] [--seed-set 50] [--quick]
+    python bench/select_quality.py --data cifar [--img-size 64] [--pool 4000]
+
+With `--data cifar` the images are CIFAR-10 photos 10,000-19,999 of ../shared/data/cifar10n_20k.npz
+(the half never tuned on), revealed with their true labels, and the committee is
+configs/cpu-pretrained.yaml (frozen ImageNet backbones); production is its first member alone
+without TTA, its head trained on the labeled set.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from datacleaner.committee import Committee
 from datacleaner.config import CleanConfig, TTAConfig, load_config
 from datacleaner.scoring import disagreement, k_center_greedy, skip_mask
 
-CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cpu-small.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "cpu-small.yaml"
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
 STRATEGIES = ("random", "prod_entropy", "prod_margin", "ours", "ours_diverse")
 
 
@@ -39,6 +47,13 @@ def digit_images() -> tuple[np.ndarray, np.ndarray]:
         for im in d.images
     ])
     return imgs, d.target.astype(np.int64)  # (N, 32, 32, 3) uint8, (N,)
+
+
+def cifar_images(n_pool_and_test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A random subset of CIFAR-10 images 10,000-19,999 with their true labels."""
+    data = np.load(CIFAR)
+    idx = 10_000 + np.random.default_rng(seed).permutation(10_000)[:n_pool_and_test]
+    return data["images"][idx], data["clean_label"][idx].astype(np.int64)
 
 
 STEPS = 150  # optimizer steps per training: small labeled sets need many epochs
@@ -130,19 +145,28 @@ def main() -> None:
     parser.add_argument("--seed-set", type=int, default=50, help="labeled images to start with (a tenth per class)")
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 rounds, 60 steps per training: a smoke run")
+    parser.add_argument("--data", choices=("digits", "cifar"), default="digits")
+    parser.add_argument("--img-size", type=int, default=64, help="cifar: members' input size")
+    parser.add_argument("--pool", type=int, default=4000, help="cifar: pool + test + seed-set images drawn from 10,000-19,999")
     args = parser.parse_args()
     global STEPS
     if args.quick:
         STEPS = 60
-    base = load_config(CONFIG)
     seeds, rounds = (1, 2) if args.quick else (args.seeds, args.rounds)
-    images, labels = digit_images()
+    if args.data == "cifar":
+        base = load_config(ROOT / "configs" / "cpu-pretrained.yaml")
+        for m in base.members:
+            m.img_size = args.img_size
+        images, labels = cifar_images(args.pool)
+    else:
+        base = load_config(CONFIG)
+        images, labels = digit_images()
     t0 = time.time()
     all_curves = [run_seed(s, base, images, labels, rounds, args.budget, args.seed_set, args.test, print) for s in range(seeds)]
     sizes = [args.seed_set + r * args.budget for r in range(rounds + 1)]
     mean = {s: np.mean([c[s] for c in all_curves], axis=0) for s in STRATEGIES}
     std = {s: np.std([c[s] for c in all_curves], axis=0) for s in STRATEGIES}
-    print(f"\n### Active learning on digits: test accuracy of the production model (mean ± sd over {seeds} seeds)\n")
+    print(f"\n### Active learning on {args.data}: test accuracy of the production model (mean ± sd over {seeds} seeds)\n")
     print("| labeled | " + " | ".join(STRATEGIES) + " |")
     print("|---:|" + "---:|" * len(STRATEGIES))
     for r, n in enumerate(sizes):
