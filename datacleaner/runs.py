@@ -276,17 +276,30 @@ def _train_and_judge(
     return int(trained)
 
 
+FEATURE_CHUNK = 4096  # images per feature-extraction chunk: memory stays bounded on large datasets
+
+
 def _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress) -> np.ndarray:
-    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run and cached."""
+    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run, written
+    chunk by chunk into a memory-mapped file (atomically renamed when complete) and cached."""
     path = run.features_path(cfg, member, info)
     if not path.is_file():
         model = create_member_model(member, len(labeled.classes), load_pretrained=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, out = path.with_suffix(".partial.npy"), None
         with progress.bar(len(images), f"features {member.label}") as bar:
-            features = predict_logits(
-                model, images, np.arange(len(images)), prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
-                batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
-            )
-        _save_array(path, features.astype(np.float16))
+            for start in range(0, len(images), FEATURE_CHUNK):
+                idx = np.arange(start, min(len(images), start + FEATURE_CHUNK))
+                chunk = predict_logits(
+                    model, images, idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
+                    batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
+                )  # (n, V, D)
+                if out is None:
+                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(images), *chunk.shape[1:]))
+                out[idx] = chunk
+        out.flush()
+        del out
+        os.replace(tmp, path)
     return np.load(path, mmap_mode="r")
 
 
