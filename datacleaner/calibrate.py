@@ -46,10 +46,11 @@ def fit_weights(outputs: np.ndarray, labels: np.ndarray, *, mode: str = "logits"
     M = outputs.shape[1]
     if M == 1 or len(labels) == 0:
         return np.full(M, 1.0 / M)
-    per_member = outputs.mean(axis=2, keepdims=True)  # (N, M, 1, C): views are averaged first either way
+    # (N, M, 1, C): views averaged once, up front; fuse(..., "probs") re-softmaxes, so the log keeps the mean
     if mode == "probs":
-        per_member = softmax(outputs).mean(axis=2, keepdims=True)
-        per_member = np.log(np.clip(per_member, 1e-12, None))  # fuse(..., "probs") re-softmaxes: log keeps the mean
+        per_member = np.log(np.clip(softmax(outputs).mean(axis=2, keepdims=True), 1e-12, None))
+    else:
+        per_member = outputs.mean(axis=2, keepdims=True)
 
     def loss(x):
         return nll(fuse(per_member, softmax(x), mode=mode), labels)

@@ -95,7 +95,8 @@ class RunDir:
     def features_path(self, cfg, member, info) -> Path:
         """A frozen member's TTA features of every image: what the backbone and the views depend on."""
         backbone = {k: getattr(member, k) for k in ("arch", "pretrained", "pretrained_file", "img_size", "mean", "std")}
-        views = [asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None, cfg.seed]
+        augmented = cfg.tta.mode == "augment"  # only seeded, augmented views depend on the augmentation and seed
+        views = [asdict(cfg.tta), asdict(cfg.augment) if augmented else None, cfg.seed if augmented else None]
         key = digest([backbone, views, info["fingerprint"], info["cache_size"]])
         return self.file("features", f"{member.label}-{key}.npy")
 
