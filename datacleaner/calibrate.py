@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from .fuse import fuse, softmax
+from .fuse import fuse_means, member_means, softmax
 
 TEMPERATURES = np.geomspace(0.05, 20.0, 81)  # the grid searched by fit_temperature
 
@@ -27,10 +27,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     logits: (N, V, C) one member's TTA logits; labels: (N,) int. Returns 1.0 for no images.
     """
+    return _best_temperature(np.asarray(logits, dtype=np.float64).mean(axis=1), labels)
+
+
+def _best_temperature(mean_logits: np.ndarray, labels: np.ndarray) -> float:
+    """fit_temperature on view-averaged logits (N, C)."""
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return 1.0
-    mean_logits = np.asarray(logits, dtype=np.float64).mean(axis=1)  # (N, C)
     losses = [nll(softmax(mean_logits / t), labels) for t in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(losses))])
 
@@ -41,49 +45,51 @@ def fit_weights(outputs: np.ndarray, labels: np.ndarray, *, mode: str = "logits"
     outputs: (N, M, V, C); labels: (N,) int. Weights are parametrised as a softmax, so
     they stay positive; starts from equal weights.
     """
-    outputs = np.asarray(outputs, dtype=np.float64)
+    return _fit_weights_means(member_means(outputs, mode=mode), labels, mode=mode)
+
+
+def _fit_weights_means(per_member: np.ndarray, labels: np.ndarray, *, mode: str) -> np.ndarray:
+    """fit_weights on view-averaged member outputs (N, M, C) (see member_means)."""
     labels = np.asarray(labels, dtype=np.int64)
-    M = outputs.shape[1]
+    M = per_member.shape[1]
     if M == 1 or len(labels) == 0:
         return np.full(M, 1.0 / M)
-    # (N, M, 1, C): views averaged once, up front; fuse(..., "probs") re-softmaxes, so the log keeps the mean
-    if mode == "probs":
-        per_member = np.log(np.clip(softmax(outputs).mean(axis=2, keepdims=True), 1e-12, None))
-    else:
-        per_member = outputs.mean(axis=2, keepdims=True)
 
     def loss(x):
-        return nll(fuse(per_member, softmax(x), mode=mode), labels)
+        return nll(fuse_means(per_member, softmax(x), mode=mode), labels)
 
     result = minimize(loss, np.zeros(M), method="Powell", options={"xtol": 1e-3, "ftol": 1e-6})
     return softmax(result.x)
 
 
 def fuse_rounds(
-    round_outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, n_images: int, weights: np.ndarray, *,
+    round_outputs: list[tuple[np.ndarray, object]], labels: np.ndarray, n_images: int, weights: np.ndarray, *,
     mode: str = "logits", calibrate: bool = False, fit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fuse every round's judgements: ((R, N, C) fused probabilities, (R, N) judged, fitted parameters).
 
-    round_outputs: per round (idx (n,), outputs (n, M, V, C)) for the images it judged;
+    round_outputs: per round (idx (n,), outputs (n, M, V, C) or a list of M (n, V, C), e.g.
+    memory-mapped) for the images it judged; views are reduced chunk by chunk (member_means).
     labels: (N,) given labels; weights: (M,) configured member weights. With `calibrate`,
     each member's logits are divided by its fitted temperature first; with `fit`, the
     round's member weights are fitted instead of the configured ones.
     """
     labels = np.asarray(labels, dtype=np.int64)
     R = len(round_outputs)
-    C = round_outputs[0][1].shape[-1] if R else 0
+    C = (round_outputs[0][1][0] if isinstance(round_outputs[0][1], list) else round_outputs[0][1]).shape[-1] if R else 0
     fused = np.zeros((R, n_images, C), dtype=np.float32)  # (R, N, C)
     judged = np.zeros((R, n_images), dtype=bool)
     fitted: dict = {"temperatures": [], "weights": []}
     for r, (idx, outputs) in enumerate(round_outputs):
-        outputs = np.asarray(outputs, dtype=np.float64)  # (n, M, V, C)
+        y = labels[idx]
+        temps = None
         if calibrate:
-            temps = np.array([fit_temperature(outputs[:, m], labels[idx]) for m in range(outputs.shape[1])])
-            outputs = outputs / temps[None, :, None, None]
+            mean_logits = member_means(outputs, mode="logits")  # (n, M, C)
+            temps = np.array([_best_temperature(mean_logits[:, m], y) for m in range(mean_logits.shape[1])])
             fitted["temperatures"].append(temps.round(3).tolist())
-        w = fit_weights(outputs, labels[idx], mode=mode) if fit else np.asarray(weights, dtype=np.float64)
+        per_member = member_means(outputs, mode=mode, temperatures=temps)  # (n, M, C)
+        w = _fit_weights_means(per_member, y, mode=mode) if fit else np.asarray(weights, dtype=np.float64)
         fitted["weights"].append((w / w.sum()).round(3).tolist())
-        fused[r, idx] = fuse(outputs, w, mode=mode)
+        fused[r, idx] = fuse_means(per_member, w, mode=mode)
         judged[r, idx] = True
     return fused, judged, fitted

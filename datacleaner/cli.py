@@ -86,6 +86,8 @@ FlagRule = Annotated[
 ]
 LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="self_confidence or normalized_margin.")]
 Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
+Executor = Annotated[Optional[str], typer.Option(help="local (this process) or ray (jobs as Ray tasks; pip install 'datacleaner[ray]').")]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (HOST:6379 or ray://HOST:10001); default: start Ray on this machine.")]
 FitWeights = Annotated[Optional[bool], typer.Option("--fit-weights/--no-fit-weights", help="Fit member fusion weights per round.")]
 
 
@@ -113,6 +115,8 @@ def clean(
     calibrate: Calibrate = None,
     fit_weights: FitWeights = None,
     passes: Annotated[Optional[int], typer.Option(help="2: retrain each committee without pass 1's flagged images, judge again.")] = None,
+    executor: Executor = None,
+    ray_address: RayAddress = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
@@ -123,7 +127,7 @@ def clean(
     overrides = dict(
         scheme=scheme, folds=folds, epochs=epochs, tau=tau, min_flags=min_flags, fusion=fusion, tta_views=tta_views,
         device=device, seed=seed, members=_names(members), flag_rule=flag_rule, label_quality=label_quality,
-        calibrate=calibrate, fit_weights=fit_weights, passes=passes,
+        calibrate=calibrate, fit_weights=fit_weights, passes=passes, executor=executor, ray_address=ray_address,
     )
     cfg = load_config(config, overrides)
     result = run_clean(data, cfg, out, progress=_progress(quiet, verbose))
@@ -233,6 +237,9 @@ def select(
     production_size: Annotated[Optional[int], typer.Option(help="Production model input size.")] = None,
     diverse: Annotated[bool, typer.Option("--diverse", help="Keep near-duplicates from filling the budget (k-center on committee features).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (shards of the pool as Ray tasks).")] = "local",
+    ray_address: RayAddress = None,
+    shard_images: Annotated[int, typer.Option(help="Pool images per prediction job (and per chunk held in memory).")] = 4096,
     quiet: Quiet = False,
 ):
     """Rank pool images worth labeling: skip what production handles, order the rest by disagreement."""
@@ -245,7 +252,8 @@ def select(
     result = run_select(
         pool, committee, production, out=out, budget=budget, method=method, min_committee_prob=min_committee_prob,
         min_production_score=min_production_score, production_arch=production_arch, production_classes=names,
-        production_size=production_size, diverse=diverse, device=device, progress=_progress(quiet, False),
+        production_size=production_size, diverse=diverse, device=device, executor=executor, ray_address=ray_address,
+        shard_images=shard_images, progress=_progress(quiet, False),
     )
     s = result.summary
     typer.echo(

@@ -138,8 +138,9 @@ class Committee:
     def weights_(self) -> np.ndarray:
         return np.array([m.weight for m in self.config.members], dtype=np.float64)
 
-    def predict_outputs(self, images: np.ndarray, *, progress: Progress = QUIET) -> np.ndarray:
-        """(N, M, V, C) TTA logits of every member on decoded images (N, S, S, 3) uint8."""
+    def predict_outputs(self, images: np.ndarray, *, index: np.ndarray | None = None, progress: Progress = QUIET) -> np.ndarray:
+        """(N, M, V, C) TTA logits of every member on decoded images (N, S, S, 3) uint8; `index` (N,):
+        the images' positions in a larger set, which seeded views are drawn for (default 0..N-1)."""
         device = resolve_device(self.config.device)
         idx = np.arange(len(images))
         outputs = []
@@ -149,6 +150,7 @@ class Committee:
                     predict_logits(
                         model, images, idx, prep, self.config.tta, self.config.augment, device=device,
                         seed=self.config.seed, batch_size=self.config.batch_size_predict, on_batch=bar.update,
+                        view_index=index,
                     )
                 )
         return np.stack(outputs, axis=1)

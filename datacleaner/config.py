@@ -23,6 +23,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "cosine_restarts", "constant")
 TTA_MODES = ("deterministic", "augment")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+EXECUTORS = ("local", "ray")
 
 # Deterministic views, in the order they are taken: (zoom, centre x, centre y, hflip, vflip).
 # zoom < 1 crops that fraction of the side; centres are in [-1, 1] image coordinates.
@@ -75,6 +76,8 @@ class MemberConfig:
     frozen: bool = False  # keep the pretrained backbone frozen: its TTA features are computed once per
     #                       image and cached; each round trains only a logistic-regression head on them
     head_l2: float = 0.03  # frozen members: L2 penalty of the head on standardised features (README: benchmark)
+    cpus: float = 2.0  # --executor ray: CPUs each of this member's jobs asks for (its torch threads)
+    gpus: float = 0.0  # --executor ray: GPUs each of this member's jobs asks for (fractions share a GPU)
 
     @property
     def label(self) -> str:
@@ -126,6 +129,12 @@ class CleanConfig:
     min_flags: int | None = None  # T: review when flagged in >= T rounds; None = every round that judged it
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
     batch_size_predict: int = 256
+    shard_images: int = 4096  # images per prediction job (and per chunk held in memory)
+    cache_memory_gb: float = 2.0  # decoded images up to this size are held in RAM; larger ones stay memory-mapped on disk
+    compile: bool = False  # torch.compile members on CUDA (slower start, faster steps on long runs)
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # existing Ray cluster (HOST:6379 or ray://HOST:10001); None = start one locally
+    retries: int = 3  # --executor ray: times a failed or lost job is retried
     tta: TTAConfig = field(default_factory=TTAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     members: list[MemberConfig] = field(default_factory=lambda: [MemberConfig()])
@@ -181,6 +190,10 @@ def validate(cfg: CleanConfig) -> CleanConfig:
             f"with {cfg.folds} folds, got {cfg.min_flags}",
         )
     _check(cfg.passes in (1, 2), f"passes must be 1 or 2, got {cfg.passes}")
+    _check(cfg.executor in EXECUTORS, f"executor '{cfg.executor}' is not one of {', '.join(EXECUTORS)}")
+    _check(isinstance(cfg.shard_images, int) and cfg.shard_images >= 1, f"shard_images must be an integer >= 1, got {cfg.shard_images}")
+    _check(cfg.cache_memory_gb >= 0, f"cache_memory_gb must be >= 0, got {cfg.cache_memory_gb}")
+    _check(isinstance(cfg.retries, int) and cfg.retries >= 0, f"retries must be an integer >= 0, got {cfg.retries}")
     _check(cfg.flag_rule in FLAG_RULES, f"flag_rule '{cfg.flag_rule}' is not one of {', '.join(FLAG_RULES)}")
     _check(
         cfg.label_quality in QUALITY_METHODS,
@@ -209,6 +222,7 @@ def validate(cfg: CleanConfig) -> CleanConfig:
             f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
         )
         _check(m.head_l2 >= 0, f"{where}: head_l2 must be >= 0, got {m.head_l2}")
+        _check(m.cpus > 0 and m.gpus >= 0, f"{where}: cpus must be > 0 and gpus >= 0, got {m.cpus} and {m.gpus}")
         if m.pretrained_file:
             _check(Path(m.pretrained_file).is_file(), f"{where}: pretrained_file {m.pretrained_file} does not exist")
     _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")

@@ -18,24 +18,47 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def fuse(outputs: np.ndarray, weights: np.ndarray, *, mode: str = "logits") -> np.ndarray:
-    """Fused class probabilities.
+CHUNK = 65536  # images per step when reducing views: the (n, M, V, C) outputs never all sit in memory
 
-    outputs: (N, M, V, C) logits of M members on V views of N images.
-    weights: (M,) non-negative member weights, not all zero.
-    Returns (N, C) float32 probabilities, rows summing to 1.
+
+def member_means(outputs, *, mode: str = "logits", temperatures: np.ndarray | None = None) -> np.ndarray:
+    """(N, M, C) float64: each member's output averaged over its V views, in the space fusion
+    averages (logits, or probabilities for mode "probs"), after dividing by its temperature.
+
+    outputs: (N, M, V, C) logits, or a list of M arrays (N, V, C) (memory-mapped files work):
+    read CHUNK images at a time.
     """
     if mode not in FUSION_MODES:
         raise ValueError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if outputs.ndim != 4:
-        raise ValueError(f"outputs must have shape (N, M, V, C), got {outputs.shape}")
+    parts = list(outputs) if isinstance(outputs, (list, tuple)) else None
+    if parts is None and np.ndim(outputs) != 4:
+        raise ValueError(f"outputs must have shape (N, M, V, C), got {np.shape(outputs)}")
+    N, M, C = (len(parts[0]), len(parts), parts[0].shape[-1]) if parts is not None else (
+        outputs.shape[0], outputs.shape[1], outputs.shape[3])
+    temps = np.ones(M) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+    out = np.zeros((N, M, C), dtype=np.float64)
+    for s in range(0, N, CHUNK):
+        for m in range(M):
+            x = np.asarray(parts[m][s : s + CHUNK] if parts is not None else outputs[s : s + CHUNK, m], dtype=np.float64)
+            x = x / temps[m]  # (n, V, C)
+            out[s : s + CHUNK, m] = (softmax(x) if mode == "probs" else x).mean(axis=1)
+    return out
+
+
+def fuse_means(per_member: np.ndarray, weights: np.ndarray, *, mode: str = "logits") -> np.ndarray:
+    """(N, C) float32 fused probabilities from member_means (N, M, C) and weights (M,)."""
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (outputs.shape[1],) or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights must be {outputs.shape[1]} non-negative numbers, not all zero; got {weights}")
-    w = weights / weights.sum()
-    if mode == "probs":
-        outputs = softmax(outputs)
-    per_member = outputs.mean(axis=2)  # (N, M, C): views weigh equally
-    fused = np.einsum("nmc,m->nc", per_member, w)  # (N, C)
+    if weights.shape != (per_member.shape[1],) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"weights must be {per_member.shape[1]} non-negative numbers, not all zero; got {weights}")
+    fused = np.einsum("nmc,m->nc", per_member, weights / weights.sum())  # (N, C)
     return (softmax(fused) if mode == "logits" else fused).astype(np.float32)
+
+
+def fuse(outputs, weights: np.ndarray, *, mode: str = "logits") -> np.ndarray:
+    """Fused class probabilities.
+
+    outputs: (N, M, V, C) logits of M members on V views of N images (or a list of M (N, V, C)).
+    weights: (M,) non-negative member weights, not all zero.
+    Returns (N, C) float32 probabilities, rows summing to 1.
+    """
+    return fuse_means(member_means(outputs, mode=mode), weights, mode=mode)

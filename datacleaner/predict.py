@@ -10,7 +10,7 @@ import torch
 from .augment import make_views, view_params
 from .config import AugmentConfig, TTAConfig
 from .models import Preprocess
-from .train import autocast
+from .train import autocast, compiled
 
 
 @torch.inference_mode()
@@ -28,28 +28,38 @@ def predict_logits(
     amp: bool = True,
     on_batch: Callable[[int], None] | None = None,
     features: bool = False,
+    view_index: np.ndarray | None = None,
+    compile: bool = False,
 ) -> np.ndarray:
     """(len(idx), V, C) float32 logits of `model` on V views of images[idx]; with `features`,
     (len(idx), V, D) penultimate features (timm's pre-logits) instead.
 
     All V views of a batch go through the model in one forward pass. View parameters
-    depend only on (seed, image index, view), never on batching.
+    depend only on (seed, image index, view), never on batching; `view_index` (len(idx),)
+    gives the indices views are drawn for when `images` is a shard of a larger set.
+    Inputs go to the GPU from pinned memory without blocking; with `compile` (CUDA only) the
+    model runs through torch.compile.
     """
     model.to(device).to(memory_format=torch.channels_last).eval()
+    net = compiled(model, device) if compile else model
     mean, std = prep.tensors(device)
     V = tta.views
     per_batch = max(1, batch_size // V)  # images per forward pass
     chunks = []
+    pin = device.type == "cuda"
     for start in range(0, len(idx), per_batch):
         batch_idx = idx[start : start + per_batch]
-        params = view_params(batch_idx, V, mode=tta.mode, aug=aug, seed=seed)  # (B, V, 10)
+        keys = batch_idx if view_index is None else view_index[start : start + per_batch]
+        params = view_params(keys, V, mode=tta.mode, aug=aug, seed=seed)  # (B, V, 10)
         x = torch.from_numpy(np.ascontiguousarray(images[batch_idx]))  # (B, S, S, 3) uint8
+        if pin:
+            x = x.pin_memory()
         views = make_views(x.to(device, non_blocking=True), params, prep.size, mean, std)  # (B*V, 3, s, s)
         with autocast(device, amp):
             if features:
-                out = model.forward_head(model.forward_features(views), pre_logits=True).flatten(1)  # (B*V, D)
+                out = model.forward_head(net.forward_features(views), pre_logits=True).flatten(1)  # (B*V, D)
             else:
-                out = model(views)  # (B*V, C)
+                out = net(views)  # (B*V, C)
         chunks.append(out.float().reshape(len(batch_idx), V, -1).cpu().numpy())  # (B, V, C or D)
         if on_batch is not None:
             on_batch(len(batch_idx))

@@ -88,23 +88,23 @@ def from_csv(csv_path: str | Path, pool_paths: list[str], pool_root: Path, class
     return ProductionPredictions(label=label, score=score, probs=probs)
 
 
-def _run_model(model, images, prep: Preprocess, classes: list[str], committee_classes: list[str], where: str, device: str):
+def _run_model(model, images, idx, prep: Preprocess, classes: list[str], committee_classes: list[str], where: str, device: str):
     order = _match_classes(classes, committee_classes, where)
     dev = resolve_device(device)
     logits = predict_logits(
-        model, images, np.arange(len(images)), prep, TTAConfig(views=1), AugmentConfig(), device=dev, seed=0
-    )[:, 0]  # (N, C_production): the identity view only, as production sees it
+        model, images, np.asarray(idx), prep, TTAConfig(views=1), AugmentConfig(), device=dev, seed=0
+    )[:, 0]  # (n, C_production): the identity view only, as production sees it
     if logits.shape[1] != len(classes):
         raise DataCleanerError(f"{where}: the model has {logits.shape[1]} outputs but {len(classes)} class names were given")
     p = softmax(logits.astype(np.float64))
-    probs = np.zeros((len(images), len(committee_classes)))
+    probs = np.zeros((len(logits), len(committee_classes)))
     probs[:, order] = p
     return ProductionPredictions(label=order[p.argmax(axis=1)], score=p.max(axis=1), probs=probs)
 
 
-def from_timm(arch: str, weights: str | Path, images: np.ndarray, classes: list[str], committee_classes: list[str], *,
+def from_timm(arch: str, weights: str | Path, images: np.ndarray, idx, classes: list[str], committee_classes: list[str], *,
               size: int | None = None, device: str = "auto") -> ProductionPredictions:
-    """Run timm `arch` with local `weights` on decoded pool images (N, S, S, 3)."""
+    """Run timm `arch` with local `weights` on decoded pool images[idx] ((N, S, S, 3), may be memory-mapped)."""
     member = MemberConfig(arch=arch, img_size=size)
     model = create_member_model(member, len(classes), load_pretrained=False)
     weights = Path(weights)
@@ -119,14 +119,14 @@ def from_timm(arch: str, weights: str | Path, images: np.ndarray, classes: list[
         model.load_state_dict(state)
     except Exception as exc:
         raise DataCleanerError(f"production weights {weights}: cannot load into {arch} with {len(classes)} classes ({str(exc).splitlines()[0][:200]})") from None
-    return _run_model(model, images, member_preprocess(member, model), classes, committee_classes, str(weights), device)
+    return _run_model(model, images, idx, member_preprocess(member, model), classes, committee_classes, str(weights), device)
 
 
-def from_torchscript(path: str | Path, images: np.ndarray, classes: list[str], committee_classes: list[str], *,
+def from_torchscript(path: str | Path, images: np.ndarray, idx, classes: list[str], committee_classes: list[str], *,
                      size: int = 224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), device: str = "auto") -> ProductionPredictions:
     """Run a TorchScript model (input: normalised RGB (B, 3, size, size); output: logits)."""
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise DataCleanerError(f"production model {path} is not a TorchScript file ({str(exc).splitlines()[0][:160]})") from None
-    return _run_model(model, images, Preprocess(size=size, mean=tuple(mean), std=tuple(std)), classes, committee_classes, str(path), device)
+    return _run_model(model, images, idx, Preprocess(size=size, mean=tuple(mean), std=tuple(std)), classes, committee_classes, str(path), device)

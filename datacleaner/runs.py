@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,12 +37,13 @@ from .errors import DataCleanerError
 from .folds import FoldPlan, make_fold_plan
 from .keys import digest, member_seed
 from .calibrate import fuse_rounds
-from .models import create_member_model, member_preprocess, resolve_device
-from .predict import predict_logits
+from .models import member_preprocess, resolve_device
+from .executors import Job, Rows, Shared, make_executor
+from .jobs import predict_job, train_job
 from .progress import Progress
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
-from .train import fit_view_head, train_or_load
+from .train import fit_view_head
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -113,15 +115,17 @@ def _save_array(path: Path, array: np.ndarray) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: str, progress: Progress):
-    """(N, S, S, 3) uint8 memmap of every image, {index: reason} for unreadable ones and each file's
-    checksum; decoded once per run."""
+def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: str, progress: Progress,
+                   memory_gb: float = 2.0):
+    """(N, S, S, 3) uint8 array of every image, {index: reason} for unreadable ones and each file's
+    checksum. Decoded once per run into a file under cache/; read into RAM when it fits in
+    `memory_gb`, else used memory-mapped from disk."""
     name = f"images-{size}-{fingerprint}"
     array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".meta.json")
     if array_path.is_file() and problems_path.is_file():
         meta = json.loads(problems_path.read_text())
         problems = {int(k): v for k, v in meta["problems"].items()}
-        return np.load(array_path, mmap_mode="r"), problems, meta["checksums"]
+        return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, meta["checksums"]
     array_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = array_path.with_suffix(".partial.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(labeled.paths), size, size, 3))
@@ -133,11 +137,21 @@ def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: 
     del out
     os.replace(tmp, array_path)
     write_text_atomic(problems_path, json.dumps({"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums}))
-    return np.load(array_path, mmap_mode="r"), problems, checksums
+    return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, checksums
+
+
+def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
+    """The decoded cache read into RAM if it fits the budget; the memory map otherwise."""
+    return np.array(images) if images.nbytes <= memory_gb * 2**30 else images
 
 
 def _set_threads(cfg: CleanConfig) -> None:
+    """torch uses every core (or `threads`); OpenCV, inside the augmentation, runs single-threaded
+    so the two do not oversubscribe the cores."""
+    import cv2
+
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    cv2.setNumThreads(1)
 
 
 @dataclass
@@ -170,7 +184,7 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     preps = {m.label: member_preprocess(m) for m in cfg.members}
     size = cfg.cache_size or max(p.size for p in preps.values())
     run.path.mkdir(parents=True, exist_ok=True)
-    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress)
+    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     if problems:
@@ -181,7 +195,8 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
 
 
 def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None) -> CleanResult:
-    """Run (or continue) the whole `clean` job on `data` and write its outputs into `out`."""
+    """Run (or continue) the whole `clean` job on `data` and write its outputs into `out`; training and
+    prediction jobs go to the config's executor (this process, or a Ray cluster)."""
     progress = progress or Progress()
     started = time.time()
     cfg = validate(cfg)
@@ -189,6 +204,7 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True)
     labeled, images, problems, preps = prepared.labeled, prepared.images, prepared.problems, prepared.preps
     device = resolve_device(cfg.device)
+    executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
     info = {
         "fingerprint": prepared.fingerprint, "cache_size": prepared.size, "classes": labeled.classes,
         "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
@@ -221,15 +237,12 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
             held_out = digest(np.flatnonzero(exclude).tolist())
             run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
             progress.info(f"pass 2: retraining every committee without the {int(exclude.sum())} images pass 1 flagged")
-        for r in range(plan.n_rounds):
-            for member in cfg.members:
-                if run.logits_path(cfg, member, r, info, held_out).is_file():
-                    reused += 1
-                    continue
-                trained += _train_and_judge(
-                    run, cfg, member, r, plan, images, labeled, preps[member.label], info, device, progress,
-                    exclude=exclude, held_out=held_out,
-                )
+        todo = [(r, m) for r in range(plan.n_rounds) for m in cfg.members
+                if not run.logits_path(cfg, m, r, info, held_out).is_file()]
+        reused += plan.n_rounds * len(cfg.members) - len(todo)
+        trained += _train_and_judge(
+            run, cfg, todo, plan, images, labeled, preps, info, executor, progress, exclude=exclude, held_out=held_out
+        )
     result = rescore(run.path, progress=progress)
     if result.summary["committee_disagreement"] > 0.5:
         warnings.append(
@@ -240,74 +253,116 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     result.summary.update(
         warnings=warnings,
         wall_time_s=round(time.time() - started, 1), members_trained=trained, device=str(device),
-        judgements_reused=reused,
+        judgements_reused=reused, executor=cfg.executor,
     )
     run.write_json("summary.json", result.summary)
     return result
 
 
+def _resources(cfg: CleanConfig, member: MemberConfig) -> dict:
+    return {"cpus": member.cpus, "gpus": member.gpus}
+
+
 def _train_and_judge(
-    run, cfg, member, r, plan: FoldPlan, images, labeled, prep, info, device, progress, *, exclude, held_out
+    run, cfg, todo: list[tuple[int, MemberConfig]], plan: FoldPlan, images, labeled, preps, info, executor, progress, *,
+    exclude, held_out,
 ) -> int:
-    """Train (or load) member `member` of committee `r` on its part minus `exclude` (N,) bool, then
-    cache its TTA logits. Returns 1 if it trained."""
-    judge_idx = plan.judge_idx(r)
-    train_idx = plan.train_idx(r)
-    train_idx = train_idx[~exclude[train_idx]]
-    if member.frozen:
-        features = _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress)  # (N, V, D)
-        W, b = fit_view_head(features[train_idx], labeled.labels[train_idx], len(labeled.classes), member)
-        logits = (np.asarray(features[judge_idx], dtype=np.float32) @ W.T + b).astype(np.float32)  # (n_judged, V, C)
-        _save_array(run.logits_path(cfg, member, r, info, held_out), logits)
-        return 1
-    weights_path = run.weights_path(cfg, member, r, info, held_out)
-    seed = member_seed(cfg.seed, r, member.label)
-    model = create_member_model(member, len(labeled.classes), load_pretrained=not weights_path.is_file(), seed=seed)
-    trained = train_or_load(
-        model, weights_path, images, labeled.labels, train_idx, member, cfg.augment, prep, device=device,
-        seed=seed, progress=progress, desc=f"round {r + 1}/{plan.n_rounds}{' pass 2' if held_out else ''} train {member.label}",
-        metadata={"round": str(r)},
-    )
-    with progress.bar(len(judge_idx), f"round {r + 1}/{plan.n_rounds} judge {member.label}") as bar:
-        logits = predict_logits(
-            model, images, judge_idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
-            batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update,
-        )  # (n_judged, V, C)
-    _save_array(run.logits_path(cfg, member, r, info, held_out), logits)
-    return int(trained)
+    """Train (or load) and judge every (round, member) in `todo` through `executor`: each round's
+    members train on its part minus `exclude` (N,) bool, then judge its images in shards. Every
+    result is written into the run directory as it arrives. Returns how many (round, member) trained."""
+    labels, C, R = labeled.labels, len(labeled.classes), plan.n_rounds
+    p2 = " pass 2" if held_out else ""
+
+    def train_idx(r: int) -> np.ndarray:
+        idx = plan.train_idx(r)
+        return idx[~exclude[idx]]
+
+    frozen = [(r, m) for r, m in todo if m.frozen]
+    features = {m.label: _frozen_features(run, cfg, m, images, labeled, preps[m.label], info, executor, progress)
+                for _, m in frozen}  # (N, V, D) per member, memory-mapped
+    for r, m in frozen:  # a logistic head per round on cached features: cheap, done here
+        feats, t = features[m.label], train_idx(r)
+        W, b = fit_view_head(feats[t], labels[t], C, m)
+        judge = plan.judge_idx(r)
+        logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
+                                 for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
+        _save_array(run.logits_path(cfg, m, r, info, held_out), logits.astype(np.float32))  # (n_judged, V, C)
+
+    tuned = [(r, m) for r, m in todo if not m.frozen]
+    untrained = [(r, m) for r, m in tuned if not run.weights_path(cfg, m, r, info, held_out).is_file()]
+    shared = Shared(images)
+    jobs = [
+        Job(train_job, dict(
+            member=m, num_classes=C, images=shared, labels=labels, idx=train_idx(r), aug=cfg.augment,
+            prep=preps[m.label], device=cfg.device, seed=member_seed(cfg.seed, r, m.label),
+            desc=f"round {r + 1}/{R}{p2} train {m.label}", metadata={"round": str(r)}, compile=cfg.compile,
+        ), desc=f"train r{r + 1}{p2} {m.label}", **_resources(cfg, m))
+        for r, m in untrained
+    ]
+    for i, weights in executor.run(jobs):
+        r, m = untrained[i]
+        write_bytes_atomic(run.weights_path(cfg, m, r, info, held_out), weights)
+
+    jobs, owner, parts = [], [], {}
+    for k, (r, m) in enumerate(tuned):
+        weights = Shared(run.weights_path(cfg, m, r, info, held_out).read_bytes())
+        judge = plan.judge_idx(r)
+        starts = list(range(0, len(judge), cfg.shard_images)) or [0]
+        parts[k] = [None] * len(starts)
+        for j, s in enumerate(starts):
+            shard = judge[s : s + cfg.shard_images]
+            jobs.append(Job(predict_job, dict(
+                member=m, num_classes=C, weights=weights, images=Rows(images, shard), index=shard, prep=preps[m.label],
+                tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, device=cfg.device,
+                desc=f"round {r + 1}/{R}{p2} judge {m.label}", compile=cfg.compile,
+            ), desc=f"judge r{r + 1}{p2} {m.label}", **_resources(cfg, m)))
+            owner.append((k, j))
+    for i, logits in executor.run(jobs):
+        k, j = owner[i]
+        parts[k][j] = logits
+        if all(p is not None for p in parts[k]):
+            r, m = tuned[k]
+            _save_array(run.logits_path(cfg, m, r, info, held_out), np.concatenate(parts.pop(k)))  # (n_judged, V, C)
+    return len(frozen) + len(untrained)
 
 
-FEATURE_CHUNK = 4096  # images per feature-extraction chunk: memory stays bounded on large datasets
-
-
-def _frozen_features(run, cfg, member, images, labeled, prep, info, device, progress) -> np.ndarray:
-    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run, written
-    chunk by chunk into a memory-mapped file (atomically renamed when complete) and cached."""
+def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, progress) -> np.ndarray:
+    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
+    (each saved as it arrives, so an interrupted run resumes), then joined into one memory-mapped file."""
     path = run.features_path(cfg, member, info)
-    if not path.is_file():
-        model = create_member_model(member, len(labeled.classes), load_pretrained=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp, out = path.with_suffix(".partial.npy"), None
-        with progress.bar(len(images), f"features {member.label}") as bar:
-            for start in range(0, len(images), FEATURE_CHUNK):
-                idx = np.arange(start, min(len(images), start + FEATURE_CHUNK))
-                chunk = predict_logits(
-                    model, images, idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
-                    batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
-                )  # (n, V, D)
-                if out is None:
-                    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(images), *chunk.shape[1:]))
-                out[idx] = chunk
-        out.flush()
-        del out
-        os.replace(tmp, path)
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    parts_dir = path.with_suffix(".parts")
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, len(images), cfg.shard_images))
+    todo = [s for s in starts if not (parts_dir / f"{s}.npy").is_file()]
+    jobs = [
+        Job(predict_job, dict(
+            member=member, num_classes=len(labeled.classes), weights=None, images=Rows(images, idx), index=idx,
+            prep=prep, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
+            device=cfg.device, features=True, desc=f"features {member.label} {s}/{len(images)}", compile=cfg.compile,
+        ), desc=f"features {member.label}", **_resources(cfg, member))
+        for s in todo for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
+    ]
+    for i, feats in executor.run(jobs):
+        _save_array(parts_dir / f"{todo[i]}.npy", feats)
+    tmp, out = path.with_suffix(".partial.npy"), None
+    for s in starts:
+        chunk = np.load(parts_dir / f"{s}.npy")  # (n, V, D) float16
+        if out is None:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(images), *chunk.shape[1:]))
+        out[s : s + len(chunk)] = chunk
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    shutil.rmtree(parts_dir)
     return np.load(path, mmap_mode="r")
 
 
 def round_outputs(
     run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, held_out: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per round: (judged indices (n,), cached TTA logits of every member (n, M, V, C))."""
+    """Per round: (judged indices (n,), list of every member's cached TTA logits (n, V, C), memory-mapped)."""
     out = []
     for r in range(plan.n_rounds):
         outputs = []
@@ -318,8 +373,8 @@ def round_outputs(
                     f"{run.path}: logits of round {r + 1}{' (pass 2)' if held_out else ''} member {member.label} "
                     "are missing; re-run `clean` to finish the run"
                 )
-            outputs.append(np.load(path, allow_pickle=False))  # (n, V, C)
-        out.append((plan.judge_idx(r), np.stack(outputs, axis=1)))
+            outputs.append(np.load(path, mmap_mode="r", allow_pickle=False))  # (n, V, C)
+        out.append((plan.judge_idx(r), outputs))
     return out
 
 

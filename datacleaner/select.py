@@ -10,6 +10,7 @@ rank (1 = first), in_budget (the top B), detail (why a file is unreadable), chec
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,12 @@ import pandas as pd
 from .committee import Committee
 from .dataset import LabeledImages, find_pool_images
 from .errors import DataCleanerError
-from .fuse import fuse, softmax
+from .executors import Job, Rows, Shared, make_executor
+from .jobs import committee_job
+from .keys import digest
 from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
 from .progress import Progress
-from .review import write_csv_atomic
+from .review import write_bytes_atomic, write_csv_atomic
 from .runs import RunDir, _decoded_cache, _set_threads, data_fingerprint
 from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
 
@@ -36,8 +39,9 @@ class SelectResult:
     summary: dict
 
 
-def load_production(production: str | Path, images, paths, root, committee: Committee, *, arch=None, classes=None,
+def load_production(production: str | Path, images, idx, paths, root, committee: Committee, *, arch=None, classes=None,
                     size=None, device="auto") -> ProductionPredictions:
+    """The production model's predictions for images[idx] (paths: theirs, relative to the pool root)."""
     production = Path(production)
     if not production.is_file():
         raise DataCleanerError(f"production model {production} does not exist")
@@ -45,18 +49,22 @@ def load_production(production: str | Path, images, paths, root, committee: Comm
     if production.suffix.lower() == ".csv":
         return from_csv(production, paths, root, committee.classes_)
     if arch:
-        return from_timm(arch, production, images, names, committee.classes_, size=size, device=device)
-    return from_torchscript(production, images, names, committee.classes_, size=size or 224, device=device)
+        return from_timm(arch, production, images, idx, names, committee.classes_, size=size, device=device)
+    return from_torchscript(production, images, idx, names, committee.classes_, size=size or 224, device=device)
 
 
 def select(
     pool: str | Path, committee_dir: str | Path, production: str | Path, *, out: str | Path, budget: int | None = None,
     method: str = "contradiction", min_committee_prob: float = 0.8, min_production_score: float = 0.8,
     production_arch: str | None = None, production_classes: list[str] | None = None, production_size: int | None = None,
-    diverse: bool = False, diverse_pool: int = 5, device: str = "auto", progress: Progress | None = None,
+    diverse: bool = False, diverse_pool: int = 5, device: str = "auto", executor: str = "local",
+    ray_address: str | None = None, shard_images: int = 4096, progress: Progress | None = None,
 ) -> SelectResult:
     """Score `pool` with the committee bundle and the production model; write selection.csv into `out`.
 
+    The committee judges the pool in shards of `shard_images` (jobs for `executor`); each shard's
+    result is saved in `out` as it arrives, so an interrupted run resumes, and only per-member
+    class probabilities, never all TTA logits, are held for the whole pool.
     diverse: fill the budget by greedy k-center on the committee's penultimate features among
     the top `diverse_pool` x B candidates, so near-duplicates (bursts, video frames) cannot fill it.
     Exact duplicate files are always reported once (the others get reason 'duplicate')."""
@@ -64,21 +72,24 @@ def select(
     started = time.time()
     if method not in DISAGREEMENT_METHODS:
         raise DataCleanerError(f"--method must be one of {', '.join(DISAGREEMENT_METHODS)}, got '{method}'")
+    if shard_images < 1:
+        raise DataCleanerError(f"--shard-images must be >= 1, got {shard_images}")
     committee = Committee.load(committee_dir, device=device)
     _set_threads(committee.config)
+    runner = make_executor(executor, address=ray_address, progress=progress)
     root, paths = find_pool_images(pool)
     run = RunDir(out)
     run.path.mkdir(parents=True, exist_ok=True)
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
-    images, problems, checksums = _decoded_cache(run, listing, committee.cache_size_, data_fingerprint(listing), progress)
+    fingerprint = data_fingerprint(listing)
+    images, problems, checksums = _decoded_cache(
+        run, listing, committee.cache_size_, fingerprint, progress, committee.config.cache_memory_gb
+    )
     ok = np.array([i not in problems for i in range(len(paths))])
     idx = np.flatnonzero(ok)
-    pool_images = np.asarray(images[idx])  # (n, S, S, 3) uint8, readable images only
-    outputs = committee.predict_outputs(pool_images, progress=progress)  # (n, M, V, C)
-    fused = fuse(outputs, committee.weights_, mode=committee.config.fusion)  # (n, C)
-    member_probs = softmax(outputs.astype(np.float64).mean(axis=2))  # (n, M, C)
+    fused, member_probs = _judge_pool(run, committee, committee_dir, images, idx, fingerprint, runner, shard_images)
     prod = load_production(
-        production, pool_images, [paths[i] for i in idx], root, committee, arch=production_arch,
+        production, images, idx, [paths[i] for i in idx], root, committee, arch=production_arch,
         classes=production_classes, size=production_size, device=device,
     )
     if method == "js" and prod.probs is None:
@@ -108,7 +119,7 @@ def select(
     B = budget if budget is not None else len(candidates)
     if diverse and len(candidates) > 1 and B > 0:
         top = candidates.head(diverse_pool * B)
-        feats = committee.features(pool_images[top.index.to_numpy()])  # (n_top, D)
+        feats = committee.features(np.asarray(images[idx[top.index.to_numpy()]]))  # (n_top, D)
         picked = top.index[k_center_greedy(feats, B)]
         candidates = pd.concat([candidates.loc[picked], candidates.drop(index=picked)])
     candidates = candidates.reset_index(drop=True)
@@ -131,9 +142,51 @@ def select(
         "candidates": len(candidates), "disagree": int((candidates["reason"] == "disagree").sum()),
         "low_confidence": int((candidates["reason"] == "low_confidence").sum()),
         "duplicates": int(duplicate.sum()), "diverse": diverse,
-        "budget": budget, "method": method, "committee": str(Path(committee_dir).resolve()),
+        "budget": budget, "method": method, "executor": executor, "committee": str(Path(committee_dir).resolve()),
         "classes": committee.classes_, "wall_time_s": round(time.time() - started, 1),
         "selection_csv": str(run.file("selection.csv")),
     }
     run.write_json("summary.json", summary)
     return SelectResult(run_dir=run.path, selection=selection, scores=table, summary=summary)
+
+
+def _committee_key(committee_dir: str | Path) -> str:
+    """What a bundle's judgements depend on: its description and its weight files."""
+    bundle = Path(committee_dir)
+    files = sorted(bundle.glob("members/*.safetensors"))
+    return digest([(bundle / "committee.json").read_text(), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]])
+
+
+def _judge_pool(run: RunDir, committee: Committee, committee_dir, images, idx: np.ndarray, fingerprint: str, executor,
+                shard_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fused probabilities (n, C) and member probabilities (n, M, C) of images[idx], judged in shards
+    (jobs for `executor`), each shard saved under pool/ as it arrives and reused on a re-run."""
+    key = digest([_committee_key(committee_dir), fingerprint, committee.config.device, shard_images])
+    n, M, C = len(idx), len(committee.members_), len(committee.classes_)
+    fused = np.zeros((n, C), dtype=np.float32)
+    member_probs = np.zeros((n, M, C), dtype=np.float32)
+    starts = list(range(0, n, shard_images))
+    shard_file = {s: run.file("pool", f"shard-{key}-{s}.npz") for s in starts}
+    todo = []
+    for s in starts:
+        if shard_file[s].is_file():
+            with np.load(shard_file[s]) as saved:
+                fused[s : s + shard_images], member_probs[s : s + shard_images] = saved["fused"], saved["member_probs"]
+        else:
+            todo.append(s)
+    shared = Shared(committee)
+    cpus = max(m.cpus for m in committee.config.members)
+    gpus = max(m.gpus for m in committee.config.members)
+    jobs = [
+        Job(committee_job, dict(committee=shared, images=Rows(images, idx[s : s + shard_images]),
+                                index=np.arange(s, min(n, s + shard_images)), desc=f"judge pool {s}/{n}"),
+            desc="judge pool", cpus=cpus, gpus=gpus)
+        for s in todo
+    ]
+    for i, result in executor.run(jobs):
+        s = todo[i]
+        buf = io.BytesIO()
+        np.savez(buf, fused=result["fused"], member_probs=result["member_probs"])
+        write_bytes_atomic(shard_file[s], buf.getvalue())
+        fused[s : s + shard_images], member_probs[s : s + shard_images] = result["fused"], result["member_probs"]
+    return fused, member_probs

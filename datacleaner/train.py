@@ -61,6 +61,11 @@ class AugmentedBatches(torch.utils.data.Dataset):
         return torch.from_numpy(batch), torch.from_numpy(self.labels[idx])
 
 
+def compiled(model: torch.nn.Module, device: torch.device):
+    """torch.compile(model) on CUDA; the model itself elsewhere (compiling pays off only on long GPU runs)."""
+    return torch.compile(model) if device.type == "cuda" else model
+
+
 def autocast(device: torch.device, enabled: bool):
     if device.type == "cuda" and enabled:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -82,8 +87,10 @@ def train_member(
     workers: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    compile: bool = False,
 ) -> torch.nn.Module:
-    """Train `model` in place on images[train_idx] and return it in eval mode.
+    """Train `model` in place on images[train_idx] and return it in eval mode (with `compile`,
+    the steps run through torch.compile on CUDA).
 
     images: (N, S, S, 3) uint8; labels: (N,) int64. Seeds torch and the augmentation
     from `seed` alone, so the same member and round train the same whatever ran before.
@@ -105,6 +112,7 @@ def train_member(
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     mean, std = prep.tensors(device)
     labels = np.asarray(labels, dtype=np.int64)
+    net = compiled(model, device) if compile else model
     for epoch in range(member.epochs):
         batches = AugmentedBatches(
             images, labels, rng.permutation(train_idx), bs, aug, prep.size, seed=seed * 1000 + epoch
@@ -118,7 +126,7 @@ def train_member(
             x = to_model_input(x_uint8.to(device, non_blocking=True), mean, std)
             y = y.to(device, non_blocking=True)
             with autocast(device, member.amp):
-                loss = loss_fn(model(x), y)
+                loss = loss_fn(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -142,7 +150,7 @@ def train_member(
 def train_or_load(
     model: torch.nn.Module, weights_path: Path | None, images: np.ndarray, labels: np.ndarray, idx: np.ndarray,
     member: MemberConfig, aug: AugmentConfig, prep: Preprocess, *, device: torch.device, seed: int,
-    progress: Progress, desc: str, metadata: dict[str, str] | None = None,
+    progress: Progress, desc: str, metadata: dict[str, str] | None = None, compile: bool = False,
 ) -> bool:
     """Load `model`'s weights from `weights_path` if they are there; else train it on images[idx]
     with a progress bar and write the weights there (atomically). Returns True if it trained."""
@@ -161,7 +169,7 @@ def train_or_load(
 
         train_member(
             model, images, labels, idx, member, aug, prep, device=device, seed=seed,
-            workers=loader_workers(device), on_step=on_step, on_epoch=on_epoch,
+            workers=loader_workers(device), on_step=on_step, on_epoch=on_epoch, compile=compile,
         )
     if weights_path is not None:
         write_bytes_atomic(weights_path, state_bytes(model, arch=member.arch, **(metadata or {})))

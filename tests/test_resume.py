@@ -19,7 +19,7 @@ def test_kill_9_then_resume_matches_uninterrupted(noisy_digits, tiny_config, tmp
     out = tmp_path / "run"
     proc = subprocess.Popen(clean_cmd(root, tiny_config, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "logits").glob("*.npy"))) < 2:
+    while time.time() < deadline and len(list((out / "members").glob("*.safetensors"))) < 2:
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)

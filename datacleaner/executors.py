@@ -1,0 +1,173 @@
+"""Where the independent jobs of a run execute: in this process, or as tasks on a Ray cluster.
+
+A job is a top-level function plus keyword arguments (see `jobs.py`); it returns bytes or
+arrays and writes nothing. The driver writes every result into the run directory as soon
+as it arrives, so an interrupted run resumes from what finished, whichever executor ran it.
+
+`Shared(obj)` marks an argument many jobs read (the decoded images): the Ray executor puts
+it into the object store once; `Rows(array, idx)` marks a slice only one job reads: it is
+cut (and, on Ray, shipped) only when that job is submitted, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import EXECUTORS
+from .errors import DataCleanerError
+from .progress import QUIET, Progress
+
+
+@dataclass
+class Job:
+    fn: Callable[..., Any]  # a module-level function: fn(**kwargs, progress=...)
+    kwargs: dict
+    desc: str = ""
+    cpus: float = 1.0  # Ray resources of the job (and its torch threads)
+    gpus: float = 0.0
+
+
+@dataclass
+class Shared:
+    value: Any
+
+
+@dataclass
+class Rows:
+    array: Any  # (N, ...) array or memmap
+    idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def take(self) -> np.ndarray:
+        return np.ascontiguousarray(self.array[self.idx])
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+
+
+class LocalExecutor:
+    """Runs each job in this process, one after another, with the run's own progress bars."""
+
+    name = "local"
+
+    def __init__(self, progress: Progress = QUIET):
+        self.progress = progress
+
+    def run(self, jobs: list[Job]) -> Iterator[tuple[int, Any]]:
+        for i, job in enumerate(jobs):
+            kwargs = {k: _local_value(v) for k, v in job.kwargs.items()}
+            yield i, job.fn(**kwargs, progress=self.progress)
+
+
+def _local_value(v):
+    if isinstance(v, Shared):
+        return v.value
+    if isinstance(v, Rows):
+        return v.take()
+    return v
+
+
+def _ray_call(fn, kwargs: dict, threads: float):
+    """What a Ray task runs: resolve object references, set torch threads to the task's CPUs."""
+    import ray
+
+    _set_torch_threads(threads)
+    kwargs = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()}
+    return fn(**kwargs, progress=QUIET)
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks with each job's CPUs and GPUs; a failed or lost task is retried
+    `retries` times; results come back as they finish."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, retries: int = 3, progress: Progress = QUIET):
+        try:
+            import ray
+        except ImportError:
+            raise DataCleanerError("--executor ray needs Ray: pip install 'datacleaner[ray]' (or use --executor local)") from None
+        self.ray, self.retries, self.progress = ray, retries, progress
+        if not ray.is_initialized():
+            kwargs: dict = dict(include_dashboard=False, logging_level="warning", log_to_driver=False)
+            if address and address != "local":
+                import datacleaner
+
+                kwargs["runtime_env"] = {"py_modules": [os.path.dirname(datacleaner.__file__)]}  # this version's code
+            try:
+                ray.init(address=address, **kwargs)
+            except Exception as exc:
+                raise DataCleanerError(
+                    f"cannot connect to Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0][:200]}; "
+                    "check --ray-address (ray://HOST:10001 or HOST:6379) and that `ray status` works there"
+                ) from None
+        self._shared: dict[int, Any] = {}
+        self._remote = ray.remote(_ray_call)
+
+    def _value(self, v):
+        if isinstance(v, Shared):
+            key = id(v.value)
+            if key not in self._shared:
+                self._shared[key] = (v.value, self.ray.put(v.value))  # keep the object alive with its ref
+            return self._shared[key][1]
+        if isinstance(v, Rows):
+            return self.ray.put(v.take())
+        return v
+
+    def _window(self, job: Job) -> int:
+        cpus = self.ray.cluster_resources().get("CPU", 1.0)
+        return max(2, int(2 * cpus / max(job.cpus, 1e-3)))
+
+    def run(self, jobs: list[Job]) -> Iterator[tuple[int, Any]]:
+        if not jobs:
+            return
+        ray = self.ray
+        window = self._window(jobs[0])
+        pending: dict[Any, int] = {}
+        nxt = 0
+        with self.progress.bar(len(jobs), f"ray: {jobs[0].desc.split(' ')[0]} jobs", unit="job") as bar:
+            while nxt < len(jobs) or pending:
+                while nxt < len(jobs) and len(pending) < window:
+                    job = jobs[nxt]
+                    kwargs = {k: self._value(v) for k, v in job.kwargs.items()}
+                    ref = self._remote.options(
+                        num_cpus=job.cpus, num_gpus=job.gpus, max_retries=self.retries, retry_exceptions=True,
+                        name=job.desc[:60] or job.fn.__name__,
+                    ).remote(job.fn, kwargs, job.cpus)
+                    pending[ref] = nxt
+                    nxt += 1
+                done, _ = ray.wait(list(pending), num_returns=1)
+                i = pending.pop(done[0])
+                try:
+                    result = ray.get(done[0])
+                except Exception as exc:
+                    for ref in pending:
+                        ray.cancel(ref)
+                    raise DataCleanerError(
+                        f"Ray job '{jobs[i].desc}' failed after {self.retries} retries: {_last_line(exc)}; "
+                        "finished jobs are saved: re-run the same command to continue"
+                    ) from None
+                bar.update(1)
+                yield i, result
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [x for x in str(exc).splitlines() if x.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def make_executor(name: str, *, address: str | None = None, retries: int = 3, progress: Progress = QUIET):
+    if name not in EXECUTORS:
+        raise DataCleanerError(f"executor '{name}' is not one of {', '.join(EXECUTORS)}")
+    if name == "ray":
+        return RayExecutor(address, retries=retries, progress=progress)
+    if address:
+        raise DataCleanerError("--ray-address needs --executor ray")
+    return LocalExecutor(progress)

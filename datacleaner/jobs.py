@@ -1,0 +1,64 @@
+"""The independent jobs of a run, as pure functions an executor can ship anywhere.  [torch]
+
+Each takes plain values (configs, arrays, weight bytes) and returns bytes or arrays;
+none reads or writes the run directory. `index` arguments are the images' positions in
+the whole dataset: seeded TTA views depend on them, so a shard gives the same numbers
+as the whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from safetensors.torch import load as load_bytes
+
+from .config import AugmentConfig, MemberConfig, TTAConfig
+from .models import Preprocess, create_member_model, resolve_device
+from .predict import predict_logits
+from .progress import QUIET, Progress
+from .train import state_bytes, train_or_load
+
+
+def train_job(
+    *, member: MemberConfig, num_classes: int, images: np.ndarray, labels: np.ndarray, idx: np.ndarray,
+    aug: AugmentConfig, prep: Preprocess, device: str, seed: int, desc: str, metadata: dict, compile: bool = False,
+    progress: Progress = QUIET,
+) -> bytes:
+    """Train one member on images[idx] from its seeded initialisation; its weights as safetensors bytes."""
+    model = create_member_model(member, num_classes, load_pretrained=True, seed=seed)
+    train_or_load(
+        model, None, images, labels, idx, member, aug, prep, device=resolve_device(device), seed=seed,
+        progress=progress, desc=desc, compile=compile,
+    )
+    return state_bytes(model, arch=member.arch, **metadata)
+
+
+def predict_job(
+    *, member: MemberConfig, num_classes: int, weights: bytes | None, images: np.ndarray, index: np.ndarray,
+    prep: Preprocess, tta: TTAConfig, aug: AugmentConfig, seed: int, batch_size: int, device: str,
+    features: bool = False, desc: str = "", compile: bool = False, progress: Progress = QUIET,
+) -> np.ndarray:
+    """TTA logits (n, V, C) of a member on a shard `images` (n, S, S, 3) whose dataset positions are
+    `index` (n,); with `features`, the pretrained backbone's (n, V, D) features in float16 instead."""
+    model = create_member_model(member, num_classes, load_pretrained=weights is None)
+    if weights is not None:
+        model.load_state_dict(load_bytes(weights))
+    with progress.bar(len(images), desc) as bar:
+        out = predict_logits(
+            model, images, np.arange(len(images)), prep, tta, aug, device=resolve_device(device), seed=seed,
+            batch_size=batch_size, amp=member.amp, on_batch=bar.update, features=features, view_index=index,
+            compile=compile,
+        )
+    return out.astype(np.float16) if features else out
+
+
+def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str = "", progress: Progress = QUIET) -> dict:
+    """A committee's view of a shard of pool images (n, S, S, 3) at positions `index` (n,): fused
+    probabilities (n, C) and each member's view-averaged probabilities (n, M, C), float32. The
+    (n, M, V, C) logits live only inside this job."""
+    from .fuse import fuse, softmax
+
+    outputs = committee.predict_outputs(images, index=index, progress=progress)  # (n, M, V, C)
+    return {
+        "fused": fuse(outputs, committee.weights_, mode=committee.config.fusion),
+        "member_probs": softmax(outputs.astype(np.float64).mean(axis=2)).astype(np.float32),
+    }

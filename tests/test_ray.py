@@ -1,0 +1,123 @@
+"""The Ray executor against a real Ray instance on loopback, started by the test: the same results
+as the local executor, jobs retried after failures, nothing finished redone."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from conftest import TINY_CONFIG  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """`ray start --head` on 127.0.0.1 with 2 CPUs; yields its address, stops it after."""
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    env_cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+               "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    started = subprocess.run(env_cmd, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = {
+        **TINY_CONFIG, "threads": 1, "shard_images": 70,
+        "members": [{**m, "epochs": 3, "cpus": 1} for m in TINY_CONFIG["members"]],
+    }
+    path = tmp_path / "ray.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "datacleaner", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_ray_clean_equals_local_and_resumes(noisy_digits, ray_cluster, tmp_path):
+    data, _ = noisy_digits
+    config = _config(tmp_path)
+    local = _cli("clean", str(data), "--config", str(config), "--out", str(tmp_path / "local"), "-q")
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_ray = _cli("clean", str(data), "--config", str(config), "--out", str(tmp_path / "ray"), "-q",
+                  "--executor", "ray", "--ray-address", ray_cluster)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+
+    a = pd.read_csv(tmp_path / "local" / "scores.csv", keep_default_na=False)
+    b = pd.read_csv(tmp_path / "ray" / "scores.csv", keep_default_na=False)
+    assert list(a.columns) == list(b.columns) and len(a) == 240
+    for col in a.columns:
+        if a[col].dtype.kind == "f":
+            np.testing.assert_allclose(a[col], b[col], atol=1e-5, err_msg=col)
+        else:
+            assert a[col].tolist() == b[col].tolist(), col
+    assert (tmp_path / "ray" / "review.csv").read_text() == (tmp_path / "local" / "review.csv").read_text()
+    # the same cached files (3 rounds x 2 members): weights and logits under the same keys
+    for sub in ("members", "logits"):
+        names = sorted(p.name for p in (tmp_path / "local" / sub).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "ray" / sub).iterdir()) and len(names) == 6
+
+    # finished work is never redone: drop one round's logits, keep its weights; only it is judged again
+    victim = sorted((tmp_path / "ray" / "logits").iterdir())[0]
+    victim.unlink()
+    again = _cli("clean", str(data), "--config", str(config), "--out", str(tmp_path / "ray"), "-q",
+                 "--executor", "ray", "--ray-address", ray_cluster)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = yaml.safe_load((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["members_trained"] == 0 and summary["judgements_reused"] == 5 and summary["executor"] == "ray"
+    assert victim.is_file()
+    c = pd.read_csv(tmp_path / "ray" / "scores.csv", keep_default_na=False)
+    np.testing.assert_allclose(c["label_quality"], a["label_quality"], atol=1e-5)
+
+
+
+def flaky_square(*, x: int, marker: str, progress=None) -> int:
+    """Fails the first time it runs for `x` (as a crashed worker would), succeeds after."""
+    path = Path(marker) / f"{x}"
+    with path.open("a") as f:
+        f.write("x")
+    if len(path.read_text()) == 1:
+        raise RuntimeError(f"simulated failure of job {x}")
+    return x * x
+
+
+def always_fails(*, progress=None) -> int:
+    raise ValueError("this job cannot succeed")
+
+
+def test_ray_retries_failed_jobs_then_reports(ray_cluster, tmp_path):
+    from datacleaner.errors import DataCleanerError
+    from datacleaner.executors import Job, RayExecutor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers do not import the tests
+    executor = RayExecutor(ray_cluster, retries=2)
+    jobs = [Job(flaky_square, {"x": x, "marker": str(tmp_path)}, desc=f"square {x}", cpus=1) for x in range(4)]
+    results = dict(executor.run(jobs))
+    assert results == {0: 0, 1: 1, 2: 4, 3: 9}
+    assert all((tmp_path / str(x)).read_text() == "xx" for x in range(4))  # each failed once, ran twice
+
+    with pytest.raises(DataCleanerError, match="failed after 2 retries: .*this job cannot succeed"):
+        list(executor.run([Job(always_fails, {}, desc="doomed", cpus=1)]))
+    ray.shutdown()
