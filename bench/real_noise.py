@@ -114,9 +114,12 @@ def bench_label_set(name: str, arrays, args, cfg_base) -> list[dict]:
         is_error = np.array([truth[p] for p in manifest["path"]])
         plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
         J = plan.judgements_per_image
-        outs1 = round_outputs(run, cfg, info, plan)  # pass 1: the committee's ordinary out-of-sample judgements
+        def stacked(held_out=None):  # per round (idx, (n, M, V, C)): the bench slices members and views
+            return [(idx, np.stack(parts, axis=1)) for idx, parts in round_outputs(run, cfg, info, plan, held_out)]
+
+        outs1 = stacked()  # pass 1: the committee's ordinary out-of-sample judgements
         second = run.read_json("second_pass.json") if cfg.passes == 2 else None
-        outs = round_outputs(run, cfg, info, plan, second["held_out"]) if second else outs1
+        outs = stacked(second["held_out"]) if second else outs1
 
         def add(method, s, seconds, note=""):
             rows.append({"labels": name, "scheme": scheme, "method": method, "true_noise": float(is_error.mean()),

@@ -99,6 +99,11 @@ def view_params(index: np.ndarray, views: int, *, mode: str, aug: AugmentConfig,
     return out
 
 
+def _flips_only(params: np.ndarray) -> bool:
+    """True when every view is the whole image, unrotated, colours unchanged (flips allowed)."""
+    return bool(np.all(params[..., 0:2] == 1) and np.all(params[..., [2, 3, 6]] == 0) and np.all(params[..., 7:10] == 1))
+
+
 def make_views(
     images: torch.Tensor, params: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor
 ) -> torch.Tensor:
@@ -108,6 +113,13 @@ def make_views(
     p = torch.as_tensor(params, dtype=torch.float32, device=images.device).reshape(B * V, 10)
     x = images.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, S, S)
     x = x.repeat_interleave(V, dim=0)  # (B*V, 3, S, S)
+    if images.shape[1] == size and _flips_only(params):  # identity and flips: exact, no resampling
+        for dim, col in ((3, 4), (2, 5)):
+            flip = p[:, col] < 0
+            if flip.any():
+                x[flip] = x[flip].flip(dim)
+        x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+        return x.contiguous(memory_format=torch.channels_last)
     cos, sin = torch.cos(p[:, 6]), torch.sin(p[:, 6])
     theta = torch.stack(
         [

@@ -128,7 +128,7 @@ class CleanConfig:
     passes: int = 1  # 2: retrain every round's committee without the images pass 1 sent to review, judge again
     min_flags: int | None = None  # T: review when flagged in >= T rounds; None = every round that judged it
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
-    batch_size_predict: int = 256
+    batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU, 1024 on a GPU
     shard_images: int = 4096  # images per prediction job (and per chunk held in memory)
     cache_memory_gb: float = 2.0  # decoded images up to this size are held in RAM; larger ones stay memory-mapped on disk
     compile: bool = False  # torch.compile members on CUDA (slower start, faster steps on long runs)

@@ -46,12 +46,6 @@ class Rows:
         return np.ascontiguousarray(self.array[self.idx])
 
 
-def _set_torch_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(n)))
-
-
 class LocalExecutor:
     """Runs each job in this process, one after another, with the run's own progress bars."""
 
@@ -78,7 +72,9 @@ def _ray_call(fn, kwargs: dict, threads: float):
     """What a Ray task runs: resolve object references, set torch threads to the task's CPUs."""
     import ray
 
-    _set_torch_threads(threads)
+    from .runtime import configure
+
+    configure(max(1, int(threads)))
     kwargs = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()}
     return fn(**kwargs, progress=QUIET)
 

@@ -34,7 +34,7 @@ def train_job(
 
 def predict_job(
     *, member: MemberConfig, num_classes: int, weights: bytes | None, images: np.ndarray, index: np.ndarray,
-    prep: Preprocess, tta: TTAConfig, aug: AugmentConfig, seed: int, batch_size: int, device: str,
+    prep: Preprocess, tta: TTAConfig, aug: AugmentConfig, seed: int, batch_size: int | None, device: str,
     features: bool = False, desc: str = "", compile: bool = False, progress: Progress = QUIET,
 ) -> np.ndarray:
     """TTA logits (n, V, C) of a member on a shard `images` (n, S, S, 3) whose dataset positions are

@@ -13,6 +13,11 @@ from .models import Preprocess
 from .train import autocast, compiled
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Views per forward pass: small batches stay in the CPU's caches (bench/speed.py); a GPU wants many."""
+    return 64 if device.type == "cpu" else 1024
+
+
 @torch.inference_mode()
 def predict_logits(
     model: torch.nn.Module,
@@ -24,7 +29,7 @@ def predict_logits(
     *,
     device: torch.device,
     seed: int,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     amp: bool = True,
     on_batch: Callable[[int], None] | None = None,
     features: bool = False,
@@ -44,7 +49,7 @@ def predict_logits(
     net = compiled(model, device) if compile else model
     mean, std = prep.tensors(device)
     V = tta.views
-    per_batch = max(1, batch_size // V)  # images per forward pass
+    per_batch = max(1, (batch_size or default_batch_size(device)) // V)  # images per forward pass
     chunks = []
     pin = device.type == "cuda"
     for start in range(0, len(idx), per_batch):

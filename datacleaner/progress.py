@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -27,3 +29,25 @@ class Progress:
 
 
 QUIET = Progress(0)
+
+
+class Stopwatch:
+    """Wall seconds and amounts of work per stage of a run (summary.json: timings, work)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.work: dict[str, int] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def count(self, name: str, amount: int) -> None:
+        self.work[name] = self.work.get(name, 0) + int(amount)
+
+    def report(self) -> dict:
+        return {"timings_s": {k: round(v, 2) for k, v in self.seconds.items()}, "work": dict(self.work)}

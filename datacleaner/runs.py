@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .committee import Committee
 from .config import CleanConfig, MemberConfig, dump_config, load_config, validate
@@ -40,7 +39,8 @@ from .calibrate import fuse_rounds
 from .models import member_preprocess, resolve_device
 from .executors import Job, Rows, Shared, make_executor
 from .jobs import predict_job, train_job
-from .progress import Progress
+from .progress import Progress, Stopwatch
+from .runtime import configure
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .scoring import score
 from .train import fit_view_head
@@ -146,12 +146,7 @@ def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
 
 
 def _set_threads(cfg: CleanConfig) -> None:
-    """torch uses every core (or `threads`); OpenCV, inside the augmentation, runs single-threaded
-    so the two do not oversubscribe the cores."""
-    import cv2
-
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    cv2.setNumThreads(1)
+    configure(cfg.threads)
 
 
 @dataclass
@@ -168,12 +163,15 @@ class Prepared:
     usable: np.ndarray  # (N,) bool: readable
 
 
-def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per_class: int, guard: bool) -> Prepared:
+def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per_class: int, guard: bool,
+             watch: Stopwatch | None = None) -> Prepared:
     """Find, fingerprint, decode and check the labeled data; with `guard`, refuse a run dir holding other data."""
-    labeled = find_labeled_images(data)
+    watch = watch or Stopwatch()
+    with watch.stage("scan"):
+        labeled = find_labeled_images(data)
+        fingerprint = data_fingerprint(labeled)
     for note in labeled.notes:
         progress.info(f"note: {note}")
-    fingerprint = data_fingerprint(labeled)
     previous = run.read_json("run.json")
     if guard and previous and previous["fingerprint"] != fingerprint:
         raise DataCleanerError(
@@ -184,7 +182,8 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     preps = {m.label: member_preprocess(m) for m in cfg.members}
     size = cfg.cache_size or max(p.size for p in preps.values())
     run.path.mkdir(parents=True, exist_ok=True)
-    images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
+    with watch.stage("decode"):
+        images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     if problems:
@@ -201,7 +200,8 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     started = time.time()
     cfg = validate(cfg)
     run = RunDir(out)
-    prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True)
+    watch = Stopwatch()
+    prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True, watch=watch)
     labeled, images, problems, preps = prepared.labeled, prepared.images, prepared.problems, prepared.preps
     device = resolve_device(cfg.device)
     executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
@@ -241,9 +241,11 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
                 if not run.logits_path(cfg, m, r, info, held_out).is_file()]
         reused += plan.n_rounds * len(cfg.members) - len(todo)
         trained += _train_and_judge(
-            run, cfg, todo, plan, images, labeled, preps, info, executor, progress, exclude=exclude, held_out=held_out
+            run, cfg, todo, plan, images, labeled, preps, info, executor, progress, exclude=exclude, held_out=held_out,
+            watch=watch,
         )
-    result = rescore(run.path, progress=progress)
+    with watch.stage("score_write"):
+        result = rescore(run.path, progress=progress)
     if result.summary["committee_disagreement"] > 0.5:
         warnings.append(
             "the committees disagree with more than half of the labels: they are likely too weak for this data "
@@ -253,7 +255,7 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     result.summary.update(
         warnings=warnings,
         wall_time_s=round(time.time() - started, 1), members_trained=trained, device=str(device),
-        judgements_reused=reused, executor=cfg.executor,
+        judgements_reused=reused, executor=cfg.executor, **watch.report(),
     )
     run.write_json("summary.json", result.summary)
     return result
@@ -265,7 +267,7 @@ def _resources(cfg: CleanConfig, member: MemberConfig) -> dict:
 
 def _train_and_judge(
     run, cfg, todo: list[tuple[int, MemberConfig]], plan: FoldPlan, images, labeled, preps, info, executor, progress, *,
-    exclude, held_out,
+    exclude, held_out, watch: Stopwatch,
 ) -> int:
     """Train (or load) and judge every (round, member) in `todo` through `executor`: each round's
     members train on its part minus `exclude` (N,) bool, then judge its images in shards. Every
@@ -278,15 +280,18 @@ def _train_and_judge(
         return idx[~exclude[idx]]
 
     frozen = [(r, m) for r, m in todo if m.frozen]
-    features = {m.label: _frozen_features(run, cfg, m, images, labeled, preps[m.label], info, executor, progress)
-                for _, m in frozen}  # (N, V, D) per member, memory-mapped
-    for r, m in frozen:  # a logistic head per round on cached features: cheap, done here
-        feats, t = features[m.label], train_idx(r)
-        W, b = fit_view_head(feats[t], labels[t], C, m)
-        judge = plan.judge_idx(r)
-        logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
-                                 for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
-        _save_array(run.logits_path(cfg, m, r, info, held_out), logits.astype(np.float32))  # (n_judged, V, C)
+    with watch.stage("features"):
+        features = {m.label: _frozen_features(run, cfg, m, images, labeled, preps[m.label], info, executor, progress, watch)
+                    for _, m in frozen}  # (N, V, D) per member, memory-mapped
+    with watch.stage("train_heads"):
+        for r, m in frozen:  # a logistic head per round on cached features: cheap, done here
+            feats, t = features[m.label], train_idx(r)
+            W, b = fit_view_head(feats[t], labels[t], C, m)
+            judge = plan.judge_idx(r)
+            logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
+                                     for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
+            _save_array(run.logits_path(cfg, m, r, info, held_out), logits.astype(np.float32))  # (n_judged, V, C)
+            watch.count("head_fits", 1)
 
     tuned = [(r, m) for r, m in todo if not m.frozen]
     untrained = [(r, m) for r, m in tuned if not run.weights_path(cfg, m, r, info, held_out).is_file()]
@@ -299,9 +304,12 @@ def _train_and_judge(
         ), desc=f"train r{r + 1}{p2} {m.label}", **_resources(cfg, m))
         for r, m in untrained
     ]
-    for i, weights in executor.run(jobs):
-        r, m = untrained[i]
-        write_bytes_atomic(run.weights_path(cfg, m, r, info, held_out), weights)
+    with watch.stage("train"):
+        for i, weights in executor.run(jobs):
+            r, m = untrained[i]
+            write_bytes_atomic(run.weights_path(cfg, m, r, info, held_out), weights)
+            watch.count("member_epochs", m.epochs)
+            watch.count("train_image_epochs", len(train_idx(r)) * m.epochs)
 
     jobs, owner, parts = [], [], {}
     for k, (r, m) in enumerate(tuned):
@@ -317,16 +325,18 @@ def _train_and_judge(
                 desc=f"round {r + 1}/{R}{p2} judge {m.label}", compile=cfg.compile,
             ), desc=f"judge r{r + 1}{p2} {m.label}", **_resources(cfg, m)))
             owner.append((k, j))
-    for i, logits in executor.run(jobs):
-        k, j = owner[i]
-        parts[k][j] = logits
-        if all(p is not None for p in parts[k]):
-            r, m = tuned[k]
-            _save_array(run.logits_path(cfg, m, r, info, held_out), np.concatenate(parts.pop(k)))  # (n_judged, V, C)
+    with watch.stage("predict"):
+        for i, logits in executor.run(jobs):
+            k, j = owner[i]
+            parts[k][j] = logits
+            watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
+            if all(p is not None for p in parts[k]):
+                r, m = tuned[k]
+                _save_array(run.logits_path(cfg, m, r, info, held_out), np.concatenate(parts.pop(k)))  # (n_judged, V, C)
     return len(frozen) + len(untrained)
 
 
-def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, progress) -> np.ndarray:
+def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, progress, watch=None) -> np.ndarray:
     """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
     (each saved as it arrives, so an interrupted run resumes), then joined into one memory-mapped file."""
     path = run.features_path(cfg, member, info)
@@ -346,6 +356,8 @@ def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, pr
     ]
     for i, feats in executor.run(jobs):
         _save_array(parts_dir / f"{todo[i]}.npy", feats)
+        if watch is not None:
+            watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
     tmp, out = path.with_suffix(".partial.npy"), None
     for s in starts:
         chunk = np.load(parts_dir / f"{s}.npy")  # (n, V, D) float16
@@ -473,7 +485,8 @@ def rescore(
         "review_csv": str(run.file("review.csv")),
     }
     previous = run.read_json("summary.json") or {}
-    summary = {**{k: v for k, v in previous.items() if k in ("wall_time_s", "members_trained", "device", "warnings")}, **summary}
+    summary = {**{k: v for k, v in previous.items() if k in (
+        "wall_time_s", "members_trained", "device", "warnings", "judgements_reused", "executor", "timings_s", "work")}, **summary}
     run.write_json("summary.json", summary)
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
 

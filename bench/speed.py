@@ -1,0 +1,307 @@
+"""Speed of `clean` end to end on folders of real images, stage by stage, and against a naive reference.
+
+Writes the first N images of ../shared/data/cifar10n_20k.npz as a class-folder tree of PNGs
+(N = 2,500, 5,000, 10,000, 20,000 by default), runs the real `clean` pipeline on each in a
+fresh process (so peak memory is per run) and prints, per N: wall time and throughput of
+each stage (scan, decode, features / train per member-epoch, TTA predict per view, fuse +
+score + write), peak resident memory and the end-to-end time, then a least-squares fit of
+end-to-end time = fixed + per-image cost x N, which shows the growth is linear.
+
+Augmentation is timed on its own: the albumentations training pipeline per image and the
+batched tensor TTA views, on the same decoded images.
+
+The naive reference runs the same method the way a hand-rolled script would (the article's
+recipe, no engineering): every image decoded from its file whenever it is used, one image
+and one view per forward pass at judgement time, no feature or image cache; a frozen
+member's head is trained by minibatch SGD with the backbone run on every batch, for
+NAIVE_HEAD_EPOCHS epochs. It runs on a small N, next to our pipeline on the same N.
+
+    python bench/speed.py                                   # the full table (~30 min on 2 cores)
+    python bench/speed.py --sizes 2500 --naive-n 200        # quick look
+    python bench/speed.py --config configs/cpu-small.yaml   # a fine-tuned committee instead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
+CONFIG = ROOT / "configs" / "cpu-pretrained.yaml"
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+NAIVE_HEAD_EPOCHS = 10  # SGD epochs of a naive linear probe (our heads: full-batch L-BFGS on cached features)
+
+
+def write_tree(out: Path, n: int) -> Path:
+    """out/<class>/<i>.png for the first n images with the aggregated CIFAR-10N labels (cached)."""
+    from PIL import Image
+
+    if (out / ".complete").is_file():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    data = np.load(DATA)
+    for c in CLASSES:
+        (out / c).mkdir(parents=True, exist_ok=True)
+    for i, (img, y) in enumerate(zip(data["images"][:n], data["aggre_label"][:n])):
+        Image.fromarray(img).save(out / CLASSES[y] / f"{i:05d}.png")
+    (out / ".complete").write_text("ok\n")
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --- one measured run, in its own process ------------------------------------------------
+def run_ours(folder: Path, config: Path, out: Path) -> dict:
+    from datacleaner.config import load_config
+    from datacleaner.progress import QUIET
+    from datacleaner.runs import clean
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = load_config(config, {"threads": 2})
+    start = time.perf_counter()
+    result = clean(folder, cfg, out, progress=QUIET)
+    wall = time.perf_counter() - start
+    s = result.summary
+    return {"wall_s": wall, "timings_s": s["timings_s"], "work": s["work"], "images": s["images"],
+            "views": cfg.tta.views, "members": len(cfg.members), "peak_rss_mb": peak_rss_mb()}
+
+
+def run_naive(folder: Path, config: Path) -> dict:
+    """The same committee method without caching or batching at judgement time (see module doc)."""
+    import torch
+    from PIL import Image
+
+    from datacleaner.augment import train_transform
+    from datacleaner.config import deterministic_views, load_config
+    from datacleaner.dataset import find_labeled_images
+    from datacleaner.folds import make_fold_plan
+    from datacleaner.fuse import fuse
+    from datacleaner.keys import member_seed
+    from datacleaner.models import MemberLoss, create_member_model, make_optimizer, member_preprocess
+    from datacleaner.scoring import score
+
+    torch.set_num_threads(2)
+    cfg = load_config(config)
+    labeled = find_labeled_images(folder)
+    labels, C = labeled.labels, len(labeled.classes)
+    plan = make_fold_plan(labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed)
+    views = deterministic_views(cfg.augment)[: cfg.tta.views]
+    start = time.perf_counter()
+
+    def load(i: int, size: int) -> np.ndarray:  # decoded from the file every time it is used
+        with Image.open(labeled.absolute(i)) as img:
+            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+
+    def tensor(arr: np.ndarray, prep) -> torch.Tensor:
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+        return (x - torch.tensor(prep.mean).view(3, 1, 1)) / torch.tensor(prep.std).view(3, 1, 1)
+
+    def view(arr: np.ndarray, v) -> np.ndarray:  # (name, zoom, cx, cy, hflip, vflip): the identity and flips
+        _, _, _, _, hf, vf = v
+        arr = arr[:, ::-1] if hf else arr
+        return arr[::-1] if vf else arr
+
+    outputs_per_round = []
+    for _ in range(cfg.passes):  # pass 2 repeats the work (on the images pass 1 did not flag)
+        outputs_per_round = []
+        for r in range(plan.n_rounds):
+            per_member = []
+            for m in cfg.members:
+                prep = member_preprocess(m)
+                seed = member_seed(cfg.seed, r, m.label)
+                model = create_member_model(m, C, load_pretrained=True, seed=seed)
+                train_idx = plan.train_idx(r)
+                rng = np.random.default_rng(seed)
+                if m.frozen:
+                    for p in model.parameters():
+                        p.requires_grad_(False)
+                    head = model.get_classifier()
+                    for p in head.parameters():
+                        p.requires_grad_(True)
+                    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=m.head_l2)
+                    epochs, transform = NAIVE_HEAD_EPOCHS, None
+                    model.eval()
+                else:
+                    opt = make_optimizer(model, m)
+                    epochs, transform = m.epochs, train_transform(cfg.augment, prep.size, seed)
+                    model.train()
+                loss_fn = MemberLoss(label_smoothing=m.label_smoothing)
+                for _ in range(epochs):
+                    order = rng.permutation(train_idx)
+                    for b in range(0, len(order), m.batch_size):
+                        batch = order[b : b + m.batch_size]
+                        if len(batch) < 2:
+                            continue
+                        imgs = [load(i, prep.size) for i in batch]
+                        if transform is not None:
+                            imgs = [transform(image=a)["image"] for a in imgs]
+                        else:
+                            imgs = [view(a, views[rng.integers(len(views))]) for a in imgs]
+                        x = torch.stack([tensor(a, prep) for a in imgs])
+                        loss = loss_fn(model(x), torch.from_numpy(labels[batch]))
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+                model.eval()
+                judged = plan.judge_idx(r)
+                logits = np.zeros((len(judged), len(views), C), dtype=np.float32)
+                with torch.no_grad():
+                    for j, i in enumerate(judged):  # one image, one view per forward pass
+                        for v, spec in enumerate(views):
+                            x = tensor(view(load(i, prep.size), spec), prep)[None]
+                            logits[j, v] = model(x)[0].numpy()
+                per_member.append(logits)
+            outputs_per_round.append((plan.judge_idx(r), np.stack(per_member, axis=1)))
+    fused = np.zeros((plan.n_rounds, len(labels), C), dtype=np.float32)
+    judged = np.zeros((plan.n_rounds, len(labels)), dtype=bool)
+    for r, (idx, out) in enumerate(outputs_per_round):
+        fused[r, idx] = fuse(out, np.array([m.weight for m in cfg.members]), mode=cfg.fusion)
+        judged[r, idx] = True
+    score(fused, judged, labels, tau=cfg.tau, min_flags=cfg.resolved_min_flags(plan.judgements_per_image))
+    return {"wall_s": time.perf_counter() - start, "images": len(labels), "peak_rss_mb": peak_rss_mb()}
+
+
+def time_augment(config: Path, n: int = 2000) -> dict:
+    """Images/s of the albumentations training pipeline and of the batched tensor TTA views."""
+    import torch
+
+    from datacleaner.augment import make_views, train_transform, view_params
+    from datacleaner.config import load_config
+    from datacleaner.models import member_preprocess
+
+    torch.set_num_threads(2)
+    cfg = load_config(config)
+    prep = member_preprocess(cfg.members[0])
+    images = np.load(DATA)["images"][:n]
+    import cv2
+
+    cv2.setNumThreads(1)
+    big = np.stack([cv2.resize(a, (prep.size, prep.size), interpolation=cv2.INTER_LINEAR) for a in images])
+    t = train_transform(cfg.augment, prep.size, seed=0)
+    start = time.perf_counter()
+    for a in big:
+        t(image=a)
+    albu = n / (time.perf_counter() - start)
+    mean, std = prep.tensors(torch.device("cpu"))
+    V = cfg.tta.views
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, n, 128):
+            idx = np.arange(s, min(n, s + 128))
+            make_views(torch.from_numpy(big[idx]), view_params(idx, V, mode=cfg.tta.mode, aug=cfg.augment, seed=0),
+                       prep.size, mean, std)
+    views = n * V / (time.perf_counter() - start)
+    return {"size": prep.size, "albumentations_img_s": albu, "tta_views_img_view_s": views, "views": V}
+
+
+# --- the table ------------------------------------------------------------------------------
+def child(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench child {args} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+STAGES = [  # (timing key, label, work key for the rate, unit)
+    ("scan", "scan + list", None, "img"),
+    ("decode", "check + decode", None, "img"),
+    ("features", "frozen features (TTA forward)", "feature_image_views", "img-view"),
+    ("train_heads", "frozen heads (all rounds)", "head_fits", "head"),
+    ("train", "train (per member-epoch)", "train_image_epochs", "img-epoch"),
+    ("predict", "TTA predict", "predict_image_views", "img-view"),
+    ("score_write", "fuse + score + write", None, "img"),
+]
+
+
+def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_small: dict | None, config: Path) -> None:
+    sizes = sorted(runs)
+    print(f"\nconfig {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}, 2 torch threads, "
+          f"{runs[sizes[0]]['members']} members, {runs[sizes[0]]['views']} TTA views\n")
+    print("| stage | " + " | ".join(f"N={n:,}: s" for n in sizes) + " | " + " | ".join(f"N={n:,}: rate" for n in sizes) + " |")
+    print("|---|" + "---:|" * (2 * len(sizes)))
+    for key, label, work, unit in STAGES:
+        if not any(runs[n]["timings_s"].get(key, 0.0) > 0 for n in sizes):
+            continue
+        secs, rates = [], []
+        for n in sizes:
+            t = runs[n]["timings_s"].get(key, 0.0)
+            amount = runs[n]["work"].get(work, 0) if work else runs[n]["images"]
+            secs.append(f"{t:.1f}")
+            rates.append(f"{amount / t:,.0f} {unit}/s" if t > 0 and amount else "–")
+        if key == "train":
+            secs = [f"{runs[n]['timings_s'].get(key, 0.0) / max(1, runs[n]['work'].get('member_epochs', 1)):.1f} per m-e"
+                    for n in sizes]
+        print(f"| {label} | " + " | ".join(secs) + " | " + " | ".join(rates) + " |")
+    print("| **end to end** | " + " | ".join(f"**{runs[n]['wall_s']:.1f}**" for n in sizes) + " | "
+          + " | ".join(f"{n / runs[n]['wall_s']:,.1f} img/s" for n in sizes) + " |")
+    print("| peak memory (MB) | " + " | ".join(f"{runs[n]['peak_rss_mb']:,.0f}" for n in sizes) + " |" + " |" * len(sizes))
+    if len(sizes) >= 2:
+        x = np.array(sizes, dtype=float)
+        y = np.array([runs[n]["wall_s"] for n in sizes])
+        slope, intercept = np.polyfit(x, y, 1)
+        r2 = 1 - ((y - (slope * x + intercept)) ** 2).sum() / max(1e-12, ((y - y.mean()) ** 2).sum())
+        print(f"\nlinear fit: end-to-end = {intercept:.1f} s + {slope * 1000:.2f} ms x N  (R^2 = {r2:.4f}); "
+              "seconds per 1,000 images: " + ", ".join(f"{runs[n]['wall_s'] / n * 1000:.1f} at {n:,}" for n in sizes))
+    print(f"\naugmentation alone at {augment['size']} px: albumentations training pipeline "
+          f"{augment['albumentations_img_s']:,.0f} img/s (one core); batched tensor TTA views "
+          f"{augment['tta_views_img_view_s']:,.0f} img-view/s")
+    if naive and ours_small:
+        print(f"\nnaive reference on N={naive['images']:,}: {naive['wall_s']:.1f} s; ours on the same images: "
+              f"{ours_small['wall_s']:.1f} s -> speed-up {naive['wall_s'] / ours_small['wall_s']:.1f}x end to end; "
+              f"per image: naive {naive['wall_s'] / naive['images'] * 1000:.0f} ms vs ours "
+              f"{runs[sizes[-1]]['wall_s'] / sizes[-1] * 1000:.1f} ms at N={sizes[-1]:,} "
+              f"({naive['wall_s'] / naive['images'] / (runs[sizes[-1]]['wall_s'] / sizes[-1]):.0f}x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="2500,5000,10000,20000")
+    ap.add_argument("--naive-n", type=int, default=300, help="N for the naive reference (0: skip it)")
+    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "datacleaner-speed")
+    ap.add_argument("--json", type=Path, help="also write the measurements here")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: our pipeline on N images
+    ap.add_argument("--naive", type=int, help=argparse.SUPPRESS)  # child: the naive reference on N images
+    ap.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    config = args.config.resolve()
+    if args.one:
+        print(json.dumps(run_ours(write_tree(args.work / f"png-{args.one}", args.one), config, args.work / f"run-{args.one}")))
+        return
+    if args.naive:
+        print(json.dumps(run_naive(write_tree(args.work / f"png-{args.naive}", args.naive), config)))
+        return
+    if args.augment:
+        print(json.dumps(time_augment(config)))
+        return
+    if not DATA.is_file():
+        sys.exit(f"{DATA} not found: this benchmark reads the shared CIFAR-10N images")
+    common = ["--config", str(config), "--work", str(args.work)]
+    runs = {}
+    for n in sorted(int(x) for x in args.sizes.split(",")):
+        runs[n] = child(["--one", str(n), *common])
+        print(f"N={n}: {runs[n]['wall_s']:.1f} s, {runs[n]['timings_s']}", file=sys.stderr, flush=True)
+    augment = child(["--augment", *common])
+    naive = ours_small = None
+    if args.naive_n:
+        ours_small = runs.get(args.naive_n) or child(["--one", str(args.naive_n), *common])
+        naive = child(["--naive", str(args.naive_n), *common])
+    print_table(runs, augment, naive, ours_small, config)
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "augment": augment, "naive": naive, "ours_small": ours_small}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
