@@ -215,8 +215,8 @@ def child(args: list[str]) -> dict:
 
 
 STAGES = [  # (timing key, label, work key for the rate, unit)
-    ("scan", "scan + list", None, "img"),
-    ("decode", "check + decode", None, "img"),
+    ("scan", "scan (list + stat files)", None, "img"),
+    ("decode", "validate + decode (read, checksum, decode)", None, "img"),
     ("features", "frozen features (TTA forward)", "feature_image_views", "img-view"),
     ("train_heads", "frozen heads (all rounds)", "head_fits", "head"),
     ("train", "train (per member-epoch)", "train_image_epochs", "img-epoch"),
@@ -240,6 +240,9 @@ def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_s
             amount = runs[n]["work"].get(work, 0) if work else runs[n]["images"]
             secs.append(f"{t:.1f}")
             rates.append(f"{amount / t:,.0f} {unit}/s" if t > 0 and amount else "–")
+        if key == "train_heads":
+            rates = [f"{runs[n]['timings_s'].get(key, 0.0) / max(1, runs[n]['work'].get('head_fits', 1)):.1f} s/head"
+                     for n in sizes]
         if key == "train":
             secs = [f"{runs[n]['timings_s'].get(key, 0.0) / max(1, runs[n]['work'].get('member_epochs', 1)):.1f} per m-e"
                     for n in sizes]

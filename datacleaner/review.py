@@ -18,14 +18,18 @@ reviewed_label    empty, for the annotator
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .scoring import Scores
+
+CSV_CHUNK = 50_000  # rows per write
 
 COLUMNS = [
     "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
@@ -81,7 +85,11 @@ def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> Path:
     for col in TEXT_COLUMNS:
         if col in out:
             out[col] = out[col].map(neutralise)
-    write_text_atomic(path, out.to_csv(index=False))
+    with atomic_file(path) as f:  # streamed in chunks: a million rows never become one string
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        out.to_csv(text, index=False, chunksize=CSV_CHUNK)
+        text.flush()
+        text.detach()  # leave the file to atomic_file
     return path
 
 
@@ -90,12 +98,19 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_file(path: str | Path):
+    """A binary file that replaces `path` only when the block completes (temporary file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -8,12 +8,15 @@ Layout of a run directory (`--out`):
     cache/             decoded images, uint8 (N, S, S, 3), decoded once per run
     members/           member weights per (round, member), safetensors
     features/          frozen members: backbone TTA features of every image (N, V, D) float16
+                       (computed in shards under <name>.parts/, joined when all are done)
     logits/            TTA logits per (round, member): (n_judged, V, C) float32 (r<k>p2-...: pass 2)
     second_pass.json   passes: 2 only: the images pass 1 flagged, left out of pass 2's training
     scores.csv         every image;  review.csv  the flagged ones;  summary.json
 
 Every cached file is named by a hash of what determines it, so a re-run continues
 from whatever finished, and changing only tau / T / fusion re-scores without training.
+Training and prediction are jobs (jobs.py) run by an executor (executors.py: this
+process or Ray tasks); only this driver writes into the run directory.
 """
 
 from __future__ import annotations

@@ -144,18 +144,19 @@ def score(
     in at least `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the
     label_quality score computed from the round-averaged probabilities.
     """
-    fused = np.asarray(fused, dtype=np.float64)
+    fused = np.asarray(fused)
     judged = np.asarray(judged, dtype=bool)
     labels = np.asarray(labels, dtype=np.int64)
     R, N, C = fused.shape
-    flags = np.zeros((R, N), dtype=bool)
-    for r in range(R):
+    flag_count = np.zeros(N, dtype=np.int64)
+    mean_probs = np.zeros((N, C), dtype=np.float64)
+    for r in range(R):  # one round at a time: no (R, N, C) float64 copy
         j = judged[r]
-        flags[r, j] = round_flags(fused[r, j], labels[j], tau=tau, rule=rule, quality=quality)
-    flag_count = flags.sum(axis=0)
+        probs = np.asarray(fused[r, j], dtype=np.float64)
+        flag_count[j] += round_flags(probs, labels[j], tau=tau, rule=rule, quality=quality)
+        mean_probs[j] += probs
     rounds = judged.sum(axis=0)
     seen = rounds > 0
-    mean_probs = np.einsum("rnc,rn->nc", np.where(judged[..., None], fused, 0.0), judged.astype(np.float64))
     mean_probs[seen] /= rounds[seen, None]
     suggested = np.where(seen, mean_probs.argmax(axis=1), -1)
     given_prob = np.where(seen, mean_probs[np.arange(N), labels], np.nan)

@@ -6,6 +6,9 @@ path, production_label, production_score, suggested_label, suggested_prob, disag
 vote_<member> (each member's label), reason (disagree | low_confidence | duplicate | unreadable),
 rank (1 = first), in_budget (the top B), detail (why a file is unreadable), checksum (sha256 prefix of the file, checked by
 `apply`), reviewed_label (empty, for the annotator).
+
+The run directory also holds cache/ (the decoded pool) and pool/ (the committee's
+judgement of each shard of the pool, reused by a re-run).
 """
 
 from __future__ import annotations

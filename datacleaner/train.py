@@ -188,11 +188,11 @@ def fit_linear_head(
     scaling folded back into W and b, so the head acts on raw features. Full-batch L-BFGS
     from zero weights: the same data always gives the same head.
     """
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (n, D)
+    z = torch.from_numpy(np.array(features, dtype=np.float32))  # (n, D), our own copy
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)  # (D,)
-    z = (x - mu) / sd
-    W = torch.zeros(num_classes, x.shape[1], requires_grad=True)
+    mu, sd = z.mean(0), z.std(0).clamp_min(1e-6)  # (D,)
+    z.sub_(mu).div_(sd)  # standardised in place: one copy of the features in memory
+    W = torch.zeros(num_classes, z.shape[1], requires_grad=True)
     b = torch.zeros(num_classes, requires_grad=True)
     loss_fn = MemberLoss(label_smoothing=label_smoothing)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=HEAD_MAX_ITER, history_size=20, line_search_fn="strong_wolfe")
@@ -215,7 +215,7 @@ def fit_view_head(features: np.ndarray, labels: np.ndarray, num_classes: int, me
     every view is a sample. Returns (W (C, D), b (C,))."""
     n, V, D = features.shape
     return fit_linear_head(
-        np.asarray(features, dtype=np.float32).reshape(n * V, D), np.repeat(np.asarray(labels), V), num_classes,
+        np.asarray(features).reshape(n * V, D), np.repeat(np.asarray(labels), V), num_classes,
         l2=member.head_l2, label_smoothing=member.label_smoothing,
     )
 

@@ -52,3 +52,19 @@ def test_training_transform_is_seeded():
     assert a[0].shape == (16, 16, 3)
     np.testing.assert_array_equal(a[0], a[1])
     assert not np.array_equal(a[0], b)
+
+
+def test_flip_views_skip_resampling_and_equal_the_resampled_ones(monkeypatch):
+    """Identity and flip views are built by flipping (no grid_sample); the result is the resampled one."""
+    import datacleaner.augment as augment
+
+    aug = AugmentConfig(hflip=0.5, vflip=0.5)
+    images = torch.from_numpy((load_digits().images[:6, :, :, None].repeat(3, axis=3) * 15).astype(np.uint8))
+    every = view_params(np.arange(6), 10, mode="deterministic", aug=aug, seed=0)
+    params = every[:, [0, 1, 8, 9]]  # identity, hflip, vflip, hvflip
+    assert augment._flips_only(params) and not augment._flips_only(every[:, :3])  # a centre crop resamples
+    assert not augment._flips_only(view_params(np.arange(6), 3, mode="augment", aug=aug, seed=0))
+    mean, std = torch.zeros(3), torch.ones(3)
+    fast = make_views(images, params, 8, mean, std)
+    monkeypatch.setattr(augment, "_flips_only", lambda p: False)
+    np.testing.assert_allclose(fast.numpy(), make_views(images, params, 8, mean, std).numpy(), atol=1e-6)

@@ -66,6 +66,12 @@ def test_run_directory_holds_config_plan_caches_and_summary(finished_run):
     assert set(manifest["part"]) == {"-1", "0", "1", "2"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["members_trained"] == 6 and summary["unreadable"] == 1
+    timings, work = summary["timings_s"], summary["work"]  # what each stage cost, for bench/speed.py
+    assert set(timings) >= {"scan", "decode", "train", "predict", "score_write"} and all(t >= 0 for t in timings.values())
+    assert timings["train"] > timings["score_write"]
+    images = int(summary["images"]) - 1  # readable: each trained on in 2 of 3 rounds, judged once, 2 views
+    assert work["predict_image_views"] == images * 2 * 2  # x 2 members
+    assert work["member_epochs"] == 6 * 6 and work["train_image_epochs"] == 2 * 2 * images * 6
 
 
 def test_rescore_changes_flags_without_training(finished_run):
@@ -114,8 +120,14 @@ def test_formula_like_labels_are_neutralised(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
-def test_demo_command_reports_precision_and_recall(tiny_config, tmp_path):
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--config", str(tiny_config), "--noise", "0.1", "-q"])
+def test_demo_command_reports_precision_and_recall(tmp_path):
+    import yaml
+
+    from conftest import TINY_CONFIG
+
+    config = tmp_path / "demo.yaml"  # the tiny members with 3 epochs: 1797 images, the suite's longest test
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "members": [{**m, "epochs": 3} for m in TINY_CONFIG["members"]]}))
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--config", str(config), "--noise", "0.1", "-q"])
     assert r.exit_code == 0, r.output
     assert "180 labels flipped" in r.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())

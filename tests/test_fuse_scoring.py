@@ -137,3 +137,27 @@ def test_noise_rate_rule_flags_as_many_as_the_confident_joint_estimates():
     flags = round_flags(probs, labels, tau=0.1, rule="noise_rate")
     assert abs(int(flags.sum()) - 300) <= 30
     assert flags[wrong].mean() > 0.95
+
+
+def test_views_reduced_chunk_by_chunk_from_memory_mapped_files_equal_the_dense_fusion(tmp_path, monkeypatch):
+    """fuse_rounds on per-member .npy files opened memory-mapped, 7 images at a time, gives what the
+    whole (n, M, V, C) array gives, with calibration and fitted weights too."""
+    import datacleaner.fuse as fuse_module
+    from datacleaner.calibrate import fuse_rounds
+
+    rng = np.random.default_rng(3)
+    N, M, V, C = 50, 2, 3, 4
+    labels = rng.integers(0, C, N)
+    outputs = rng.normal(0, 2, (N, M, V, C)).astype(np.float32)
+    idx = np.arange(N)
+    for mode in ("logits", "probs"):
+        dense = fuse_rounds([(idx, outputs)], labels, N, np.array([1.0, 2.0]), mode=mode, calibrate=True, fit=True)
+        files = []
+        for m in range(M):
+            np.save(tmp_path / f"m{m}.npy", outputs[:, m])
+            files.append(np.load(tmp_path / f"m{m}.npy", mmap_mode="r"))
+        monkeypatch.setattr(fuse_module, "CHUNK", 7)
+        chunked = fuse_rounds([(idx, files)], labels, N, np.array([1.0, 2.0]), mode=mode, calibrate=True, fit=True)
+        monkeypatch.undo()
+        np.testing.assert_allclose(chunked[0], dense[0], atol=1e-6)
+        assert chunked[2] == dense[2]

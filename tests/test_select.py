@@ -187,3 +187,39 @@ def test_diverse_keeps_a_burst_from_filling_the_budget(committee_dir, pool, tmp_
         dup = sel[sel["reason"] == "duplicate"]
         assert len(dup) == 1 and "same file as" in dup["detail"].iloc[0]
     assert counts[True] <= 3 < counts[False]
+
+
+def test_select_in_small_shards_equals_one_shard_and_resumes(committee_dir, pool, tmp_path):
+    """The pool judged 7 images per job gives the same list as one job; a re-run reuses the saved shards."""
+    root, truth = pool
+    production_csv(tmp_path / "prod.csv", truth)
+    base = ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "prod.csv"),
+            "--budget", "10", "-q"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "one")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "many"), "--shard-images", "7"])
+    assert r.exit_code == 0, r.output
+    shards = sorted((tmp_path / "many" / "pool").glob("shard-*.npz"))
+    assert len(shards) == 9  # 60 readable images / 7 per shard
+    a = pd.read_csv(tmp_path / "one" / "selection.csv", keep_default_na=False)
+    b = pd.read_csv(tmp_path / "many" / "selection.csv", keep_default_na=False)
+    assert a["path"].tolist() == b["path"].tolist()
+    np.testing.assert_allclose(a["suggested_prob"].replace("", np.nan).astype(float),
+                               b["suggested_prob"].replace("", np.nan).astype(float), atol=1e-5)
+    stamps = {p.name: p.stat().st_mtime_ns for p in shards}
+    shards[0].unlink()  # as if interrupted before the first shard was saved
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "many"), "--shard-images", "7"])
+    assert r.exit_code == 0, r.output
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "many" / "pool").glob("shard-*.npz")}
+    assert after.keys() == stamps.keys()
+    assert [n for n in stamps if after[n] != stamps[n]] == [shards[0].name]  # only the missing shard was judged again
+    c = pd.read_csv(tmp_path / "many" / "selection.csv", keep_default_na=False)
+    assert c["path"].tolist() == b["path"].tolist() and c["suggested_label"].tolist() == b["suggested_label"].tolist()
+
+
+def test_ray_address_without_ray_executor_is_a_clear_error(committee_dir, pool, tmp_path):
+    root, truth = pool
+    production_csv(tmp_path / "prod.csv", truth)
+    r = runner.invoke(app, ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "prod.csv"),
+                            "--out", str(tmp_path / "x"), "--ray-address", "127.0.0.1:6379", "-q"])
+    assert r.exit_code == 1 and "--ray-address needs --executor ray" in r.output
