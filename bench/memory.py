@@ -9,6 +9,12 @@ logits of all views are never in memory at once.
 
     python bench/memory.py                          # N = 250k and 1M, 2 members x 2 views (cpu-pretrained)
     python bench/memory.py --members 3 --views 8    # a GPU-sized committee
+    python bench/memory.py --select                 # `select` on real pools of 5k and 20k CIFAR PNGs
+
+With --select, a small committee (two members trained from scratch at 32 px for one epoch
+on 1,000 images: speed, not quality, is measured) judges pools of the shared CIFAR
+images written as PNGs, with a production predictions CSV, in a fresh process per pool;
+the growth between the two pool sizes, per million images, is what the pool costs.
 """
 
 from __future__ import annotations
@@ -64,14 +70,72 @@ def measure(run: Path) -> dict:
             "flagged": result.summary["flagged"]}
 
 
+def select_peak(work: Path, sizes: list[int]) -> list[dict]:
+    """Peak memory of `datacleaner select` on pools of the shared CIFAR images (see module doc)."""
+    import yaml
+    from PIL import Image
+
+    data = np.load(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10n_20k.npz")
+    images, labels = data["images"], data["clean_label"]
+    work.mkdir(parents=True, exist_ok=True)
+    train = work / "train"
+    if not (train / ".complete").is_file():
+        for i in range(1000):
+            (train / str(labels[i])).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(train / str(labels[i]) / f"{i:05d}.png")
+        (train / ".complete").write_text("ok\n")
+    config = work / "committee.yaml"
+    config.write_text(yaml.safe_dump({"device": "cpu", "tta": {"views": 4}, "augment": {"hflip": 0.5}, "members": [
+        {"arch": "resnet10t", "img_size": 32, "epochs": 1}, {"arch": "regnetx_002", "img_size": 32, "epochs": 1}]}))
+    committee = work / "committee"
+    cli = [sys.executable, "-m", "datacleaner"]
+    if not (committee / "committee.json").is_file():
+        subprocess.run([*cli, "train", str(train), "-c", str(config), "--out", str(committee), "-q"], check=True)
+    rows = []
+    for n in sizes:
+        pool = work / f"pool-{n}"
+        if not (pool / ".complete").is_file():
+            pool.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(images[i % len(images)]).save(pool / f"{i:06d}.png")
+            (pool / ".complete").write_text("ok\n")
+        rng = np.random.default_rng(0)
+        prod = work / f"prod-{n}.csv"
+        pd.DataFrame({"path": [f"{i:06d}.png" for i in range(n)], "label": rng.integers(0, 10, n).astype(str),
+                      "score": rng.random(n).round(4)}).to_csv(prod, index=False)
+        out = work / f"select-{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        code = ("import resource, sys, time; from datacleaner.cli import main; sys.argv = sys.argv[1:]; t = time.time()\n"
+                "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                "print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+        done = subprocess.run([sys.executable, "-c", code, "datacleaner", "select", str(pool), "--committee", str(committee),
+                               "--production", str(prod), "--out", str(out), "--budget", "100", "-q"],
+                              capture_output=True, text=True)
+        seconds, peak = map(float, done.stdout.strip().splitlines()[-1].split())
+        rows.append({"n": n, "seconds": seconds, "peak_rss_mb": peak})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="250000,1000000")
     ap.add_argument("--members", type=int, default=2)
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/datacleaner-memory"))
+    ap.add_argument("--select", action="store_true", help="measure `select` on real pools instead (sizes 5000,20000)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.select:
+        sizes = [5000, 20000] if args.sizes == ap.get_default("sizes") else [int(x) for x in args.sizes.split(",")]
+        rows = select_peak(args.work / "select", sizes)
+        print("\nselect (2 members x 4 views at 32 px, production CSV, budget 100)\n")
+        print("| pool images | peak memory (MB) | time (s) |")
+        print("|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['n']:,} | {r['peak_rss_mb']:,.0f} | {r['seconds']:.1f} |")
+        a, b = rows[0], rows[-1]
+        print(f"\npeak memory grows {(b['peak_rss_mb'] - a['peak_rss_mb']) / (b['n'] - a['n']) * 1e6:,.0f} MB per million pool images")
+        return
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return

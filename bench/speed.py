@@ -265,7 +265,7 @@ def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_s
               f"{ours_small['wall_s']:.1f} s -> speed-up {naive['wall_s'] / ours_small['wall_s']:.1f}x end to end; "
               f"per image: naive {naive['wall_s'] / naive['images'] * 1000:.0f} ms vs ours "
               f"{runs[sizes[-1]]['wall_s'] / sizes[-1] * 1000:.1f} ms at N={sizes[-1]:,} "
-              f"({naive['wall_s'] / naive['images'] / (runs[sizes[-1]]['wall_s'] / sizes[-1]):.0f}x)")
+              f"({naive['wall_s'] / naive['images'] / (runs[sizes[-1]]['wall_s'] / sizes[-1]):.1f}x)")
 
 
 def main() -> None:
