@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from .errors import DataCleanerError
 
+DECODE_WINDOW = 1024  # files in flight at once while decoding
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -176,15 +177,17 @@ def decode_images(
     problems: dict[int, str] = {}
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        for i, (arr, reason, checksum) in enumerate(pool.map(lambda f: _decode_one(f, size), files)):
-            if checksums is not None:
-                checksums.append(checksum)
-            if reason is None:
-                out[i] = arr
-            else:
-                problems[i] = reason
-            if progress is not None:
-                progress(1)
+        for start in range(0, len(files), DECODE_WINDOW):  # bounded: no million pending futures
+            window = files[start : start + DECODE_WINDOW]
+            for i, (arr, reason, checksum) in enumerate(pool.map(lambda f: _decode_one(f, size), window), start):
+                if checksums is not None:
+                    checksums.append(checksum)
+                if reason is None:
+                    out[i] = arr
+                else:
+                    problems[i] = reason
+                if progress is not None:
+                    progress(1)
     return out, problems
 
 
