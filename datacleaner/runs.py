@@ -264,7 +264,8 @@ def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Prog
     return result
 
 
-def _resources(cfg: CleanConfig, member: MemberConfig) -> dict:
+def _resources(member: MemberConfig) -> dict:
+    """What each of a member's jobs asks the executor for (Ray: CPUs and GPUs)."""
     return {"cpus": member.cpus, "gpus": member.gpus}
 
 
@@ -284,8 +285,8 @@ def _train_and_judge(
 
     frozen = [(r, m) for r, m in todo if m.frozen]
     with watch.stage("features"):
-        features = {m.label: _frozen_features(run, cfg, m, images, labeled, preps[m.label], info, executor, progress, watch)
-                    for _, m in frozen}  # (N, V, D) per member, memory-mapped
+        features = {label: _frozen_features(run, cfg, m, images, labeled, preps[label], info, executor, progress, watch)
+                    for label, m in {m.label: m for _, m in frozen}.items()}  # (N, V, D) per member, memory-mapped
     with watch.stage("train_heads"):
         for r, m in frozen:  # a logistic head per round on cached features: cheap, done here
             feats, t = features[m.label], train_idx(r)
@@ -304,7 +305,7 @@ def _train_and_judge(
             member=m, num_classes=C, images=shared, labels=labels, idx=train_idx(r), aug=cfg.augment,
             prep=preps[m.label], device=cfg.device, seed=member_seed(cfg.seed, r, m.label),
             desc=f"round {r + 1}/{R}{p2} train {m.label}", metadata={"round": str(r)}, compile=cfg.compile,
-        ), desc=f"train r{r + 1}{p2} {m.label}", **_resources(cfg, m))
+        ), desc=f"train r{r + 1}{p2} {m.label}", **_resources(m))
         for r, m in untrained
     ]
     with watch.stage("train"):
@@ -326,7 +327,7 @@ def _train_and_judge(
                 member=m, num_classes=C, weights=weights, images=Rows(images, shard), index=shard, prep=preps[m.label],
                 tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, device=cfg.device,
                 desc=f"round {r + 1}/{R}{p2} judge {m.label}", compile=cfg.compile,
-            ), desc=f"judge r{r + 1}{p2} {m.label}", **_resources(cfg, m)))
+            ), desc=f"judge r{r + 1}{p2} {m.label}", **_resources(m)))
             owner.append((k, j))
     with watch.stage("predict"):
         for i, logits in executor.run(jobs):
@@ -354,7 +355,7 @@ def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, pr
             member=member, num_classes=len(labeled.classes), weights=None, images=Rows(images, idx), index=idx,
             prep=prep, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
             device=cfg.device, features=True, desc=f"features {member.label} {s}/{len(images)}", compile=cfg.compile,
-        ), desc=f"features {member.label}", **_resources(cfg, member))
+        ), desc=f"features {member.label}", **_resources(member))
         for s in todo for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
     ]
     for i, feats in executor.run(jobs):
