@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ class Shared:
 @dataclass
 class Rows:
     array: Any  # (N, ...) array or memmap
-    idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    idx: np.ndarray  # (n,) rows of it
 
     def take(self) -> np.ndarray:
         return np.ascontiguousarray(self.array[self.idx])
