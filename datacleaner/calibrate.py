@@ -87,7 +87,10 @@ def fuse_rounds(
             mean_logits = member_means(outputs, mode="logits")  # (n, M, C)
             temps = np.array([_best_temperature(mean_logits[:, m], y) for m in range(mean_logits.shape[1])])
             fitted["temperatures"].append(temps.round(3).tolist())
-        per_member = member_means(outputs, mode=mode, temperatures=temps)  # (n, M, C)
+        if calibrate and mode == "logits":  # mean(logits / T) = mean(logits) / T: no second pass over the logits
+            per_member = mean_logits / temps[None, :, None]
+        else:
+            per_member = member_means(outputs, mode=mode, temperatures=temps)  # (n, M, C)
         w = _fit_weights_means(per_member, y, mode=mode) if fit else np.asarray(weights, dtype=np.float64)
         fitted["weights"].append((w / w.sum()).round(3).tolist())
         fused[r, idx] = fuse_means(per_member, w, mode=mode)
