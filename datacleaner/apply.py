@@ -24,6 +24,7 @@ import pandas as pd
 
 from .dataset import find_labeled_images
 from .errors import DataCleanerError
+from .lock import exclusive
 from .review import FORMULA_START, write_text_atomic
 
 DROP = "__drop__"
@@ -152,12 +153,26 @@ def _state_dir(dataset: Path) -> Path:
     return (dataset.parent if dataset.is_file() else dataset) / STATE_DIR
 
 
+def dataset_lock(dataset: Path):
+    """The lock `apply --yes` and `undo` hold on a dataset (DATA/.datacleaner/lock)."""
+    return exclusive(_state_dir(dataset) / "lock", what=str(dataset))
+
+
 def apply_review(review_csv: str | Path, dataset: str | Path, *, pool: str | Path | None = None, yes: bool = False) -> ApplyPlan:
-    """Plan, and with yes=True carry out, a reviewed list; journaled under DATA/.datacleaner/journal/."""
+    """Plan, and with yes=True carry out, a reviewed list; journaled under DATA/.datacleaner/journal/.
+    A dry run touches nothing; a real one holds the dataset's lock."""
     dataset = Path(dataset)
-    plan = plan_apply(review_csv, dataset, pool=pool)
-    if not yes or not (plan.ops or plan.relabel or plan.add_rows or plan.drop_rows):
-        return plan
+    if not yes:
+        return plan_apply(review_csv, dataset, pool=pool)
+    with dataset_lock(dataset):
+        plan = plan_apply(review_csv, dataset, pool=pool)
+        if plan.ops or plan.relabel or plan.add_rows or plan.drop_rows:
+            _carry_out(plan, review_csv, dataset)
+    return plan
+
+
+def _carry_out(plan: ApplyPlan, review_csv: str | Path, dataset: Path) -> None:
+    """Journal the plan, make its changes, mark the journal done."""
     journal_dir = _state_dir(dataset) / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
     journal = {
@@ -186,17 +201,26 @@ def apply_review(review_csv: str | Path, dataset: str | Path, *, pool: str | Pat
         write_text_atomic(dataset, pd.concat([table, extra], ignore_index=True).to_csv(index=False))
     journal["status"] = "done"
     write_text_atomic(path, json.dumps(journal, indent=2))
-    return plan
 
 
-def undo_last(dataset: str | Path) -> dict:
-    """Revert the last apply on `dataset` exactly; returns its journal."""
-    dataset = Path(dataset)
+def _journals(dataset: Path) -> list[Path]:
+    """The dataset's apply journals not undone yet, oldest first; an error when there are none."""
     journal_dir = _state_dir(dataset) / "journal"
     entries = sorted(journal_dir.glob("*.json")) if journal_dir.is_dir() else []
     if not entries:
         raise DataCleanerError(f"nothing to undo: no journal under {journal_dir}")
-    path = entries[-1]
+    return entries
+
+
+def undo_last(dataset: str | Path) -> dict:
+    """Revert the last apply on `dataset` exactly (holding the dataset's lock); returns its journal."""
+    dataset = Path(dataset)
+    _journals(dataset)  # nothing to undo: say so before taking the lock
+    with dataset_lock(dataset):
+        return _undo(_journals(dataset)[-1], dataset)
+
+
+def _undo(path: Path, dataset: Path) -> dict:
     journal = json.loads(path.read_text())
     for op in reversed(journal["ops"]):
         dst = Path(op["dst"])

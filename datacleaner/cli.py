@@ -17,17 +17,34 @@ app = typer.Typer(
     help="Clean labeled image datasets with K-fold committees of timm models.",
     no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
 )
+profiles_app = typer.Typer(help="The built-in profiles: list them, or print one to copy and edit.", invoke_without_command=True)
+app.add_typer(profiles_app, name="profiles")
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"datacleaner {__version__}")
+        raise typer.Exit()
 
 
-def command(fn):
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
+):
+    """Clean labeled image datasets with K-fold committees of timm models."""
+
+
+def command(fn, group: typer.Typer = app, name: str | None = None):
     """Register a command whose library errors become one line on stderr and exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except DataCleanerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -47,7 +64,7 @@ def command(fn):
             )
             raise typer.Exit(2) from None
 
-    return app.command()(wrapper)
+    return group.command(name)(wrapper)
 
 
 def _progress(quiet: bool, verbose: bool):
@@ -59,6 +76,7 @@ def _progress(quiet: bool, verbose: bool):
 def print_summary(summary: dict) -> None:
     per_class = ", ".join(f"{c}: {n}" for c, n in summary["flagged_per_class"].items())
     lines = [
+        f"profile          {summary['profile']} ({summary.get('profile_reason', '')})" if "profile" in summary else None,
         f"images           {summary['images']} ({summary['unreadable']} unreadable), {summary['classes']} classes",
         f"scheme           {summary['scheme']}, {summary['folds']} folds, {summary['judgements_per_image']} judgement(s) per image",
         f"flag rule        {summary.get('flag_rule', 'fixed')}"
@@ -69,6 +87,7 @@ def print_summary(summary: dict) -> None:
         f"est. noise rate  {summary['estimated_noise_rate']:.1%} (confident joint); the committee disagrees with "
         f"{summary.get('committee_disagreement', 0):.1%} of the labels",
     ]
+    lines = [line for line in lines if line]
     if "wall_time_s" in summary:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
     lines.append(f"review list      {summary['review_csv']}")
@@ -78,7 +97,12 @@ def print_summary(summary: dict) -> None:
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses and cache decisions.")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/).")]
+ConfigFile = Annotated[Optional[str], typer.Option(
+    "--config", "-c", help="Built-in profile (cpu, gpu, small: see `datacleaner profiles`) or a YAML file; "
+    "default: gpu with a CUDA GPU, else cpu.")]
+WeightsDir = Annotated[Optional[Path], typer.Option(
+    "--weights-dir", help="Folder of <arch>.safetensors / <arch>.<tag>.safetensors tried before timm's hub "
+    "(default: $DATACLEANER_WEIGHTS_DIR).")]
 Members = Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs for every member.")]
 FlagRule = Annotated[
@@ -117,20 +141,19 @@ def clean(
     passes: Annotated[Optional[int], typer.Option(help="2: retrain each committee without pass 1's flagged images, judge again.")] = None,
     executor: Executor = None,
     ray_address: RayAddress = None,
+    weights_dir: WeightsDir = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
     """Flag images whose label the committees contradict or doubt; write scores.csv and review.csv."""
-    from .config import load_config
     from .runs import clean as run_clean
 
-    overrides = dict(
-        scheme=scheme, folds=folds, epochs=epochs, tau=tau, min_flags=min_flags, fusion=fusion, tta_views=tta_views,
-        device=device, seed=seed, members=_names(members), flag_rule=flag_rule, label_quality=label_quality,
-        calibrate=calibrate, fit_weights=fit_weights, passes=passes, executor=executor, ray_address=ray_address,
+    result = run_clean(
+        data, out, config, progress=_progress(quiet, verbose), scheme=scheme, folds=folds, epochs=epochs, tau=tau,
+        min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, seed=seed, members=_names(members),
+        flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
+        executor=executor, ray_address=ray_address, weights_dir=weights_dir,
     )
-    cfg = load_config(config, overrides)
-    result = run_clean(data, cfg, out, progress=_progress(quiet, verbose))
     print_summary(result.summary)
 
 
@@ -168,29 +191,28 @@ def rescore(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the digits folder and the run.")] = Path("runs/demo"),
     noise: Annotated[float, typer.Option(help="Share of labels to flip.")] = 0.1,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config.")] = None,
+    config: Annotated[str, typer.Option("--config", "-c", help="Built-in profile or YAML file.")] = "small",
+    per_class: Annotated[Optional[int], typer.Option("--per-class", help="Use only the first N scans of each digit (default: all 1,797).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the flips and the run.")] = 0,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
     """Clean scikit-learn's handwritten digits with a known share of flipped labels; print precision and recall."""
-    from .config import load_config
     from .demo import review_metrics, write_noisy_digits
     from .runs import clean as run_clean
 
-    config = config or REPO_CONFIGS / "cpu-small.yaml"
     data = out / "digits"
     if not data.exists():
-        truth = write_noisy_digits(data, noise=noise, seed=seed)
+        truth = write_noisy_digits(data, noise=noise, seed=seed, per_class=per_class)
         truth.to_csv(out / "truth.csv", index=False)
     else:
         import pandas as pd
 
         truth = pd.read_csv(out / "truth.csv", dtype={"path": str, "true_label": str, "given_label": str})
-        if abs(truth["flipped"].mean() - noise) > 0.01:
-            raise DataCleanerError(f"{data} was written with another --noise; use a new --out")
+        if abs(truth["flipped"].mean() - noise) > 0.01 or (per_class and len(truth) != 10 * per_class):
+            raise DataCleanerError(f"{data} was written with another --noise or --per-class; use a new --out")
     typer.echo(f"demo data: {len(truth)} digit scans in {data}, {int(truth['flipped'].sum())} labels flipped")
-    result = run_clean(data, load_config(config, {"seed": seed}), out / "run", progress=_progress(quiet, verbose))
+    result = run_clean(data, out / "run", config, progress=_progress(quiet, verbose), seed=seed)
     print_summary(result.summary)
     m = review_metrics(result.scores, truth)
     typer.echo(
@@ -209,17 +231,22 @@ def train(
     epochs: Epochs = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation and augmentation.")] = None,
+    weights_dir: WeightsDir = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
     """Train the committee on the whole labeled dataset and save it as a bundle for `select`."""
-    from .config import load_config
     from .runs import train_committee
 
-    overrides = dict(epochs=epochs, device=device, seed=seed,
-                     members=_names(members))
-    committee = train_committee(data, load_config(config, overrides), out, progress=_progress(quiet, verbose))
-    typer.echo(f"committee of {len(committee.members_)} member(s), {len(committee.classes_)} classes, saved to {out}")
+    committee = train_committee(
+        data, out, config, progress=_progress(quiet, verbose), epochs=epochs, device=device, seed=seed,
+        members=_names(members), weights_dir=weights_dir,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    typer.echo(
+        f"committee of {len(committee.members_)} member(s) ({', '.join(summary['members'])}), "
+        f"{len(committee.classes_)} classes, saved to {out}\nprofile          {summary['profile']} ({summary['profile_reason']})"
+    )
 
 
 @command
@@ -243,18 +270,19 @@ def select(
     quiet: Quiet = False,
 ):
     """Rank pool images worth labeling: skip what production handles, order the rest by disagreement."""
-    from .select import select as run_select
+    from .selection import Production, SelectOptions
+    from .selection import select as run_select
 
     names = None
     if production_classes:
         p = Path(production_classes)
         names = [x.strip() for x in (p.read_text().splitlines() if p.is_file() else production_classes.split(",")) if x.strip()]
-    result = run_select(
-        pool, committee, production, out=out, budget=budget, method=method, min_committee_prob=min_committee_prob,
-        min_production_score=min_production_score, production_arch=production_arch, production_classes=names,
-        production_size=production_size, diverse=diverse, device=device, executor=executor, ray_address=ray_address,
-        shard_images=shard_images, progress=_progress(quiet, False),
+    options = SelectOptions(
+        budget=budget, method=method, min_committee_prob=min_committee_prob, min_production_score=min_production_score,
+        diverse=diverse, device=device, executor=executor, ray_address=ray_address, shard_images=shard_images,
     )
+    model = Production(production, arch=production_arch, classes=names, size=production_size)
+    result = run_select(pool, committee, model, out, options, progress=_progress(quiet, False))
     s = result.summary
     typer.echo(
         f"pool {s['pool']} images: {s['skipped']} skipped (production already handles them: {s['skip_rule']}), "
@@ -296,6 +324,47 @@ def undo(
 
     journal = undo_last(dataset)
     typer.echo(f"undone: the apply of {journal['time']} ({len(journal['ops'])} file operation(s)) from {journal['review']}")
+
+
+@profiles_app.callback()
+def profiles_list(ctx: typer.Context):
+    """List the built-in profiles, one line each."""
+    from .config import profile_names, profile_summary
+
+    if ctx.invoked_subcommand is None:
+        for name in profile_names():
+            typer.echo(f"{name:6s} {profile_summary(name)}")
+        typer.echo("print one with: datacleaner profiles show NAME; use one with: --config NAME")
+
+
+def profiles_show(name: Annotated[str, typer.Argument(help="A built-in profile: cpu, gpu or small.")]):
+    """Print a built-in profile as YAML, to copy into a file and edit."""
+    from .config import profile_text
+
+    typer.echo(profile_text(name), nl=False)
+
+
+command(profiles_show, group=profiles_app, name="show")
+
+
+@command
+def doctor(
+    config: ConfigFile = None,
+    weights_dir: WeightsDir = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+):
+    """Versions, the device a run would use, Ray, and where each member's weights would come from; exit 1 if a run would fail."""
+    from .doctor import examine
+
+    report = examine(config, {"weights_dir": weights_dir, "device": device})
+    width = max(len(what) for what, _ in report.facts)
+    for what, value in report.facts:
+        typer.echo(f"{what:{width}s}  {value}")
+    if report.problems:
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ready: a run with this config has everything it needs")
 
 
 def main() -> None:

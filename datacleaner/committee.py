@@ -29,7 +29,8 @@ from .models import Preprocess, create_member_model, member_preprocess, resolve_
 from .predict import predict_logits
 from .progress import QUIET, Progress
 from .review import write_bytes_atomic, write_text_atomic
-from .train import fit_view_head, set_classifier, state_bytes, train_or_load
+from .training import fit_view_head, set_classifier, state_bytes, train_or_load
+from .weights import resolve_weights
 
 FORMAT = 1
 
@@ -41,16 +42,19 @@ class Committee:
     # fitting -------------------------------------------------------------------------
     def fit(
         self, images: np.ndarray, labels: np.ndarray, classes: list[str], *, idx: np.ndarray | None = None,
-        out: str | Path | None = None, data_key: str = "", progress: Progress = QUIET,
+        out: str | Path | None = None, data_key: str = "", pretrained: dict[str, str | None] | None = None,
+        progress: Progress = QUIET,
     ) -> "Committee":
         """Train every member on images[idx] ((N, S, S, 3) uint8; default: all) with `labels` (N,).
 
         With `out`, each member's weights are written there as soon as it finishes, and a
         member whose weights are already there (same recipe, same `data_key` identifying the
-        data) is loaded instead of retrained.
+        data) is loaded instead of retrained. `pretrained`: {member: weights file} from
+        weights.resolve_weights (found here when None).
         """
         cfg = validate(self.config)
         device = resolve_device(cfg.device)
+        pretrained = resolve_weights(cfg) if pretrained is None else pretrained
         self.classes_ = list(classes)
         self.preps_, self.members_ = [], []
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
@@ -59,7 +63,8 @@ class Committee:
             key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist(), data_key])
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
-            model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed)
+            model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed,
+                                        pretrained_path=pretrained.get(member.label))
             if member.frozen and not (path and path.is_file()):
                 self._fit_frozen(model, member, prep, images, labels, idx, device, progress)
                 if path:

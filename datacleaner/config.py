@@ -1,14 +1,20 @@
-"""Typed configuration: defaults < YAML file < command-line flags.
+"""Typed configuration: defaults < profile or YAML file < command-line flags.
 
-Every section is a dataclass with commented defaults. `load_config` reads a YAML
-file, rejects unknown keys by name, applies overrides and validates values. The
+Every section is a dataclass with commented defaults. `load_config` reads a built-in
+profile (`cpu`, `gpu`, `small`: YAML files shipped inside the package, also readable
+in the repository's `configs/`) or a YAML file, rejects unknown keys by name, applies
+overrides, and `validate` checks every value's type and range before any work. The
 resolved config is written next to a run's outputs (`config.yaml`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import types
+import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +141,8 @@ class CleanConfig:
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # existing Ray cluster (HOST:6379 or ray://HOST:10001); None = start one locally
     retries: int = 3  # --executor ray: times a failed or lost job is retried
+    weights_dir: str | None = None  # folder of <arch>.safetensors / <arch>.<tag>.safetensors tried before timm's hub;
+    #                                 None = $DATACLEANER_WEIGHTS_DIR (if set)
     tta: TTAConfig = field(default_factory=TTAConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     members: list[MemberConfig] = field(default_factory=lambda: [MemberConfig()])
@@ -144,14 +152,294 @@ class CleanConfig:
         return self.min_flags if self.min_flags is not None else rounds
 
 
+# Allowed values beyond the type: a Bound for numbers, a tuple of choices for text. -------------
+
+
+@dataclass(frozen=True)
+class Bound:
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself not allowed
+    high_open: bool = False
+
+    def admits(self, v: float) -> bool:
+        above = self.low is None or (v > self.low if self.low_open else v >= self.low)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+    def describe(self, kind: str) -> str:
+        if self.high is None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+UNIT = Bound(0, 1)  # probabilities
+FRACTION = Bound(0, 1, high_open=True)
+NONNEG, POSITIVE = Bound(0), Bound(0, low_open=True)
+
+LIMITS: dict[str, dict[str, Bound | tuple[str, ...]]] = {  # by config class name
+    "CleanConfig": {
+        "scheme": SCHEMES, "folds": Bound(2), "device": DEVICES, "threads": NONNEG, "fusion": FUSIONS, "tau": UNIT,
+        "flag_rule": FLAG_RULES, "label_quality": QUALITY_METHODS, "passes": Bound(1, 2), "min_flags": Bound(1),
+        "cache_size": Bound(8), "batch_size_predict": Bound(1), "shard_images": Bound(1), "cache_memory_gb": NONNEG,
+        "executor": EXECUTORS, "retries": NONNEG,
+    },
+    "TTAConfig": {"mode": TTA_MODES, "views": Bound(1)},
+    "AugmentConfig": {
+        "hflip": UNIT, "vflip": UNIT, "rotate": Bound(0, 180), "brightness": NONNEG, "contrast": NONNEG,
+        "saturation": NONNEG, "hue": Bound(0, 0.5),
+    },
+    "MemberConfig": {
+        "weight": NONNEG, "img_size": Bound(8), "epochs": Bound(1), "batch_size": Bound(1), "optimizer": OPTIMIZERS,
+        "lr": POSITIVE, "momentum": FRACTION, "weight_decay": NONNEG, "warmup_epochs": NONNEG, "schedule": SCHEDULES,
+        "restart_epochs": NONNEG, "label_smoothing": FRACTION, "focal_gamma": NONNEG, "flooding": NONNEG,
+        "drop_rate": FRACTION, "drop_path_rate": FRACTION, "head_l2": NONNEG, "cpus": POSITIVE, "gpus": NONNEG,
+    },
+}
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Does `value` (as YAML or Python gave it) have the declared type `hint`?"""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, typing.get_args(hint)[0]) for v in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in typing.get_args(hint))
+    if origin is list:
+        item = typing.get_args(hint)[0]
+        return "a list of members" if item is MemberConfig else f"a list of {_describe(item).split(' ', 1)[1]}s"
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a number", str: "a text"}.get(
+        hint, "a mapping"
+    )
+
+
+def _bad(where: str, value: Any, expected: str) -> DataCleanerError:
+    return DataCleanerError(f"config: {where} = {value!r}: expected {expected}")
+
+
+def _check_values(obj: Any, where: str = "") -> None:
+    """Every field of a config dataclass against its declared type and allowed values (LIMITS),
+    members and sections included; integers given for float fields become floats."""
+    hints = typing.get_type_hints(type(obj))
+    limits = LIMITS.get(type(obj).__name__, {})
+    for f in dataclasses.fields(obj):
+        value, hint, key = getattr(obj, f.name), hints[f.name], f"{where}{f.name}"
+        limit = limits.get(f.name)
+        if not _fits(value, hint):
+            if isinstance(limit, Bound):  # "a number > 0" says more than "a number"
+                raise _bad(key, value, _describe_limit(limit, hint) + (" or null" if _fits(None, hint) else ""))
+            raise _bad(key, value, _describe(hint))
+        if hint is float and isinstance(value, int):
+            setattr(obj, f.name, float(value))
+        if dataclasses.is_dataclass(value):
+            _check_values(value, f"{key}.")
+        elif f.name == "members":
+            for i, m in enumerate(value):
+                _check_values(m, f"members[{i}].")
+        if value is None or limit is None:
+            continue
+        if isinstance(limit, tuple) and value not in limit:
+            raise _bad(key, value, f"one of {', '.join(limit)}")
+        if isinstance(limit, Bound) and not limit.admits(value):
+            raise _bad(key, value, _describe_limit(limit, hint))
+
+
+def _describe_limit(limit: Bound, hint: Any) -> str:
+    return limit.describe("an integer" if int in (hint, *typing.get_args(hint)) else "a number")
+
+
+def _check_pair(where: str, value: list[float], high: float | None) -> None:
+    if len(value) != 2 or not (0 < value[0] <= value[1] and (high is None or value[1] <= high)):
+        raise _bad(where, value, f"[low, high] with 0 < low <= high{f' <= {high:g}' if high else ''}")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise DataCleanerError(f"config: {message}")
+
+
+def validate(cfg: CleanConfig) -> CleanConfig:
+    """Check every value's type and range, then how values fit together; raise DataCleanerError
+    naming the first problem (key, value and what is expected) before any work starts."""
+    _check_values(cfg)
+    _check_pair("augment.scale", cfg.augment.scale, 1.0)
+    _check_pair("augment.ratio", cfg.augment.ratio, None)
+    rounds = cfg.folds - 1 if cfg.scheme == "dling" else 1
+    if cfg.min_flags is not None:
+        _check(
+            cfg.min_flags <= rounds,
+            f"min_flags (T) must be an integer in [1, {rounds}] for scheme {cfg.scheme} "
+            f"with {cfg.folds} folds, got {cfg.min_flags}",
+        )
+    if cfg.tta.mode == "deterministic":
+        names = [v[0] for v in deterministic_views(cfg.augment)]
+        _check(
+            cfg.tta.views <= len(names),
+            f"tta.views={cfg.tta.views} but deterministic TTA has {len(names)} views for this augmentation "
+            f"({', '.join(names)}; flips only where training flips): lower tta.views or use tta.mode: augment",
+        )
+    _check(bool(cfg.members), "'members' must be a non-empty list of members")
+    labels = [m.label for m in cfg.members]
+    _check(len(set(labels)) == len(labels), f"member names must be unique, got {labels} (set 'name:')")
+    for i, m in enumerate(cfg.members):
+        where = f"member '{m.label}'"
+        for key in ("mean", "std"):
+            value = getattr(m, key)
+            if value is not None and (len(value) != 3 or (key == "std" and min(value) <= 0)):
+                raise _bad(f"members[{i}].{key}", value, "three numbers, one per RGB channel" + (", each > 0" if key == "std" else ""))
+        _check(not (m.pretrained and m.pretrained_file), f"{where}: set pretrained or pretrained_file, not both")
+        _check(
+            not m.frozen or m.pretrained or bool(m.pretrained_file),
+            f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
+        )
+    _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")
+    return cfg
+
+
+# Built-in profiles ---------------------------------------------------------------------------
+
+
+def _profiles_dir():
+    return resources.files("datacleaner") / "profiles"
+
+
+def profile_names() -> list[str]:
+    """The built-in profiles, shipped inside the package (`datacleaner/profiles/*.yaml`)."""
+    return sorted(p.name[: -len(".yaml")] for p in _profiles_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def profile_text(name: str) -> str:
+    """A built-in profile's YAML, comments included: a starting point to copy and edit."""
+    if name not in profile_names():
+        raise DataCleanerError(f"no built-in profile '{name}'; the profiles are {', '.join(profile_names())}")
+    return (_profiles_dir() / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def profile_summary(name: str) -> str:
+    """The profile's first comment line: what it is for, in one line."""
+    return profile_text(name).splitlines()[0].lstrip("# ").strip()
+
+
+def default_profile(device: str | None = None) -> tuple[str, str]:
+    """(profile, why) for a run given no config: `gpu` when a CUDA GPU will be used, `cpu` otherwise."""
+    if device in ("cpu", "mps"):
+        return "cpu", f"no --config given and --device {device}"
+    import torch
+
+    if torch.cuda.is_available():
+        return "gpu", f"no --config given and a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
+    if device == "cuda":
+        return "gpu", "no --config given and --device cuda"
+    return "cpu", "no --config given and no CUDA GPU found"
+
+
+@dataclass(frozen=True)
+class ConfigOrigin:
+    """Where a run's config came from, for the printed summary and summary.json."""
+
+    profile: str  # a built-in profile's name, a YAML file's path, or 'custom' (a config object)
+    reason: str
+
+
+def _is_path(config: str | Path) -> bool:
+    text = str(config)
+    return isinstance(config, Path) or "/" in text or os.sep in text or text.endswith((".yaml", ".yml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise DataCleanerError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise DataCleanerError(f"{where} must hold a mapping of keys")
+    return data
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML config; relative pretrained_file and weights_dir paths are relative to the file."""
+    if not path.is_file():
+        raise DataCleanerError(
+            f"config {path} does not exist; pass a YAML file or a built-in profile ({', '.join(profile_names())})"
+        )
+    data = _read_yaml(path.read_text(encoding="utf-8"), f"config file {path}")
+    here = path.resolve().parent
+    for m in data.get("members") if isinstance(data.get("members"), list) else []:
+        if isinstance(m, dict) and isinstance(m.get("pretrained_file"), str) and not Path(m["pretrained_file"]).is_absolute():
+            m["pretrained_file"] = str(here / m["pretrained_file"])
+    if isinstance(data.get("weights_dir"), str) and not Path(data["weights_dir"]).is_absolute():
+        data["weights_dir"] = str(here / data["weights_dir"])
+    return data
+
+
+def resolve_config(
+    config: str | Path | CleanConfig | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[CleanConfig, ConfigOrigin]:
+    """The validated config and where it came from. `config`: a built-in profile name, a YAML path,
+    a CleanConfig, or None for the default profile (`gpu` with a CUDA GPU, else `cpu`). Then
+    `overrides` (flat keys of CleanConfig, plus 'epochs' applied to every member, 'tta_views', and
+    'members' selecting configured members or adding timm architectures with the first one's recipe)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if isinstance(config, CleanConfig):
+        cfg, origin = dataclasses.replace(config), ConfigOrigin("custom", "config object given")
+        cfg.members = [dataclasses.replace(m) for m in config.members]
+    else:
+        if config is None:
+            origin = ConfigOrigin(*default_profile(overrides.get("device")))
+            data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
+        elif _is_path(config) or str(config) not in profile_names():
+            origin = ConfigOrigin(str(config), "YAML file given")
+            data = _read_config_file(Path(config))
+        else:
+            origin = ConfigOrigin(str(config), "built-in profile given by name")
+            data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
+        cfg = _build(CleanConfig, data, "")
+    for key, value in overrides.items():
+        if key == "epochs":
+            for m in cfg.members:
+                m.epochs = value
+        elif key == "members":
+            cfg.members = _select_members(cfg.members, value)
+        elif key == "tta_views":
+            cfg.tta.views = value
+        elif key == "weights_dir":
+            cfg.weights_dir = str(Path(value).resolve())
+        elif key in {f.name for f in dataclasses.fields(CleanConfig)}:
+            setattr(cfg, key, value)
+        else:
+            raise DataCleanerError(f"unknown override '{key}'; valid: epochs, members, tta_views and the top-level config keys")
+    return validate(cfg), origin
+
+
+def load_config(config: str | Path | CleanConfig | None = None, overrides: dict[str, Any] | None = None) -> CleanConfig:
+    """A validated CleanConfig from a built-in profile name, a YAML path or a CleanConfig (None: the
+    default profile for this machine), with `overrides` on top; see resolve_config."""
+    return resolve_config(config, overrides)[0]
+
+
 def _build(cls, data: Any, where: str):
-    """Build dataclass `cls` from a mapping, naming any unknown key."""
+    """Build dataclass `cls` from a mapping, naming any unknown key (values are checked by validate)."""
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        raise DataCleanerError(f"config: '{where}' must be a mapping, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+        raise DataCleanerError(f"config: '{where}' must be a mapping of keys, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise DataCleanerError(
             f"config: unknown key '{where + '.' if where else ''}{unknown[0]}'; "
@@ -164,105 +452,10 @@ def _build(cls, data: Any, where: str):
             value = _build(sub, value, key)
         elif cls is CleanConfig and key == "members":
             if not isinstance(value, list) or not value:
-                raise DataCleanerError("config: 'members' must be a non-empty list of members")
+                raise DataCleanerError(f"config: members = {value!r}: expected a non-empty list of members")
             value = [_build(MemberConfig, m, f"members[{i}]") for i, m in enumerate(value)]
         kwargs[key] = value
     return cls(**kwargs)
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise DataCleanerError(f"config: {message}")
-
-
-def validate(cfg: CleanConfig) -> CleanConfig:
-    """Raise DataCleanerError naming the first invalid value."""
-    _check(cfg.scheme in SCHEMES, f"scheme '{cfg.scheme}' is not one of {', '.join(SCHEMES)}")
-    _check(isinstance(cfg.folds, int) and cfg.folds >= 2, f"folds must be an integer >= 2, got {cfg.folds}")
-    _check(cfg.fusion in FUSIONS, f"fusion '{cfg.fusion}' is not one of {', '.join(FUSIONS)}")
-    _check(cfg.device in DEVICES, f"device '{cfg.device}' is not one of {', '.join(DEVICES)}")
-    _check(0.0 <= float(cfg.tau) <= 1.0, f"tau must lie in [0, 1], got {cfg.tau}")
-    rounds = cfg.folds - 1 if cfg.scheme == "dling" else 1
-    if cfg.min_flags is not None:
-        _check(
-            isinstance(cfg.min_flags, int) and 1 <= cfg.min_flags <= rounds,
-            f"min_flags (T) must be an integer in [1, {rounds}] for scheme {cfg.scheme} "
-            f"with {cfg.folds} folds, got {cfg.min_flags}",
-        )
-    _check(cfg.passes in (1, 2), f"passes must be 1 or 2, got {cfg.passes}")
-    _check(cfg.executor in EXECUTORS, f"executor '{cfg.executor}' is not one of {', '.join(EXECUTORS)}")
-    _check(isinstance(cfg.shard_images, int) and cfg.shard_images >= 1, f"shard_images must be an integer >= 1, got {cfg.shard_images}")
-    _check(cfg.cache_memory_gb >= 0, f"cache_memory_gb must be >= 0, got {cfg.cache_memory_gb}")
-    _check(isinstance(cfg.retries, int) and cfg.retries >= 0, f"retries must be an integer >= 0, got {cfg.retries}")
-    _check(cfg.flag_rule in FLAG_RULES, f"flag_rule '{cfg.flag_rule}' is not one of {', '.join(FLAG_RULES)}")
-    _check(
-        cfg.label_quality in QUALITY_METHODS,
-        f"label_quality '{cfg.label_quality}' is not one of {', '.join(QUALITY_METHODS)}",
-    )
-    _check(cfg.tta.mode in TTA_MODES, f"tta.mode '{cfg.tta.mode}' is not one of {', '.join(TTA_MODES)}")
-    _check(isinstance(cfg.tta.views, int) and cfg.tta.views >= 1, f"tta.views must be >= 1, got {cfg.tta.views}")
-    if cfg.tta.mode == "deterministic":
-        names = [v[0] for v in deterministic_views(cfg.augment)]
-        _check(
-            cfg.tta.views <= len(names),
-            f"tta.views={cfg.tta.views} but deterministic TTA has {len(names)} views for this augmentation "
-            f"({', '.join(names)}; flips only where training flips): lower tta.views or use tta.mode: augment",
-        )
-    labels = [m.label for m in cfg.members]
-    _check(len(set(labels)) == len(labels), f"member names must be unique, got {labels} (set 'name:')")
-    for m in cfg.members:
-        where = f"member '{m.label}'"
-        _check(m.optimizer in OPTIMIZERS, f"{where}: optimizer '{m.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
-        _check(m.schedule in SCHEDULES, f"{where}: schedule '{m.schedule}' is not one of {', '.join(SCHEDULES)}")
-        _check(m.epochs >= 1 and m.batch_size >= 1, f"{where}: epochs and batch_size must be >= 1")
-        _check(m.weight >= 0, f"{where}: weight must be >= 0, got {m.weight}")
-        _check(not (m.pretrained and m.pretrained_file), f"{where}: set pretrained or pretrained_file, not both")
-        _check(
-            not m.frozen or m.pretrained or bool(m.pretrained_file),
-            f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
-        )
-        _check(m.head_l2 >= 0, f"{where}: head_l2 must be >= 0, got {m.head_l2}")
-        _check(m.cpus > 0 and m.gpus >= 0, f"{where}: cpus must be > 0 and gpus >= 0, got {m.cpus} and {m.gpus}")
-        if m.pretrained_file:
-            _check(Path(m.pretrained_file).is_file(), f"{where}: pretrained_file {m.pretrained_file} does not exist")
-    _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")
-    return cfg
-
-
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> CleanConfig:
-    """Defaults, then the YAML file at `path`, then `overrides` (flat keys of CleanConfig,
-    plus 'epochs' applied to every member and 'members' selecting/adding architectures)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise DataCleanerError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise DataCleanerError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise DataCleanerError(f"config file {path} must hold a mapping of keys")
-        if path.parent and "members" in data:  # pretrained_file paths are relative to the config file
-            for m in data["members"] or []:
-                if isinstance(m, dict) and m.get("pretrained_file") and not Path(m["pretrained_file"]).is_absolute():
-                    m["pretrained_file"] = str((path.parent / m["pretrained_file"]).resolve())
-    cfg = _build(CleanConfig, data, "")
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key == "epochs":
-            for m in cfg.members:
-                m.epochs = value
-        elif key == "members":
-            cfg.members = _select_members(cfg.members, value)
-        elif key == "tta_views":
-            cfg.tta.views = value
-        elif hasattr(cfg, key):
-            setattr(cfg, key, value)
-        else:
-            raise DataCleanerError(f"unknown override '{key}'")
-    return validate(cfg)
 
 
 def _select_members(members: list[MemberConfig], names: list[str]) -> list[MemberConfig]:

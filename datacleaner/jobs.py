@@ -15,16 +15,17 @@ from .config import AugmentConfig, MemberConfig, TTAConfig
 from .models import Preprocess, create_member_model, resolve_device
 from .predict import predict_logits
 from .progress import QUIET, Progress
-from .train import state_bytes, train_or_load
+from .training import state_bytes, train_or_load
 
 
 def train_job(
     *, member: MemberConfig, num_classes: int, images: np.ndarray, labels: np.ndarray, idx: np.ndarray,
     aug: AugmentConfig, prep: Preprocess, device: str, seed: int, desc: str, metadata: dict, compile: bool = False,
-    progress: Progress = QUIET,
+    pretrained_path: str | None = None, progress: Progress = QUIET,
 ) -> bytes:
-    """Train one member on images[idx] from its seeded initialisation; its weights as safetensors bytes."""
-    model = create_member_model(member, num_classes, load_pretrained=True, seed=seed)
+    """Train one member on images[idx] from its seeded initialisation (pretrained weights from
+    `pretrained_path`, or timm's hub); its weights as safetensors bytes."""
+    model = create_member_model(member, num_classes, load_pretrained=True, seed=seed, pretrained_path=pretrained_path)
     train_or_load(
         model, None, images, labels, idx, member, aug, prep, device=resolve_device(device), seed=seed,
         progress=progress, desc=desc, compile=compile,
@@ -35,11 +36,13 @@ def train_job(
 def predict_job(
     *, member: MemberConfig, num_classes: int, weights: bytes | None, images: np.ndarray, index: np.ndarray,
     prep: Preprocess, tta: TTAConfig, aug: AugmentConfig, seed: int, batch_size: int | None, device: str,
-    features: bool = False, desc: str = "", compile: bool = False, progress: Progress = QUIET,
+    features: bool = False, desc: str = "", compile: bool = False, pretrained_path: str | None = None,
+    progress: Progress = QUIET,
 ) -> np.ndarray:
     """TTA logits (n, V, C) of a member on a shard `images` (n, S, S, 3) whose dataset positions are
-    `index` (n,); with `features`, the pretrained backbone's (n, V, D) features in float16 instead."""
-    model = create_member_model(member, num_classes, load_pretrained=weights is None)
+    `index` (n,), with its trained `weights`; with `features` (and weights None), the pretrained
+    backbone's (n, V, D) features in float16 instead."""
+    model = create_member_model(member, num_classes, load_pretrained=weights is None, pretrained_path=pretrained_path)
     if weights is not None:
         model.load_state_dict(load_bytes(weights))
     with progress.bar(len(images), desc) as bar:

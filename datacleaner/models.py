@@ -29,11 +29,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def create_member_model(
-    member: MemberConfig, num_classes: int, *, load_pretrained: bool = True, seed: int | None = None
+    member: MemberConfig, num_classes: int, *, load_pretrained: bool = True, seed: int | None = None,
+    pretrained_path: str | None = None,
 ) -> torch.nn.Module:
-    """timm.create_model for a member. `pretrained: true` goes through timm's hub loading;
-    `pretrained_file` loads local weights with timm key names (the classifier is replaced).
-    With load_pretrained=False the architecture is built bare (weights come from a cache).
+    """timm.create_model for a member, with a new classifier for `num_classes`. A member with
+    `pretrained: true` or `pretrained_file` loads `pretrained_path` (found by weights.resolve_weights:
+    a local file with timm key names), or through timm's hub when that is None. With
+    load_pretrained=False the architecture is built bare (weights come from a cache).
     `seed` seeds the initialisation of new layers."""
     if seed is not None:
         torch.manual_seed(seed)
@@ -47,8 +49,9 @@ def create_member_model(
     if member.drop_path_rate:
         kwargs["drop_path_rate"] = member.drop_path_rate
     pretrained = load_pretrained and (member.pretrained or bool(member.pretrained_file))
-    if pretrained and member.pretrained_file:
-        kwargs["pretrained_cfg_overlay"] = dict(file=str(member.pretrained_file))
+    source = pretrained_path or member.pretrained_file
+    if pretrained and source:
+        kwargs["pretrained_cfg_overlay"] = dict(file=str(source))
     try:
         return timm.create_model(member.arch, pretrained=pretrained, **kwargs)
     except TypeError as exc:  # an architecture without drop-path
@@ -56,7 +59,7 @@ def create_member_model(
     except Exception as exc:  # hub errors, bad files (safetensors, torch.load), key mismatches
         if not pretrained:
             raise
-        source = member.pretrained_file or "the timm hub"
+        source = source or "the timm hub"
         raise DataCleanerError(
             f"member '{member.label}': could not load pretrained weights for {member.arch} from {source} "
             f"({str(exc).splitlines()[0][:200]}); check the file, or set pretrained: false"

@@ -10,7 +10,7 @@ import torch
 from .augment import make_views, view_params
 from .config import AugmentConfig, TTAConfig
 from .models import Preprocess
-from .train import autocast, compiled
+from .training import autocast, compiled
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -12,6 +12,7 @@ Layout of a run directory (`--out`):
     logits/            TTA logits per (round, member): (n_judged, V, C) float32 (r<k>p2-...: pass 2)
     second_pass.json   passes: 2 only: the images pass 1 flagged, left out of pass 2's training
     scores.csv         every image;  review.csv  the flagged ones;  summary.json
+    .datacleaner.lock  held while a command works here (lock.py): one command at a time
 
 Every cached file is named by a hash of what determines it, so a re-run continues
 from whatever finished, and changing only tau / T / fusion re-scores without training.
@@ -28,25 +29,28 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .calibrate import fuse_rounds
 from .committee import Committee
-from .config import CleanConfig, MemberConfig, dump_config, load_config, validate
+from .config import CleanConfig, MemberConfig, dump_config, load_config, resolve_config
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
-from .folds import FoldPlan, make_fold_plan
-from .keys import digest, member_seed
-from .calibrate import fuse_rounds
-from .models import member_preprocess, resolve_device
 from .executors import Job, Rows, Shared, make_executor
+from .folds import FoldPlan, make_fold_plan
 from .jobs import predict_job, train_job
+from .keys import digest, member_seed
+from .lock import run_lock
+from .models import member_preprocess, resolve_device
 from .progress import Progress, Stopwatch
-from .runtime import configure
 from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from .runtime import configure
 from .scoring import score
-from .train import fit_view_head
+from .training import fit_view_head
+from .weights import resolve_weights
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -148,10 +152,6 @@ def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
     return np.array(images) if images.nbytes <= memory_gb * 2**30 else images
 
 
-def _set_threads(cfg: CleanConfig) -> None:
-    configure(cfg.threads)
-
-
 @dataclass
 class Prepared:
     """A labeled dataset found, checked and decoded once into the run directory's cache."""
@@ -181,7 +181,7 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
             f"{run.path} holds a run on other data (files, labels or timestamps differ from {data}); "
             f"choose a new --out, or delete {run.path} to start over"
         )
-    _set_threads(cfg)
+    configure(cfg.threads)
     preps = {m.label: member_preprocess(m) for m in cfg.members}
     size = cfg.cache_size or max(p.size for p in preps.values())
     run.path.mkdir(parents=True, exist_ok=True)
@@ -196,154 +196,182 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     return Prepared(labeled, fingerprint, preps, size, images, problems, checksums, usable)
 
 
-def clean(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None) -> CleanResult:
-    """Run (or continue) the whole `clean` job on `data` and write its outputs into `out`; training and
-    prediction jobs go to the config's executor (this process, or a Ray cluster)."""
+# The clean job ------------------------------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    """One judging pass: its committees train without the images in `exclude` (pass 2: those
+    pass 1 sent to review); `held_out` (a digest of them) names pass 2's cached files."""
+
+    exclude: np.ndarray  # (N,) bool
+    held_out: str | None = None  # None: pass 1
+
+    @property
+    def label(self) -> str:
+        return " pass 2" if self.held_out else ""
+
+
+@dataclass
+class RunContext:
+    """What every step of one `clean` run reads; only the driver writes into `run`."""
+
+    run: RunDir
+    cfg: CleanConfig
+    info: dict  # run.json: fingerprint, cache size, classes, where the data is
+    plan: FoldPlan
+    prepared: Prepared
+    pretrained: dict[str, str | None]  # member label -> pretrained weights file (None: timm's hub)
+    executor: Any  # executors.LocalExecutor or RayExecutor
+    progress: Progress
+    watch: Stopwatch
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.prepared.labeled.labels  # (N,)
+
+    def train_idx(self, round_: int, pass_: Pass) -> np.ndarray:
+        idx = self.plan.train_idx(round_)
+        return idx[~pass_.exclude[idx]]
+
+    def job(self, fn, member: MemberConfig, name: str, **kwargs) -> Job:
+        """A job `name` for `member` with what every member job takes, asking the executor for its resources."""
+        common = dict(
+            member=member, num_classes=len(self.info["classes"]), prep=self.prepared.preps[member.label],
+            device=self.cfg.device, compile=self.cfg.compile, pretrained_path=self.pretrained.get(member.label),
+        )
+        return Job(fn, {**common, **kwargs}, desc=name, cpus=member.cpus, gpus=member.gpus)
+
+
+def clean(
+    data: str | Path, out: str | Path, config: str | Path | CleanConfig | None = None, *,
+    progress: Progress | None = None, **overrides,
+) -> CleanResult:
+    """Run (or continue) the whole `clean` job on `data` (class folders or a CSV manifest) and write
+    its outputs into the run directory `out`.
+
+    config: a built-in profile name ('cpu', 'gpu', 'small'), a YAML path, a CleanConfig, or None
+    for the default profile (gpu with a CUDA GPU, else cpu); `overrides` are config keys on top
+    (e.g. folds=3, weights_dir='weights'). Training and prediction jobs go to the config's
+    executor (this process, or a Ray cluster). Holds the run directory's lock throughout.
+    """
     progress = progress or Progress()
     started = time.time()
-    cfg = validate(cfg)
-    run = RunDir(out)
+    cfg, origin = resolve_config(config, overrides)
+    progress.info(f"profile: {origin.profile} ({origin.reason})")
+    with run_lock(out, progress):
+        ctx = _start_run(data, cfg, RunDir(out), progress)
+        warnings = _small_data_warnings(ctx)
+        trained = reused = 0
+        for number in range(cfg.passes):
+            pass_ = _start_pass(ctx, number)
+            todo = [(r, m) for r in range(ctx.plan.n_rounds) for m in cfg.members
+                    if not ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
+            reused += ctx.plan.n_rounds * len(cfg.members) - len(todo)
+            trained += _train_and_judge(ctx, todo, pass_)
+        with ctx.watch.stage("score_write"):
+            result = _rescore(ctx.run)
+        warnings += _weak_committee_warnings(result.summary)
+        for w in warnings:
+            progress.info(f"warning: {w}")
+        result.summary.update(
+            profile=origin.profile, profile_reason=origin.reason, warnings=warnings,
+            wall_time_s=round(time.time() - started, 1), members_trained=trained,
+            device=str(resolve_device(cfg.device)), judgements_reused=reused, executor=cfg.executor,
+            **ctx.watch.report(),
+        )
+        ctx.run.write_json("summary.json", result.summary)
+    return result
+
+
+def _start_run(data, cfg: CleanConfig, run: RunDir, progress: Progress) -> RunContext:
+    """Find every member's pretrained weights (before any work), then find, check and decode the
+    data, plan the folds and record run.json, config.yaml and manifest.csv."""
     watch = Stopwatch()
+    pretrained = resolve_weights(cfg)
     prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True, watch=watch)
-    labeled, images, problems, preps = prepared.labeled, prepared.images, prepared.problems, prepared.preps
-    device = resolve_device(cfg.device)
-    executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
+    labeled = prepared.labeled
     info = {
         "fingerprint": prepared.fingerprint, "cache_size": prepared.size, "classes": labeled.classes,
         "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
     }
     run.write_json("run.json", info)
     write_text_atomic(run.file("config.yaml"), dump_config(cfg))
-    usable = prepared.usable
-    plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=usable)
-    manifest = pd.DataFrame(
-        {"path": labeled.paths, "label": labeled.labels, "part": plan.part,
-         "reason": [problems.get(i, "") for i in range(len(labeled.paths))], "checksum": prepared.checksums}
-    )
+    plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=prepared.usable)
+    manifest = pd.DataFrame({
+        "path": labeled.paths, "label": labeled.labels, "part": plan.part,
+        "reason": [prepared.problems.get(i, "") for i in range(len(labeled.paths))], "checksum": prepared.checksums,
+    })
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
-
-    warnings = []
-    per_class_train = np.bincount(labeled.labels[plan.train_idx(0)], minlength=len(labeled.classes))
-    if per_class_train.min() < 20:
-        warnings.append(
-            f"each committee trains on as few as {per_class_train.min()} images of a class "
-            f"(scheme {cfg.scheme}, {cfg.folds} folds); on data this small prefer --scheme cv or fewer folds"
-        )
-    for w in warnings:
-        progress.info(f"warning: {w}")
-    trained = reused = 0
-    exclude, held_out = np.zeros(len(labeled.paths), dtype=bool), None
-    for pass_ in range(cfg.passes):
-        if pass_ == 1:  # pass 2: each committee retrains without the images pass 1 sent to review
-            first, _ = _judge(run, cfg, info, plan, labeled.labels, held_out=None)
-            exclude = first.in_review.copy()
-            held_out = digest(np.flatnonzero(exclude).tolist())
-            run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
-            progress.info(f"pass 2: retraining every committee without the {int(exclude.sum())} images pass 1 flagged")
-        todo = [(r, m) for r in range(plan.n_rounds) for m in cfg.members
-                if not run.logits_path(cfg, m, r, info, held_out).is_file()]
-        reused += plan.n_rounds * len(cfg.members) - len(todo)
-        trained += _train_and_judge(
-            run, cfg, todo, plan, images, labeled, preps, info, executor, progress, exclude=exclude, held_out=held_out,
-            watch=watch,
-        )
-    with watch.stage("score_write"):
-        result = rescore(run.path, progress=progress)
-    if result.summary["committee_disagreement"] > 0.5:
-        warnings.append(
-            "the committees disagree with more than half of the labels: they are likely too weak for this data "
-            "(try --scheme cv, more epochs, a larger img_size or pretrained members) rather than the labels all wrong"
-        )
-        progress.info(f"warning: {warnings[-1]}")
-    result.summary.update(
-        warnings=warnings,
-        wall_time_s=round(time.time() - started, 1), members_trained=trained, device=str(device),
-        judgements_reused=reused, executor=cfg.executor, **watch.report(),
-    )
-    run.write_json("summary.json", result.summary)
-    return result
+    executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
+    return RunContext(run, cfg, info, plan, prepared, pretrained, executor, progress, watch)
 
 
-def _resources(member: MemberConfig) -> dict:
-    """What each of a member's jobs asks the executor for (Ray: CPUs and GPUs)."""
-    return {"cpus": member.cpus, "gpus": member.gpus}
+def _small_data_warnings(ctx: RunContext) -> list[str]:
+    per_class = np.bincount(ctx.labels[ctx.plan.train_idx(0)], minlength=len(ctx.info["classes"]))
+    if per_class.min() >= 20:
+        return []
+    return [
+        f"each committee trains on as few as {per_class.min()} images of a class "
+        f"(scheme {ctx.cfg.scheme}, {ctx.cfg.folds} folds); on data this small prefer --scheme cv or fewer folds"
+    ]
 
 
-def _train_and_judge(
-    run, cfg, todo: list[tuple[int, MemberConfig]], plan: FoldPlan, images, labeled, preps, info, executor, progress, *,
-    exclude, held_out, watch: Stopwatch,
-) -> int:
-    """Train (or load) and judge every (round, member) in `todo` through `executor`: each round's
-    members train on its part minus `exclude` (N,) bool, then judge its images in shards. Every
-    result is written into the run directory as it arrives. Returns how many (round, member) trained."""
-    labels, C, R = labeled.labels, len(labeled.classes), plan.n_rounds
-    p2 = " pass 2" if held_out else ""
+def _weak_committee_warnings(summary: dict) -> list[str]:
+    if summary["committee_disagreement"] <= 0.5:
+        return []
+    return [
+        "the committees disagree with more than half of the labels: they are likely too weak for this data "
+        "(try --scheme cv, more epochs, a larger img_size or pretrained members) rather than the labels all wrong"
+    ]
 
-    def train_idx(r: int) -> np.ndarray:
-        idx = plan.train_idx(r)
-        return idx[~exclude[idx]]
 
+def _start_pass(ctx: RunContext, number: int) -> Pass:
+    """Pass 1 trains on every image of its parts; pass 2 without those pass 1 sent to review."""
+    if number == 0:
+        return Pass(np.zeros(len(ctx.labels), dtype=bool))
+    first, _ = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None)
+    exclude = first.in_review.copy()
+    held_out = digest(np.flatnonzero(exclude).tolist())
+    ctx.run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
+    ctx.progress.info(f"pass 2: retraining every committee without the {int(exclude.sum())} images pass 1 flagged")
+    return Pass(exclude, held_out)
+
+
+def _train_and_judge(ctx: RunContext, todo: list[tuple[int, MemberConfig]], pass_: Pass) -> int:
+    """Every (round, member) in `todo` trains (or loads) and judges its round's images; each result
+    is written into the run directory as it arrives. Returns how many (round, member) trained."""
     frozen = [(r, m) for r, m in todo if m.frozen]
-    with watch.stage("features"):
-        features = {label: _frozen_features(run, cfg, m, images, labeled, preps[label], info, executor, progress, watch)
-                    for label, m in {m.label: m for _, m in frozen}.items()}  # (N, V, D) per member, memory-mapped
-    with watch.stage("train_heads"):
-        for r, m in frozen:  # a logistic head per round on cached features: cheap, done here
-            feats, t = features[m.label], train_idx(r)
-            W, b = fit_view_head(feats[t], labels[t], C, m)
-            judge = plan.judge_idx(r)
+    tuned = [(r, m) for r, m in todo if not m.frozen]
+    _fit_frozen_heads(ctx, frozen, pass_)
+    trained = _train_members(ctx, tuned, pass_)
+    _judge_members(ctx, tuned, pass_)
+    return len(frozen) + trained
+
+
+def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pass_: Pass) -> None:
+    """Frozen members: backbone features once per image, then per round a logistic head on the round's
+    training images, applied to the images it judges (cheap: done in this process)."""
+    cfg, C = ctx.cfg, len(ctx.info["classes"])
+    with ctx.watch.stage("features"):
+        members = {m.label: m for _, m in frozen}
+        features = {label: _frozen_features(ctx, m) for label, m in members.items()}  # (N, V, D) each, memory-mapped
+    with ctx.watch.stage("train_heads"):
+        for r, m in frozen:
+            feats, t = features[m.label], ctx.train_idx(r, pass_)
+            W, b = fit_view_head(feats[t], ctx.labels[t], C, m)
+            judge = ctx.plan.judge_idx(r)
             logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
                                      for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
-            _save_array(run.logits_path(cfg, m, r, info, held_out), logits.astype(np.float32))  # (n_judged, V, C)
-            watch.count("head_fits", 1)
-
-    tuned = [(r, m) for r, m in todo if not m.frozen]
-    untrained = [(r, m) for r, m in tuned if not run.weights_path(cfg, m, r, info, held_out).is_file()]
-    shared = Shared(images)
-    jobs = [
-        Job(train_job, dict(
-            member=m, num_classes=C, images=shared, labels=labels, idx=train_idx(r), aug=cfg.augment,
-            prep=preps[m.label], device=cfg.device, seed=member_seed(cfg.seed, r, m.label),
-            desc=f"round {r + 1}/{R}{p2} train {m.label}", metadata={"round": str(r)}, compile=cfg.compile,
-        ), desc=f"train r{r + 1}{p2} {m.label}", **_resources(m))
-        for r, m in untrained
-    ]
-    with watch.stage("train"):
-        for i, weights in executor.run(jobs):
-            r, m = untrained[i]
-            write_bytes_atomic(run.weights_path(cfg, m, r, info, held_out), weights)
-            watch.count("member_epochs", m.epochs)
-            watch.count("train_image_epochs", len(train_idx(r)) * m.epochs)
-
-    jobs, owner, parts = [], [], {}
-    for k, (r, m) in enumerate(tuned):
-        weights = Shared(run.weights_path(cfg, m, r, info, held_out).read_bytes())
-        judge = plan.judge_idx(r)
-        starts = list(range(0, len(judge), cfg.shard_images)) or [0]
-        parts[k] = [None] * len(starts)
-        for j, s in enumerate(starts):
-            shard = judge[s : s + cfg.shard_images]
-            jobs.append(Job(predict_job, dict(
-                member=m, num_classes=C, weights=weights, images=Rows(images, shard), index=shard, prep=preps[m.label],
-                tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, device=cfg.device,
-                desc=f"round {r + 1}/{R}{p2} judge {m.label}", compile=cfg.compile,
-            ), desc=f"judge r{r + 1}{p2} {m.label}", **_resources(m)))
-            owner.append((k, j))
-    with watch.stage("predict"):
-        for i, logits in executor.run(jobs):
-            k, j = owner[i]
-            parts[k][j] = logits
-            watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
-            if all(p is not None for p in parts[k]):
-                r, m = tuned[k]
-                _save_array(run.logits_path(cfg, m, r, info, held_out), np.concatenate(parts.pop(k)))  # (n_judged, V, C)
-    return len(frozen) + len(untrained)
+            _save_array(ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out), logits.astype(np.float32))  # (n_judged, V, C)
+            ctx.watch.count("head_fits", 1)
 
 
-def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, progress, watch=None) -> np.ndarray:
+def _frozen_features(ctx: RunContext, member: MemberConfig) -> np.ndarray:
     """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
     (each saved as it arrives, so an interrupted run resumes), then joined into one memory-mapped file."""
-    path = run.features_path(cfg, member, info)
+    cfg, images = ctx.cfg, ctx.prepared.images
+    path = ctx.run.features_path(cfg, member, ctx.info)
     if path.is_file():
         return np.load(path, mmap_mode="r")
     parts_dir = path.with_suffix(".parts")
@@ -351,17 +379,14 @@ def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, pr
     starts = list(range(0, len(images), cfg.shard_images))
     todo = [s for s in starts if not (parts_dir / f"{s}.npy").is_file()]
     jobs = [
-        Job(predict_job, dict(
-            member=member, num_classes=len(labeled.classes), weights=None, images=Rows(images, idx), index=idx,
-            prep=prep, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
-            device=cfg.device, features=True, desc=f"features {member.label} {s}/{len(images)}", compile=cfg.compile,
-        ), desc=f"features {member.label}", **_resources(member))
+        ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
+                tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
+                desc=f"features {member.label} {s}/{len(images)}")
         for s in todo for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
     ]
-    for i, feats in executor.run(jobs):
+    for i, feats in ctx.executor.run(jobs):
         _save_array(parts_dir / f"{todo[i]}.npy", feats)
-        if watch is not None:
-            watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
+        ctx.watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
     tmp, out = path.with_suffix(".partial.npy"), None
     for s in starts:
         chunk = np.load(parts_dir / f"{s}.npy")  # (n, V, D) float16
@@ -373,6 +398,57 @@ def _frozen_features(run, cfg, member, images, labeled, prep, info, executor, pr
     os.replace(tmp, path)
     shutil.rmtree(parts_dir)
     return np.load(path, mmap_mode="r")
+
+
+def _train_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_: Pass) -> int:
+    """Fine-tuned members whose weights are not cached yet train as jobs; returns how many trained."""
+    cfg, R = ctx.cfg, ctx.plan.n_rounds
+    untrained = [(r, m) for r, m in tuned if not ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
+    images = Shared(ctx.prepared.images)
+    jobs = [
+        ctx.job(train_job, m, f"train r{r + 1}{pass_.label} {m.label}", images=images, labels=ctx.labels,
+                idx=ctx.train_idx(r, pass_), aug=cfg.augment, seed=member_seed(cfg.seed, r, m.label),
+                desc=f"round {r + 1}/{R}{pass_.label} train {m.label}", metadata={"round": str(r)})
+        for r, m in untrained
+    ]
+    with ctx.watch.stage("train"):
+        for i, weights in ctx.executor.run(jobs):
+            r, m = untrained[i]
+            write_bytes_atomic(ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out), weights)
+            ctx.watch.count("member_epochs", m.epochs)
+            ctx.watch.count("train_image_epochs", len(ctx.train_idx(r, pass_)) * m.epochs)
+    return len(untrained)
+
+
+def _judge_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_: Pass) -> None:
+    """Each trained (round, member) judges its round's images in shards of shard_images; a member's
+    logits (n_judged, V, C) are saved once all its shards are back."""
+    cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
+    jobs, owner, parts = [], [], {}
+    for k, (r, m) in enumerate(tuned):
+        weights = Shared(ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out).read_bytes())
+        judge = ctx.plan.judge_idx(r)
+        starts = list(range(0, len(judge), cfg.shard_images)) or [0]
+        parts[k] = [None] * len(starts)
+        for j, s in enumerate(starts):
+            shard = judge[s : s + cfg.shard_images]
+            jobs.append(ctx.job(
+                predict_job, m, f"judge r{r + 1}{pass_.label} {m.label}", weights=weights, images=Rows(images, shard),
+                index=shard, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
+                desc=f"round {r + 1}/{R}{pass_.label} judge {m.label}",
+            ))
+            owner.append((k, j))
+    with ctx.watch.stage("predict"):
+        for i, logits in ctx.executor.run(jobs):
+            k, j = owner[i]
+            parts[k][j] = logits
+            ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
+            if all(p is not None for p in parts[k]):
+                r, m = tuned[k]
+                _save_array(ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out), np.concatenate(parts.pop(k)))
+
+
+# Scoring from cached logits -----------------------------------------------------------------
 
 
 def round_outputs(
@@ -410,6 +486,26 @@ def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np
     return judge_outputs(round_outputs(run, cfg, info, plan, held_out), labels, cfg, plan.judgements_per_image)
 
 
+@dataclass
+class FinishedRun:
+    """A run directory's record of a finished `clean`: what re-scoring reads."""
+
+    cfg: CleanConfig  # its config, with any changes asked for
+    info: dict  # run.json
+    manifest: pd.DataFrame  # path, label, part, reason, checksum
+    plan: FoldPlan
+    held_out: str | None  # pass 2's key (passes: 2), else None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.manifest["label"].to_numpy(dtype=np.int64)
+
+
+# What a re-score keeps from the summary `clean` wrote: facts about the run, not about the scores.
+RUN_FACTS = ("profile", "profile_reason", "wall_time_s", "members_trained", "device", "warnings",
+             "judgements_reused", "executor", "timings_s", "work")
+
+
 def rescore(
     run_dir: str | Path,
     *,
@@ -423,99 +519,101 @@ def rescore(
     fit_weights: bool | None = None,
     progress: Progress | None = None,
 ) -> CleanResult:
-    """Re-score a run from its cached logits (no training), optionally with new tau, T, fusion
-    mode, member weights, flag rule, label-quality score, calibration or fitted weights, and
-    rewrite scores.csv, review.csv, summary.json and config.yaml."""
-    progress = progress or Progress()
-    run = RunDir(run_dir)
+    """Re-score a finished run from its cached logits (no training), optionally with new tau, T, fusion
+    mode, member weights ({name: weight}), flag rule, label-quality score, calibration or fitted
+    weights, and rewrite scores.csv, review.csv, summary.json and config.yaml."""
+    changes = dict(tau=tau, min_flags=min_flags, fusion=fusion, flag_rule=flag_rule, label_quality=label_quality,
+                   calibrate=calibrate, fit_weights=fit_weights)
+    with run_lock(run_dir, progress):
+        return _rescore(RunDir(run_dir), changes, weights)
+
+
+def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float] | None = None) -> CleanResult:
+    done = _load_finished_run(run, changes or {}, weights or {})
+    scores, fitted = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
+    problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
+    table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems)
+    table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
+    review = review_table(table)
+    write_csv_atomic(table, run.file("scores.csv"))
+    write_csv_atomic(review, run.file("review.csv"))
+    write_text_atomic(run.file("config.yaml"), dump_config(done.cfg))
+    previous = run.read_json("summary.json") or {}
+    summary = {**{k: previous[k] for k in RUN_FACTS if k in previous}, **_score_summary(run, done, scores, table, fitted)}
+    run.write_json("summary.json", summary)
+    return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
+
+
+def _load_finished_run(run: RunDir, changes: dict, weights: dict[str, float]) -> FinishedRun:
+    """The run's config with `changes` (config keys) and member `weights` applied, its manifest and plan."""
     info = run.read_json("run.json")
     if info is None or not run.file("manifest.csv").is_file():
         raise DataCleanerError(f"{run.path} is not a finished run directory (no run.json / manifest.csv); run `clean` first")
-    cfg = load_config(run.file("config.yaml"), {
-        "tau": tau, "min_flags": min_flags, "fusion": fusion, "flag_rule": flag_rule, "label_quality": label_quality,
-        "calibrate": calibrate, "fit_weights": fit_weights,
-    })
-    for label, w in (weights or {}).items():
+    cfg = load_config(run.file("config.yaml"))
+    for label, w in weights.items():
         match = [m for m in cfg.members if m.label == label]
         if not match:
             raise DataCleanerError(f"no member named '{label}' in this run; members: {', '.join(m.label for m in cfg.members)}")
         match[0].weight = float(w)
-    cfg = validate(cfg)
+    cfg = load_config(cfg, changes)
     manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str, "reason": str, "checksum": str}, keep_default_na=False)
-    paths = manifest["path"].tolist()
-    labels = manifest["label"].to_numpy(dtype=np.int64)
     plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
-    classes = info["classes"]
-    N, C = len(paths), len(classes)
     held_out = None
     if cfg.passes == 2:
         second = run.read_json("second_pass.json")
         if second is None:
             raise DataCleanerError(f"{run.path}: pass 2 has not run (no second_pass.json); re-run `clean` with passes: 2")
         held_out = second["held_out"]
-    scores, fitted = _judge(run, cfg, info, plan, labels, held_out=held_out)
-    T = cfg.resolved_min_flags(plan.judgements_per_image)
-    problems = {i: why for i, why in enumerate(manifest["reason"]) if why}
-    table = score_table(paths, classes, scores, problems)
-    table.insert(len(table.columns) - 1, "checksum", manifest["checksum"].to_numpy())
-    review = review_table(table)
-    write_csv_atomic(table, run.file("scores.csv"))
-    write_csv_atomic(review, run.file("review.csv"))
-    write_text_atomic(run.file("config.yaml"), dump_config(cfg))
+    return FinishedRun(cfg, info, manifest, plan, held_out)
+
+
+def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, fitted: dict) -> dict:
+    cfg, classes, N = done.cfg, done.info["classes"], len(table)
+    unreadable = int((table["issue"] == "unreadable").sum())
     in_review = table["issue"].isin(["mislabel", "low_confidence"])
-    summary = {
-        "images": N,
-        "readable": int(N - len(problems)),
-        "unreadable": len(problems),
-        "classes": C,
-        "scheme": cfg.scheme,
-        "folds": cfg.folds,
-        "judgements_per_image": plan.judgements_per_image,
-        "tau": cfg.tau,
-        "min_flags": T,
-        "fusion": cfg.fusion,
-        "members": {m.label: m.weight for m in cfg.members},
-        "flag_rule": cfg.flag_rule,
-        "label_quality": cfg.label_quality,
-        "calibrate": cfg.calibrate,
-        "fit_weights": cfg.fit_weights,
-        "fitted": fitted,
-        "flagged": int(in_review.sum()),
-        "flagged_per_class": {c: int(n) for c, n in table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0).items()},
+    per_class = table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0)
+    return {
+        "images": N, "readable": N - unreadable, "unreadable": unreadable, "classes": len(classes),
+        "scheme": cfg.scheme, "folds": cfg.folds, "judgements_per_image": done.plan.judgements_per_image,
+        "tau": cfg.tau, "min_flags": cfg.resolved_min_flags(done.plan.judgements_per_image), "fusion": cfg.fusion,
+        "members": {m.label: m.weight for m in cfg.members}, "flag_rule": cfg.flag_rule,
+        "label_quality": cfg.label_quality, "calibrate": cfg.calibrate, "fit_weights": cfg.fit_weights,
+        "fitted": fitted, "flagged": int(in_review.sum()),
+        "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),
-        "passes": cfg.passes,
-        "scores_csv": str(run.file("scores.csv")),
-        "review_csv": str(run.file("review.csv")),
+        "passes": cfg.passes, "scores_csv": str(run.file("scores.csv")), "review_csv": str(run.file("review.csv")),
     }
-    previous = run.read_json("summary.json") or {}
-    summary = {**{k: v for k, v in previous.items() if k in (
-        "wall_time_s", "members_trained", "device", "warnings", "judgements_reused", "executor", "timings_s", "work")}, **summary}
-    run.write_json("summary.json", summary)
-    return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
 
 
+# The committee bundle for `select` ----------------------------------------------------------
 
-def train_committee(data: str | Path, cfg: CleanConfig, out: str | Path, *, progress: Progress | None = None):
-    """Train the configured members on the whole labeled dataset and save a committee bundle in `out`.
 
-    Re-running continues: members whose weights are already in `out` are not retrained.
-    Returns the fitted Committee.
-    """
+def train_committee(
+    data: str | Path, out: str | Path, config: str | Path | CleanConfig | None = None, *,
+    progress: Progress | None = None, **overrides,
+) -> Committee:
+    """Train the configured members on the whole labeled dataset and save a committee bundle in `out`
+    (config as for `clean`). Re-running continues: members whose weights are already in `out` are not
+    retrained. Returns the fitted Committee."""
     progress = progress or Progress()
     started = time.time()
-    cfg = validate(cfg)
-    run = RunDir(out)
-    prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)
-    labeled, problems, usable = prepared.labeled, prepared.problems, prepared.usable
-    keep = np.flatnonzero(usable)
-    committee = Committee(cfg).fit(
-        prepared.images, labeled.labels, labeled.classes, idx=keep, out=run.path / "cache", data_key=prepared.fingerprint,
-        progress=progress,
-    )
-    committee.save(run.path)
-    run.write_json("summary.json", {
-        "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(problems),
-        "classes": labeled.classes, "members": [m.label for m in cfg.members], "wall_time_s": round(time.time() - started, 1),
-    })
+    cfg, origin = resolve_config(config, overrides)
+    progress.info(f"profile: {origin.profile} ({origin.reason})")
+    with run_lock(out, progress):
+        run = RunDir(out)
+        pretrained = resolve_weights(cfg)
+        prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)
+        labeled = prepared.labeled
+        keep = np.flatnonzero(prepared.usable)
+        committee = Committee(cfg).fit(
+            prepared.images, labeled.labels, labeled.classes, idx=keep, out=run.path / "cache",
+            data_key=prepared.fingerprint, pretrained=pretrained, progress=progress,
+        )
+        committee.save(run.path)
+        run.write_json("summary.json", {
+            "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(prepared.problems),
+            "classes": labeled.classes, "members": [m.label for m in cfg.members], "profile": origin.profile,
+            "profile_reason": origin.reason, "wall_time_s": round(time.time() - started, 1),
+        })
     return committee

@@ -1,4 +1,5 @@
-"""Shared fixtures: small folders of real images (scikit-learn's digit scans) and a tiny CPU config."""
+"""Shared fixtures: small folders of real images (scikit-learn's digit scans), a tiny CPU config, and
+weights for the cpu profile's architectures made on the spot (no download)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,20 @@ def noisy_digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits") / "data"
     truth = write_noisy_digits(root, noise=0.1, seed=1, per_class=60, classes=[0, 1, 3, 7])
     return root, truth
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory):
+    """Weights for the cpu profile's two architectures with timm key names, made here (random
+    initialisation, seeded: these tests check where weights come from and what a run does with them,
+    not ImageNet quality). One is named <arch>.<tag>.safetensors, the other <arch>.safetensors."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    for arch, name in [("tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k"), ("mobilenetv2_100", "mobilenetv2_100")]:
+        torch.manual_seed(0)
+        model = timm.create_model(arch, num_classes=1000)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))
+    return folder

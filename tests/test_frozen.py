@@ -12,9 +12,10 @@ from datacleaner.cli import app
 from datacleaner.committee import Committee
 from datacleaner.config import AugmentConfig, MemberConfig, load_config
 from datacleaner.errors import DataCleanerError
-from datacleaner.train import fit_linear_head, set_classifier
+from datacleaner.training import fit_linear_head, set_classifier
 
 runner = CliRunner()
+PRETRAIN_FROM = 1000  # the backbone trains on digit scans 1000+; 0-999 hold the test data
 
 
 def test_linear_head_separates_and_folds_the_standardisation():
@@ -55,10 +56,10 @@ def backbone_file(tmp_path_factory):
     from sklearn.datasets import load_digits
 
     from datacleaner.models import member_preprocess
-    from datacleaner.train import state_bytes, train_member
+    from datacleaner.training import state_bytes, train_member
 
     digits = load_digits()
-    other = np.arange(600, len(digits.target))  # noisy_digits uses the first 60 images of each of 4 classes
+    other = np.arange(PRETRAIN_FROM, len(digits.target))  # noisy_digits: the first 60 scans of 4 classes, all below 610
     pixels = (digits.images[other] * (255 / 16)).astype(np.uint8)
     images = np.repeat(np.stack([np.kron(p, np.ones((4, 4), dtype=np.uint8)) for p in pixels])[..., None], 3, axis=3)
     member = MemberConfig(arch="resnet10t", img_size=32, epochs=3, batch_size=64, lr=0.003)
@@ -113,11 +114,18 @@ def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbon
     result = runner.invoke(app, ["train", str(root), "--config", str(tmp_path / "frozen.yaml"), "--out", str(bundle), "--quiet"])
     assert result.exit_code == 0, result.output
     committee = Committee.load(bundle, device="cpu")
-    clean_files = truth[~truth["flipped"]]
-    probs, problems = committee.predict_paths([root / p for p in clean_files["path"]])
-    assert not problems
+    held_out = tmp_path / "held_out"  # scans of the same digits that neither the head nor the backbone saw
+    from datacleaner.demo import write_noisy_digits
+
+    unseen = write_noisy_digits(held_out, noise=0.0, classes=[0, 1, 3, 7], per_class=100)  # the first 100 per class
+    seen = set(truth["path"].str.split("/").str[1])  # noisy_digits' scans, by file name (labels may differ)
+    unseen = unseen[~unseen["path"].str.split("/").str[1].isin(seen)]
+    unseen = unseen[unseen["path"].str.extract(r"digit_(\d+)")[0].astype(int) < PRETRAIN_FROM]  # nor the backbone's
+    assert len(unseen) >= 150
+    probs, problems = committee.predict_paths([held_out / p for p in unseen["path"]])
+    assert not problems and probs.shape == (len(unseen), 4)
     predicted = np.array(committee.classes_)[probs.argmax(1)]
-    assert (predicted == clean_files["true_label"].to_numpy()).mean() > 0.9  # the head learned the classes
+    assert (predicted == unseen["true_label"].to_numpy()).mean() > 0.9  # the head learned the classes
     assert cfg.members[0].frozen
 
 

@@ -33,7 +33,8 @@ def test_bad_architecture_and_bad_weights_file_are_explained(tmp_path):
 
 def test_preprocess_comes_from_the_timm_data_config_unless_overridden():
     prep = member_preprocess(MemberConfig(arch="resnet10t"))
-    assert prep.size == 176 and prep.mean  # resnet10t.c3_in1k trains at 176 px == pytest.approx((0.485, 0.456, 0.406))
+    assert prep.size == 176  # resnet10t.c3_in1k trains at 176 px
+    assert prep.mean == pytest.approx((0.485, 0.456, 0.406)) and prep.std == pytest.approx((0.229, 0.224, 0.225))
     prep = member_preprocess(MemberConfig(arch="resnet10t", img_size=32, mean=[0.5] * 3, std=[0.25] * 3))
     assert (prep.size, prep.mean, prep.std) == (32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 

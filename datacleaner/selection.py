@@ -1,0 +1,274 @@
+"""The `select` job: score an unlabeled pool with a committee and the production model, skip what
+production already handles, rank the rest by disagreement, write selection.csv.  [I/O]
+
+Columns of selection.csv (candidates most worth labeling first, then unreadable files):
+path, production_label, production_score, suggested_label, suggested_prob, disagreement,
+vote_<member> (each member's label), reason (disagree | low_confidence | duplicate | unreadable),
+rank (1 = first), in_budget (the top B), detail (why a file is unreadable), checksum (sha256 prefix of the file, checked by
+`apply`), reviewed_label (empty, for the annotator).
+
+The run directory also holds cache/ (the decoded pool) and pool/ (the committee's
+judgement of each shard of the pool, reused by a re-run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .committee import Committee
+from .dataset import LabeledImages, find_pool_images
+from .errors import DataCleanerError
+from .executors import Job, Rows, Shared, make_executor
+from .jobs import committee_job
+from .keys import digest
+from .lock import run_lock
+from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
+from .progress import Progress
+from .review import write_bytes_atomic, write_csv_atomic
+from .runs import RunDir, _decoded_cache, data_fingerprint
+from .runtime import configure
+from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
+
+
+@dataclass
+class SelectOptions:
+    """How `select` skips, ranks and judges (the CLI's flags)."""
+
+    budget: int | None = None  # B: the top B candidates are marked in_budget; None = all
+    method: str = "contradiction"  # ranking score (scoring.DISAGREEMENT_METHODS)
+    min_committee_prob: float = 0.8  # skip rule: same label, committee at least this sure ...
+    min_production_score: float = 0.8  # ... and production at least this sure
+    diverse: bool = False  # fill the budget by greedy k-center on committee features
+    diverse_pool: int = 5  # ... among the top diverse_pool x B candidates
+    device: str = "auto"
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None
+    shard_images: int = 4096  # pool images per prediction job (and per chunk held in memory)
+
+    def check(self) -> "SelectOptions":
+        if self.method not in DISAGREEMENT_METHODS:
+            raise DataCleanerError(f"--method must be one of {', '.join(DISAGREEMENT_METHODS)}, got '{self.method}'")
+        if self.shard_images < 1:
+            raise DataCleanerError(f"--shard-images must be >= 1, got {self.shard_images}")
+        if self.budget is not None and self.budget < 0:
+            raise DataCleanerError(f"--budget must be >= 0, got {self.budget}")
+        return self
+
+
+@dataclass
+class Production:
+    """The production model: a predictions CSV, a timm weights file (with `arch`), or TorchScript."""
+
+    path: str | Path
+    arch: str | None = None  # timm architecture of a weights file
+    classes: list[str] | None = None  # its output order; None = the committee's
+    size: int | None = None  # its input size (TorchScript default 224)
+
+
+@dataclass
+class Pool:
+    """A pool of unlabeled images, found and decoded once into the run directory's cache."""
+
+    root: Path
+    paths: list[str]  # (N,) relative to root
+    images: np.ndarray  # (N, S, S, 3) uint8, in RAM or memory-mapped
+    problems: dict[int, str]  # index -> why the file is unreadable
+    checksums: list[str]  # (N,)
+    fingerprint: str
+
+    @functools.cached_property
+    def readable(self) -> np.ndarray:
+        """(n,) indices of the readable images: the ones judged."""
+        return np.array([i for i in range(len(self.paths)) if i not in self.problems], dtype=np.int64)
+
+
+@dataclass
+class SelectResult:
+    run_dir: Path
+    selection: pd.DataFrame  # candidates ranked, then duplicates and unreadable files
+    scores: pd.DataFrame  # every readable pool image, skipped ones included
+    summary: dict
+
+
+def select(
+    pool: str | Path, committee: str | Path, production: str | Path | Production, out: str | Path,
+    options: SelectOptions | None = None, *, progress: Progress | None = None, **option_values,
+) -> SelectResult:
+    """Score `pool` (a folder or a CSV of paths) with the committee bundle `committee` and the
+    production model; write selection.csv, pool_scores.csv and summary.json into `out`.
+
+    Options (a SelectOptions, or its fields as keywords: budget=100, method='js', ...). The
+    committee judges the pool in shards (jobs for the executor), each saved as it arrives, so an
+    interrupted run resumes. Holds the run directory's lock throughout."""
+    progress = progress or Progress()
+    started = time.time()
+    opts = dataclasses.replace(options or SelectOptions(), **option_values).check()
+    production = production if isinstance(production, Production) else Production(production)
+    with run_lock(out, progress):
+        bundle = Committee.load(committee, device=opts.device)
+        configure(bundle.config.threads)
+        run = RunDir(out)
+        executor = make_executor(opts.executor, address=opts.ray_address, progress=progress)
+        found = _decode_pool(pool, bundle, run, progress)
+        fused, member_probs = _judge_pool(run, bundle, committee, found, executor, opts.shard_images)
+        prod = load_production(production, found, bundle, device=opts.device)
+        table = _pool_table(found, bundle, fused, member_probs, prod, opts)
+        selection = _rank(table, found, bundle, opts)
+        write_csv_atomic(selection, run.file("selection.csv"))
+        write_csv_atomic(table, run.file("pool_scores.csv"))
+        summary = _summary(run, found, table, selection, opts, committee, bundle, time.time() - started)
+        run.write_json("summary.json", summary)
+    return SelectResult(run_dir=run.path, selection=selection, scores=table, summary=summary)
+
+
+def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: Progress) -> Pool:
+    root, paths = find_pool_images(pool)
+    run.path.mkdir(parents=True, exist_ok=True)
+    listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
+    fingerprint = data_fingerprint(listing)
+    images, problems, checksums = _decoded_cache(
+        run, listing, committee.cache_size_, fingerprint, progress, committee.config.cache_memory_gb
+    )
+    return Pool(root, paths, images, problems, checksums, fingerprint)
+
+
+def load_production(production: Production, pool: Pool, committee: Committee, *, device: str = "auto") -> ProductionPredictions:
+    """The production model's predictions for the pool's readable images, in the committee's classes."""
+    path = Path(production.path)
+    if not path.is_file():
+        raise DataCleanerError(f"production model {path} does not exist")
+    idx = pool.readable
+    names = list(production.classes) if production.classes else list(committee.classes_)
+    if path.suffix.lower() == ".csv":
+        return from_csv(path, [pool.paths[i] for i in idx], pool.root, committee.classes_)
+    if production.arch:
+        return from_timm(production.arch, path, pool.images, idx, names, committee.classes_, size=production.size, device=device)
+    return from_torchscript(path, pool.images, idx, names, committee.classes_, size=production.size or 224, device=device)
+
+
+def _pool_table(pool: Pool, committee: Committee, fused: np.ndarray, member_probs: np.ndarray,
+                prod: ProductionPredictions, opts: SelectOptions) -> pd.DataFrame:
+    """Every readable pool image (pool_scores.csv): both opinions, the disagreement score, the skip
+    rule's verdict in `reason`, and for an exact copy of an earlier file, which one in `detail`.
+    fused: (n, C); member_probs: (n, M, C)."""
+    if opts.method == "js" and prod.probs is None:
+        raise DataCleanerError("--method js needs production probabilities: per-class columns in the CSV, or a model")
+    idx = pool.readable
+    skipped = skip_mask(fused, prod.label, prod.score, min_committee_prob=opts.min_committee_prob,
+                        min_production_score=opts.min_production_score)
+    score = disagreement(fused, prod.label, method=opts.method, production_probs=prod.probs, member_probs=member_probs)
+    classes = np.array(committee.classes_, dtype=object)
+    suggested = fused.argmax(axis=1)
+    table = pd.DataFrame({
+        "path": [pool.paths[i] for i in idx],
+        "production_label": classes[prod.label],
+        "production_score": np.round(prod.score, 5),
+        "suggested_label": classes[suggested],
+        "suggested_prob": np.round(fused.max(axis=1), 5),
+        "disagreement": np.round(score, 5),
+    })
+    for m, member in enumerate(committee.config.members):
+        table[f"vote_{member.label}"] = classes[member_probs[:, m].argmax(axis=1)]
+    table["reason"] = np.where(skipped, "skip", np.where(suggested != prod.label, "disagree", "low_confidence"))
+    table["checksum"] = [pool.checksums[i] for i in idx]
+    first_copy = table.groupby("checksum")["path"].transform("first")
+    duplicate = (first_copy != table["path"]).to_numpy()
+    table["detail"] = np.where(duplicate, "same file as " + first_copy, "")
+    return table
+
+
+def _rank(table: pd.DataFrame, pool: Pool, committee: Committee, opts: SelectOptions) -> pd.DataFrame:
+    """selection.csv: the candidates (not skipped, not a copy), most disagreement first (with
+    `diverse`, the budget filled by k-center), ranked and marked in_budget; then copies, then
+    unreadable files."""
+    duplicate = (table["detail"] != "").to_numpy()
+    skipped = (table["reason"] == "skip").to_numpy()
+    candidates = table[~skipped & ~duplicate].sort_values(["disagreement", "path"], ascending=[False, True], kind="stable")
+    B = opts.budget if opts.budget is not None else len(candidates)
+    if opts.diverse and len(candidates) > 1 and B > 0:
+        top = candidates.head(opts.diverse_pool * B)
+        feats = committee.features(np.asarray(pool.images[pool.readable[top.index.to_numpy()]]))  # (n_top, D)
+        picked = top.index[k_center_greedy(feats, B)]
+        candidates = pd.concat([candidates.loc[picked], candidates.drop(index=picked)])
+    candidates = candidates.reset_index(drop=True)
+    candidates["rank"] = np.arange(1, len(candidates) + 1)
+    candidates["in_budget"] = candidates["rank"] <= B
+    copies = table[duplicate & ~skipped].assign(reason="duplicate")
+    unreadable = pd.DataFrame({
+        "path": [pool.paths[i] for i in pool.problems], "reason": "unreadable", "detail": list(pool.problems.values()),
+        "checksum": [pool.checksums[i] for i in pool.problems],
+    })
+    selection = pd.concat([candidates, copies, unreadable], ignore_index=True)
+    selection["detail"] = selection["detail"].fillna("")
+    selection["rank"] = selection["rank"].astype("Int64")  # empty for copies and unreadable files
+    selection["in_budget"] = selection["in_budget"].astype("boolean")
+    selection["reviewed_label"] = ""
+    return selection
+
+
+def _summary(run: RunDir, pool: Pool, table: pd.DataFrame, selection: pd.DataFrame, opts: SelectOptions,
+             committee_dir, committee: Committee, seconds: float) -> dict:
+    ranked = selection[selection["rank"].notna()]
+    return {
+        "pool": len(pool.paths), "pool_root": str(pool.root.resolve()), "unreadable": len(pool.problems),
+        "skipped": int((table["reason"] == "skip").sum()),
+        "skip_rule": f"same label and committee prob >= {opts.min_committee_prob} and production score >= {opts.min_production_score}",
+        "candidates": len(ranked), "disagree": int((ranked["reason"] == "disagree").sum()),
+        "low_confidence": int((ranked["reason"] == "low_confidence").sum()),
+        "duplicates": int((table["detail"] != "").sum()), "diverse": opts.diverse,
+        "budget": opts.budget, "method": opts.method, "executor": opts.executor,
+        "committee": str(Path(committee_dir).resolve()), "classes": committee.classes_,
+        "wall_time_s": round(seconds, 1), "selection_csv": str(run.file("selection.csv")),
+    }
+
+
+def _committee_key(committee_dir: str | Path) -> str:
+    """What a bundle's judgements depend on: its description and its weight files."""
+    bundle = Path(committee_dir)
+    files = sorted(bundle.glob("members/*.safetensors"))
+    return digest([(bundle / "committee.json").read_text(), [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]])
+
+
+def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, executor,
+                shard_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fused probabilities (n, C) and member probabilities (n, M, C) of the pool's readable images,
+    judged in shards (jobs for `executor`), each shard saved under pool/ as it arrives and reused
+    on a re-run."""
+    idx = pool.readable
+    key = digest([_committee_key(committee_dir), pool.fingerprint, committee.config.device, shard_images])
+    n, M, C = len(idx), len(committee.members_), len(committee.classes_)
+    fused = np.zeros((n, C), dtype=np.float32)
+    member_probs = np.zeros((n, M, C), dtype=np.float32)
+    starts = list(range(0, n, shard_images))
+    shard_file = {s: run.file("pool", f"shard-{key}-{s}.npz") for s in starts}
+    todo = []
+    for s in starts:
+        if shard_file[s].is_file():
+            with np.load(shard_file[s]) as saved:
+                fused[s : s + shard_images], member_probs[s : s + shard_images] = saved["fused"], saved["member_probs"]
+        else:
+            todo.append(s)
+    shared = Shared(committee)
+    cpus = max(m.cpus for m in committee.config.members)
+    gpus = max(m.gpus for m in committee.config.members)
+    jobs = [
+        Job(committee_job, dict(committee=shared, images=Rows(pool.images, idx[s : s + shard_images]),
+                                index=np.arange(s, min(n, s + shard_images)), desc=f"judge pool {s}/{n}"),
+            desc="judge pool", cpus=cpus, gpus=gpus)
+        for s in todo
+    ]
+    for i, result in executor.run(jobs):
+        s = todo[i]
+        buf = io.BytesIO()
+        np.savez(buf, fused=result["fused"], member_probs=result["member_probs"])
+        write_bytes_atomic(shard_file[s], buf.getvalue())
+        fused[s : s + shard_images], member_probs[s : s + shard_images] = result["fused"], result["member_probs"]
+    return fused, member_probs
