@@ -12,7 +12,6 @@ images in; CSV manifests are rewritten (pool images are copied beside the manife
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import pandas as pd
 
 from .dataset import find_labeled_images
 from .errors import DataCleanerError
+from .keys import file_digest
 from .lock import exclusive
 from .review import FORMULA_START, write_text_atomic
 
@@ -49,10 +49,6 @@ class ApplyPlan:
 
 def _unneutralise(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:2] in FORMULA_START else value
-
-
-def _checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _inside(root: Path, rel: str) -> Path | None:
@@ -110,7 +106,7 @@ def plan_apply(review_csv: str | Path, dataset: str | Path, *, pool: str | Path 
         if not src.is_file():
             plan.refused.append(f"{where}: file not found at {src}; refused")
             continue
-        if row.get("checksum") and _checksum(src) != row["checksum"]:
+        if row.get("checksum") and file_digest(src) != row["checksum"]:
             plan.refused.append(f"{where}: file changed since the review (checksum differs); review it again")
             continue
         if label != DROP and label not in classes:

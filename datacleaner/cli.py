@@ -15,7 +15,7 @@ from .errors import DataCleanerError
 
 app = typer.Typer(
     help="Clean labeled image datasets with K-fold committees of timm models.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None,
 )
 profiles_app = typer.Typer(help="The built-in profiles: list them, or print one to copy and edit.", invoke_without_command=True)
 app.add_typer(profiles_app, name="profiles")

@@ -30,7 +30,7 @@ from .predict import predict_logits
 from .progress import QUIET, Progress
 from .review import write_bytes_atomic, write_text_atomic
 from .training import fit_view_head, set_classifier, state_bytes, train_or_load
-from .weights import resolve_weights
+from .weights import resolve_weights, weights_identity
 
 FORMAT = 1
 
@@ -55,12 +55,14 @@ class Committee:
         cfg = validate(self.config)
         device = resolve_device(cfg.device)
         pretrained = resolve_weights(cfg) if pretrained is None else pretrained
+        identity = weights_identity(pretrained)
         self.classes_ = list(classes)
         self.preps_, self.members_ = [], []
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
         for member in cfg.members:
             prep = member_preprocess(member)
-            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape, idx.tolist(), data_key])
+            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape,
+                          idx.tolist(), data_key, identity.get(member.label)])
             path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
             model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed,

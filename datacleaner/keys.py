@@ -7,6 +7,15 @@ import json
 import zlib
 
 
+def file_digest(path) -> str:
+    """16 hex characters of a file's sha256: what a file held when it was used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def digest(obj) -> str:
     """12 hex characters identifying a JSON-able value."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

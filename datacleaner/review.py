@@ -30,6 +30,8 @@ import pandas as pd
 from .scoring import Scores
 
 CSV_CHUNK = 50_000  # rows per write
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 COLUMNS = [
     "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
@@ -104,11 +106,13 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 @contextmanager
 def atomic_file(path: str | Path):
-    """A binary file that replaces `path` only when the block completes (temporary file, fsync, rename)."""
+    """A binary file that replaces `path` only when the block completes (temporary file, fsync, rename).
+    It keeps the mode of the file it replaces; a new file gets the usual 0666 less the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -50,7 +50,7 @@ from .review import review_table, score_table, write_bytes_atomic, write_csv_ato
 from .runtime import configure
 from .scoring import score
 from .training import fit_view_head
-from .weights import resolve_weights
+from .weights import resolve_weights, weights_identity
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -90,7 +90,8 @@ class RunDir:
     # keys of cached work -------------------------------------------------------------
     def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict, held_out: str | None = None) -> str:
         recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
-        parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"]]
+        parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"],
+                 info.get("pretrained", {}).get(member.label)]
         return digest(parts + ([held_out] if held_out else []))
 
     @staticmethod
@@ -106,7 +107,7 @@ class RunDir:
         backbone = {k: getattr(member, k) for k in ("arch", "pretrained", "pretrained_file", "img_size", "mean", "std")}
         augmented = cfg.tta.mode == "augment"  # only seeded, augmented views depend on the augmentation and seed
         views = [asdict(cfg.tta), asdict(cfg.augment) if augmented else None, cfg.seed if augmented else None]
-        key = digest([backbone, views, info["fingerprint"], info["cache_size"]])
+        key = digest([backbone, views, info["fingerprint"], info["cache_size"], info.get("pretrained", {}).get(member.label)])
         return self.file("features", f"{member.label}-{key}.npy")
 
     def logits_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
@@ -259,8 +260,9 @@ def clean(
     started = time.time()
     cfg, origin = resolve_config(config, overrides)
     progress.info(f"profile: {origin.profile} ({origin.reason})")
+    pretrained = resolve_weights(cfg)  # a member without weights stops the run here, before anything is written
     with run_lock(out, progress):
-        ctx = _start_run(data, cfg, RunDir(out), progress)
+        ctx = _start_run(data, cfg, pretrained, RunDir(out), progress)
         warnings = _small_data_warnings(ctx)
         trained = reused = 0
         for number in range(cfg.passes):
@@ -284,16 +286,16 @@ def clean(
     return result
 
 
-def _start_run(data, cfg: CleanConfig, run: RunDir, progress: Progress) -> RunContext:
-    """Find every member's pretrained weights (before any work), then find, check and decode the
-    data, plan the folds and record run.json, config.yaml and manifest.csv."""
+def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: Progress) -> RunContext:
+    """Find, check and decode the data, plan the folds and record run.json (with what the
+    pretrained weights are), config.yaml and manifest.csv."""
     watch = Stopwatch()
-    pretrained = resolve_weights(cfg)
     prepared = _prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True, watch=watch)
     labeled = prepared.labeled
     info = {
         "fingerprint": prepared.fingerprint, "cache_size": prepared.size, "classes": labeled.classes,
         "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
+        "pretrained": weights_identity(pretrained),
     }
     run.write_json("run.json", info)
     write_text_atomic(run.file("config.yaml"), dump_config(cfg))
@@ -600,9 +602,9 @@ def train_committee(
     started = time.time()
     cfg, origin = resolve_config(config, overrides)
     progress.info(f"profile: {origin.profile} ({origin.reason})")
+    pretrained = resolve_weights(cfg)  # before anything is written
     with run_lock(out, progress):
         run = RunDir(out)
-        pretrained = resolve_weights(cfg)
         prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)
         labeled = prepared.labeled
         keep = np.flatnonzero(prepared.usable)

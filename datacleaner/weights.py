@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .config import CleanConfig, MemberConfig
 from .errors import DataCleanerError
+from .keys import file_digest
 
 ENV_VAR = "DATACLEANER_WEIGHTS_DIR"
 HUB_TIMEOUT_S = 8.0  # the whole hub probe, name lookup included
@@ -179,3 +180,9 @@ def resolve_weights(cfg: CleanConfig) -> dict[str, str | None]:
     member that loads pretrained weights; raises before any work when one has none."""
     folder = weights_folder(cfg)
     return {m.label: locate(m, folder).path for m in cfg.members if m.pretrained or m.pretrained_file}
+
+
+def weights_identity(pretrained: dict[str, str | None]) -> dict[str, str]:
+    """{member label: what its pretrained weights are}: the file's sha256 prefix, or 'hub'. Cached
+    work is keyed by it, so other weights under the same file name are never mistaken for these."""
+    return {label: file_digest(path) if path else "hub" for label, path in pretrained.items()}

@@ -16,7 +16,7 @@ runner = CliRunner()
 def finished_run(noisy_digits, tiny_config, tmp_path_factory):
     import shutil
 
-    root = tmp_path_factory.mktemp("with_broken") / "data"  # a copy: the session's dataset stays as it is
+    root = tmp_path_factory.mktemp("with_broken") / "data"  # a copy: the dataset other tests read stays as it is
     shutil.copytree(noisy_digits[0], root)
     truth = noisy_digits[1]
     (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # unreadable
@@ -62,7 +62,14 @@ def test_unreadable_file_is_a_row_not_a_crash(finished_run):
 
 
 def test_run_directory_holds_config_plan_caches_and_summary(finished_run):
+    import os
+    import stat
+
     _, _, out, _ = finished_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("review.csv", "scores.csv", "summary.json", "config.yaml"):  # readable like any new file
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
     assert (out / "config.yaml").is_file() and (out / "manifest.csv").is_file()
     assert len(list((out / "members").glob("*.safetensors"))) == 3 * 2
     assert len(list((out / "logits").glob("*.npy"))) == 3 * 2

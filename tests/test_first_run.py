@@ -112,7 +112,7 @@ def test_no_weights_and_no_hub_is_one_line_within_a_minute(noisy_digits, tmp_pat
     assert lines[0].startswith("error: member 'tf_efficientnet_lite0' has no pretrained weights")
     for needed in ("tf_efficientnet_lite0.safetensors", "--weights-dir", "DATACLEANER_WEIGHTS_DIR", "hub"):
         assert needed in lines[0]
-    assert not (out / "cache").exists()  # stopped before decoding anything
+    assert not out.exists()  # stopped before writing anything
 
 
 def test_a_hub_that_never_answers_does_not_hang_the_run(noisy_digits, tmp_path):
@@ -176,3 +176,31 @@ def test_importing_the_package_and_the_pure_modules_loads_no_heavy_library():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "[]"
+
+
+def test_cached_work_follows_the_weights_content_not_the_file_name(noisy_digits, weights_dir, tmp_path):
+    """The same files in another folder reuse the cached features; other weights under the same
+    names compute them anew."""
+    import shutil
+
+    import timm
+    from safetensors.torch import save_file
+
+    root, _ = noisy_digits
+    out = tmp_path / "run"
+    args = ["clean", str(root), "--out", str(out), "-c", "cpu", "--folds", "3", "--passes", "1", "-q"]
+    assert runner.invoke(app, [*args, "--weights-dir", str(weights_dir)]).exit_code == 0
+    first = {p.name: p.stat().st_mtime_ns for p in (out / "features").glob("*.npy")}
+    moved = shutil.copytree(weights_dir, tmp_path / "moved")
+    assert runner.invoke(app, [*args, "--weights-dir", str(moved)]).exit_code == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "features").glob("*.npy")} == first
+    other = tmp_path / "other"
+    shutil.copytree(weights_dir, other)
+    torch.manual_seed(1)  # different weights under the same file name
+    model = timm.create_model("mobilenetv2_100", num_classes=1000)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(other / "mobilenetv2_100.safetensors"))
+    r = runner.invoke(app, [*args, "--weights-dir", str(other)])
+    assert r.exit_code == 0, r.output
+    after = {p.name for p in (out / "features").glob("*.npy")}
+    new = after - set(first)
+    assert len(after) == 3 and len(new) == 1 and next(iter(new)).startswith("mobilenetv2_100-")
