@@ -7,13 +7,13 @@ committee mostly agrees with the labels and ~10% of images look mislabeled; the 
 not matter, their amount does. Fusion reads the memory-mapped logits chunk by chunk, so all
 logits of all views are never in memory at once.
 
-    python bench/memory.py                          # N = 250k and 1M, 2 members x 2 views (cpu-pretrained)
+    python bench/memory.py                          # N = 250k and 1M, 2 members x 2 views (cpu profile)
     python bench/memory.py --members 3 --views 8    # a GPU-sized committee
     python bench/memory.py --select                 # `select` on real pools of 5k and 20k CIFAR PNGs
 
 With --select, a small committee (two members trained from scratch at 32 px for one epoch
-on 1,000 images: speed, not quality, is measured) judges pools of the shared CIFAR
-images written as PNGs, with a production predictions CSV, in a fresh process per pool;
+on 1,000 images: speed, not quality, is measured) judges pools of the CIFAR images in
+../shared/data (beside the repository, not part of it) written as PNGs, with a production predictions CSV, in a fresh process per pool;
 the growth between the two pool sizes, per million images, is what the pool costs.
 """
 
@@ -75,7 +75,9 @@ def select_peak(work: Path, sizes: list[int]) -> list[dict]:
     import yaml
     from PIL import Image
 
-    data = np.load(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10n_20k.npz")
+    from paths import CIFAR
+
+    data = np.load(CIFAR)
     images, labels = data["images"], data["clean_label"]
     work.mkdir(parents=True, exist_ok=True)
     train = work / "train"

@@ -1,6 +1,7 @@
 """`clean` on real human label noise (CIFAR-10N) against confident learning (cleanlab).
 
-Writes images [offset, offset + n) of ../shared/data/cifar10n_20k.npz as a class-folder
+Writes images [offset, offset + n) of ../shared/data/cifar10n_20k.npz (beside the repository,
+not part of it: see bench/paths.py) as a class-folder
 tree of PNGs with a noisy label set, runs the real `clean` pipeline (the Python API the
 CLI calls) with both schemes, and prints one table per label set. Every row is judged
 against the ground truth (`clean_label`):
@@ -43,9 +44,8 @@ from datacleaner.folds import FoldPlan
 from datacleaner.progress import QUIET
 from datacleaner.runs import RunDir, clean, judge_outputs, round_outputs
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
-CONFIG = ROOT / "configs" / "cpu-pretrained.yaml"
+from paths import CIFAR as DATA, ROOT, WEIGHTS, config_name
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 LABEL_SETS = {"aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
 
@@ -105,7 +105,7 @@ def bench_label_set(name: str, arrays, args, cfg_base) -> list[dict]:
         cfg = copy.deepcopy(cfg_base)
         cfg.scheme = scheme
         t0 = time.time()
-        result = clean(data, cfg, run_dir, progress=QUIET if args.quiet else None)
+        result = clean(data, run_dir, cfg, progress=QUIET if args.quiet else None)
         wall = round(time.time() - t0, 1)
         run = RunDir(run_dir)
         info = run.read_json("run.json")
@@ -192,7 +192,8 @@ def fmt(rows: list[dict], ks) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--config", type=config_name, default="cpu", help="profile name or YAML file (default: cpu)")
+    ap.add_argument("--weights-dir", type=Path, default=WEIGHTS, help="pretrained weights (default: ../shared/weights)")
     ap.add_argument("--labels", nargs="+", default=list(LABEL_SETS), choices=list(LABEL_SETS))
     ap.add_argument("--schemes", nargs="+", default=["dling", "cv"])
     ap.add_argument("--n", type=int, default=10_000)
@@ -207,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_file():
         sys.exit(f"{DATA} not found: this benchmark needs the shared CIFAR-10N file")
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, {"weights_dir": args.weights_dir})
     if args.quick:
         args.n = min(args.n, 2000)
         args.img_size = args.img_size or 64
@@ -215,7 +216,7 @@ def main() -> None:
     if args.img_size:
         for m in cfg.members:
             m.img_size = args.img_size
-    args.tag = f"{args.config.stem}-{cfg.members[0].img_size}"
+    args.tag = f"{Path(args.config).stem}-{cfg.members[0].img_size}"
     arrays = dict(np.load(DATA))
     started = time.time()
     all_rows = []
@@ -223,7 +224,7 @@ def main() -> None:
         rows = bench_label_set(name, arrays, args, cfg)
         all_rows += rows
         print(f"\n### {name} ({LABEL_SETS[name]}), images {args.offset}-{args.offset + args.n - 1}, "
-              f"true noise {rows[0]['true_noise']:.3f}, config {args.config.name}, {cfg.members[0].img_size} px\n")
+              f"true noise {rows[0]['true_noise']:.3f}, config {Path(args.config).name}, {cfg.members[0].img_size} px\n")
         print(fmt(rows, [k for k in args.k if k <= args.n]), flush=True)
     print(f"\ntotal wall time {time.time() - started:.0f} s")
     if args.json:

@@ -6,7 +6,7 @@ picks B pool images, the true labels are revealed (the "annotator"), the product
 retrained on everything labeled so far, and test accuracy is recorded.
 
 Strategies: random; production entropy; production margin; committee disagreement (ours:
-the committee of configs/cpu-small.yaml, retrained each round on the labeled set, skip rule
+the committee of the `small` profile, retrained each round on the labeled set, skip rule
 then 1 - committee probability of the production label); ours with --diverse (k-center on
 the committee's features among the top 5B).
 
@@ -14,8 +14,9 @@ the committee's features among the top 5B).
     python bench/select_quality.py --data cifar [--img-size 64] [--pool 4000]
 
 With `--data cifar` the images are CIFAR-10 photos 10,000-19,999 of ../shared/data/cifar10n_20k.npz
-(the half never tuned on), revealed with their true labels, and the committee is
-configs/cpu-pretrained.yaml (frozen ImageNet backbones); production is its first member alone
+(beside the repository, not part of it: see bench/paths.py; the half never tuned on), revealed with
+their true labels, and the committee is the `cpu` profile (frozen ImageNet backbones, weights from
+../shared/weights); production is its first member alone
 without TTA, its head trained on the labeled set.
 """
 
@@ -34,9 +35,8 @@ from datacleaner.committee import Committee
 from datacleaner.config import CleanConfig, TTAConfig, load_config
 from datacleaner.scoring import disagreement, k_center_greedy, skip_mask
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "cpu-small.yaml"
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
+from paths import CIFAR, WEIGHTS
+
 STRATEGIES = ("random", "prod_entropy", "prod_margin", "ours", "ours_diverse")
 
 
@@ -154,12 +154,12 @@ def main() -> None:
         STEPS = 60
     seeds, rounds = (1, 2) if args.quick else (args.seeds, args.rounds)
     if args.data == "cifar":
-        base = load_config(ROOT / "configs" / "cpu-pretrained.yaml")
+        base = load_config("cpu", {"weights_dir": WEIGHTS})
         for m in base.members:
             m.img_size = args.img_size
         images, labels = cifar_images(args.pool)
     else:
-        base = load_config(CONFIG)
+        base = load_config("small")
         images, labels = digit_images()
     t0 = time.time()
     all_curves = [run_seed(s, base, images, labels, rounds, args.budget, args.seed_set, args.test, print) for s in range(seeds)]

@@ -1,6 +1,7 @@
 """Speed of `clean` end to end on folders of real images, stage by stage, and against a naive reference.
 
-Writes the first N images of ../shared/data/cifar10n_20k.npz as a class-folder tree of PNGs
+Writes the first N images of ../shared/data/cifar10n_20k.npz (beside the repository, not part
+of it: see bench/paths.py) as a class-folder tree of PNGs
 (N = 2,500, 5,000, 10,000, 20,000 by default), runs the real `clean` pipeline on each in a
 fresh process (so peak memory is per run) and prints, per N: wall time and throughput of
 each stage (scan, decode, features / train per member-epoch, TTA predict per view, fuse +
@@ -18,7 +19,7 @@ NAIVE_HEAD_EPOCHS epochs. It runs on a small N, next to our pipeline on the same
 
     python bench/speed.py                                   # the full table (~30 min on 2 cores)
     python bench/speed.py --sizes 2500 --naive-n 200        # quick look
-    python bench/speed.py --config configs/cpu-small.yaml   # a fine-tuned committee instead
+    python bench/speed.py --config small                    # a committee trained from scratch instead
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "cifar10n_20k.npz"
-CONFIG = ROOT / "configs" / "cpu-pretrained.yaml"
+from paths import CIFAR as DATA, WEIGHTS, config_name
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 NAIVE_HEAD_EPOCHS = 10  # SGD epochs of a naive linear probe (our heads: full-batch L-BFGS on cached features)
 
@@ -63,15 +63,15 @@ def peak_rss_mb() -> float:
 
 
 # --- one measured run, in its own process ------------------------------------------------
-def run_ours(folder: Path, config: Path, out: Path) -> dict:
+def run_ours(folder: Path, config: str, out: Path) -> dict:
     from datacleaner.config import load_config
     from datacleaner.progress import QUIET
     from datacleaner.runs import clean
 
     shutil.rmtree(out, ignore_errors=True)
-    cfg = load_config(config, {"threads": 2})
+    cfg = load_config(config, {"threads": 2, "weights_dir": WEIGHTS})
     start = time.perf_counter()
-    result = clean(folder, cfg, out, progress=QUIET)
+    result = clean(folder, out, cfg, progress=QUIET)
     wall = time.perf_counter() - start
     s = result.summary
     return {"wall_s": wall, "timings_s": s["timings_s"], "work": s["work"], "images": s["images"],
@@ -92,8 +92,11 @@ def run_naive(folder: Path, config: Path) -> dict:
     from datacleaner.models import MemberLoss, create_member_model, make_optimizer, member_preprocess
     from datacleaner.scoring import score
 
+    from datacleaner.weights import resolve_weights
+
     torch.set_num_threads(2)
-    cfg = load_config(config)
+    cfg = load_config(config, {"weights_dir": WEIGHTS})
+    pretrained = resolve_weights(cfg)
     labeled = find_labeled_images(folder)
     labels, C = labeled.labels, len(labeled.classes)
     plan = make_fold_plan(labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed)
@@ -121,7 +124,7 @@ def run_naive(folder: Path, config: Path) -> dict:
             for m in cfg.members:
                 prep = member_preprocess(m)
                 seed = member_seed(cfg.seed, r, m.label)
-                model = create_member_model(m, C, load_pretrained=True, seed=seed)
+                model = create_member_model(m, C, load_pretrained=True, seed=seed, pretrained_path=pretrained.get(m.label))
                 train_idx = plan.train_idx(r)
                 rng = np.random.default_rng(seed)
                 if m.frozen:
@@ -173,7 +176,7 @@ def run_naive(folder: Path, config: Path) -> dict:
     return {"wall_s": time.perf_counter() - start, "images": len(labels), "peak_rss_mb": peak_rss_mb()}
 
 
-def time_augment(config: Path, n: int = 2000) -> dict:
+def time_augment(config: str, n: int = 2000) -> dict:
     """Images/s of the albumentations training pipeline and of the batched tensor TTA views."""
     import torch
 
@@ -225,9 +228,9 @@ STAGES = [  # (timing key, label, work key for the rate, unit)
 ]
 
 
-def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_small: dict | None, config: Path) -> None:
+def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_small: dict | None, config: str) -> None:
     sizes = sorted(runs)
-    print(f"\nconfig {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}, 2 torch threads, "
+    print(f"\nconfig {config}, 2 torch threads, "
           f"{runs[sizes[0]]['members']} members, {runs[sizes[0]]['views']} TTA views\n")
     print("| stage | " + " | ".join(f"N={n:,}: s" for n in sizes) + " | " + " | ".join(f"N={n:,}: rate" for n in sizes) + " |")
     print("|---|" + "---:|" * (2 * len(sizes)))
@@ -272,14 +275,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2500,5000,10000,20000")
     ap.add_argument("--naive-n", type=int, default=300, help="N for the naive reference (0: skip it)")
-    ap.add_argument("--config", type=Path, default=CONFIG)
+    ap.add_argument("--config", type=config_name, default="cpu", help="profile name or YAML file (default: cpu)")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "datacleaner-speed")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: our pipeline on N images
     ap.add_argument("--naive", type=int, help=argparse.SUPPRESS)  # child: the naive reference on N images
     ap.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    config = args.config.resolve()
+    config = args.config
     if args.one:
         print(json.dumps(run_ours(write_tree(args.work / f"png-{args.one}", args.one), config, args.work / f"run-{args.one}")))
         return
@@ -291,7 +294,7 @@ def main() -> None:
         return
     if not DATA.is_file():
         sys.exit(f"{DATA} not found: this benchmark reads the shared CIFAR-10N images")
-    common = ["--config", str(config), "--work", str(args.work)]
+    common = ["--config", config, "--work", str(args.work)]
     runs = {}
     for n in sorted(int(x) for x in args.sizes.split(",")):
         runs[n] = child(["--one", str(n), *common])

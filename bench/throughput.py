@@ -24,9 +24,9 @@ from datacleaner.config import AugmentConfig, MemberConfig, TTAConfig
 from datacleaner.models import create_member_model, make_optimizer, member_preprocess, resolve_device
 from datacleaner.predict import predict_logits
 from datacleaner.runtime import configure
-from datacleaner.train import autocast, compiled, train_member
+from datacleaner.training import autocast, compiled, train_member
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10n_20k.npz"
+from paths import CIFAR as DATA  # ../shared/data beside the repository (optional here)
 
 
 def images_at(size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
