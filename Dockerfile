@@ -1,5 +1,6 @@
 # CPU image (with Ray, so the same image can run cluster nodes):
-# docker build -t datacleaner . && docker run --rm -v "$PWD/data:/data" datacleaner clean /data --out /data/run
+# docker build -t datacleaner .
+# docker run --rm -v "$PWD/data:/data" datacleaner clean /data/images --out /data/run --weights-dir /data/weights
 FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 && rm -rf /var/lib/apt/lists/*
@@ -7,8 +8,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.1" "t
 WORKDIR /opt/datacleaner
 COPY pyproject.toml README.md ./
 COPY datacleaner ./datacleaner
-COPY configs ./configs
-RUN pip install -e ".[ray]"
+RUN pip install ".[ray]"
 WORKDIR /work
 ENTRYPOINT ["datacleaner"]
 CMD ["--help"]
