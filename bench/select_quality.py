@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

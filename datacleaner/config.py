@@ -177,19 +177,19 @@ UNIT = Bound(0, 1)  # probabilities
 FRACTION = Bound(0, 1, high_open=True)
 NONNEG, POSITIVE = Bound(0), Bound(0, low_open=True)
 
-LIMITS: dict[str, dict[str, Bound | tuple[str, ...]]] = {  # by config class name
-    "CleanConfig": {
+LIMITS: dict[type, dict[str, Bound | tuple[str, ...]]] = {
+    CleanConfig: {
         "scheme": SCHEMES, "folds": Bound(2), "device": DEVICES, "threads": NONNEG, "fusion": FUSIONS, "tau": UNIT,
         "flag_rule": FLAG_RULES, "label_quality": QUALITY_METHODS, "passes": Bound(1, 2), "min_flags": Bound(1),
         "cache_size": Bound(8), "batch_size_predict": Bound(1), "shard_images": Bound(1), "cache_memory_gb": NONNEG,
         "executor": EXECUTORS, "retries": NONNEG,
     },
-    "TTAConfig": {"mode": TTA_MODES, "views": Bound(1)},
-    "AugmentConfig": {
+    TTAConfig: {"mode": TTA_MODES, "views": Bound(1)},
+    AugmentConfig: {
         "hflip": UNIT, "vflip": UNIT, "rotate": Bound(0, 180), "brightness": NONNEG, "contrast": NONNEG,
         "saturation": NONNEG, "hue": Bound(0, 0.5),
     },
-    "MemberConfig": {
+    MemberConfig: {
         "weight": NONNEG, "img_size": Bound(8), "epochs": Bound(1), "batch_size": Bound(1), "optimizer": OPTIMIZERS,
         "lr": POSITIVE, "momentum": FRACTION, "weight_decay": NONNEG, "warmup_epochs": NONNEG, "schedule": SCHEDULES,
         "restart_epochs": NONNEG, "label_smoothing": FRACTION, "focal_gamma": NONNEG, "flooding": NONNEG,
@@ -236,7 +236,7 @@ def _check_values(obj: Any, where: str = "") -> None:
     """Every field of a config dataclass against its declared type and allowed values (LIMITS),
     members and sections included; integers given for float fields become floats."""
     hints = typing.get_type_hints(type(obj))
-    limits = LIMITS.get(type(obj).__name__, {})
+    limits = LIMITS.get(type(obj), {})
     for f in dataclasses.fields(obj):
         value, hint, key = getattr(obj, f.name), hints[f.name], f"{where}{f.name}"
         limit = limits.get(f.name)

@@ -91,8 +91,13 @@ class RunDir:
     def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict, held_out: str | None = None) -> str:
         recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
         parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"],
-                 info.get("pretrained", {}).get(member.label)]
+                 self._weights(info, member)]
         return digest(parts + ([held_out] if held_out else []))
+
+    @staticmethod
+    def _weights(info: dict, member: MemberConfig) -> str | None:
+        """What the member's pretrained weights are (weights.weights_identity), None when it has none."""
+        return info.get("pretrained", {}).get(member.label)
 
     @staticmethod
     def _prefix(round_: int, member: MemberConfig, held_out: str | None) -> str:
@@ -107,7 +112,7 @@ class RunDir:
         backbone = {k: getattr(member, k) for k in ("arch", "pretrained", "pretrained_file", "img_size", "mean", "std")}
         augmented = cfg.tta.mode == "augment"  # only seeded, augmented views depend on the augmentation and seed
         views = [asdict(cfg.tta), asdict(cfg.augment) if augmented else None, cfg.seed if augmented else None]
-        key = digest([backbone, views, info["fingerprint"], info["cache_size"], info.get("pretrained", {}).get(member.label)])
+        key = digest([backbone, views, info["fingerprint"], info["cache_size"], self._weights(info, member)])
         return self.file("features", f"{member.label}-{key}.npy")
 
     def logits_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
