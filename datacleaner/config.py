@@ -9,6 +9,7 @@ resolved config is written next to a run's outputs (`config.yaml`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -396,17 +397,14 @@ def resolve_config(
     'members' selecting configured members or adding timm architectures with the first one's recipe)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if isinstance(config, CleanConfig):
-        cfg, origin = dataclasses.replace(config), ConfigOrigin("custom", "config object given")
-        cfg.members = [dataclasses.replace(m) for m in config.members]
+        cfg, origin = copy.deepcopy(config), ConfigOrigin("custom", "config object given")  # the caller's stays as it is
     else:
-        if config is None:
-            origin = ConfigOrigin(*default_profile(overrides.get("device")))
-            data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
-        elif _is_path(config) or str(config) not in profile_names():
+        if config is not None and (_is_path(config) or str(config) not in profile_names()):
             origin = ConfigOrigin(str(config), "YAML file given")
             data = _read_config_file(Path(config))
         else:
-            origin = ConfigOrigin(str(config), "built-in profile given by name")
+            origin = (ConfigOrigin(*default_profile(overrides.get("device"))) if config is None
+                      else ConfigOrigin(str(config), "built-in profile given by name"))
             data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
         cfg = _build(CleanConfig, data, "")
     for key, value in overrides.items():

@@ -263,9 +263,7 @@ def clean(
     """
     progress = progress or Progress()
     started = time.time()
-    cfg, origin = resolve_config(config, overrides)
-    progress.info(f"profile: {origin.profile} ({origin.reason})")
-    pretrained = resolve_weights(cfg)  # a member without weights stops the run here, before anything is written
+    cfg, origin, pretrained = _configure(config, overrides, progress)
     with run_lock(out, progress):
         ctx = _start_run(data, cfg, pretrained, RunDir(out), progress)
         warnings = _small_data_warnings(ctx)
@@ -289,6 +287,14 @@ def clean(
         )
         ctx.run.write_json("summary.json", result.summary)
     return result
+
+
+def _configure(config, overrides: dict, progress: Progress):
+    """(config, where it came from, every pretrained member's weights file) for `clean` and `train`,
+    before anything is written: a bad config or a member without weights stops the command here."""
+    cfg, origin = resolve_config(config, overrides)
+    progress.info(f"profile: {origin.profile} ({origin.reason})")
+    return cfg, origin, resolve_weights(cfg)
 
 
 def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: Progress) -> RunContext:
@@ -605,9 +611,7 @@ def train_committee(
     retrained. Returns the fitted Committee."""
     progress = progress or Progress()
     started = time.time()
-    cfg, origin = resolve_config(config, overrides)
-    progress.info(f"profile: {origin.profile} ({origin.reason})")
-    pretrained = resolve_weights(cfg)  # before anything is written
+    cfg, origin, pretrained = _configure(config, overrides, progress)
     with run_lock(out, progress):
         run = RunDir(out)
         prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)
