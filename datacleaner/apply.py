@@ -25,7 +25,7 @@ from .dataset import find_labeled_images
 from .errors import DataCleanerError
 from .keys import file_digest
 from .lock import exclusive
-from .review import FORMULA_START, write_text_atomic
+from .tables import unneutralise as _unneutralise, write_text_atomic
 
 DROP = "__drop__"
 STATE_DIR = ".datacleaner"
@@ -47,10 +47,6 @@ class ApplyPlan:
         return lines
 
 
-def _unneutralise(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:2] in FORMULA_START else value
-
-
 def _inside(root: Path, rel: str) -> Path | None:
     """root/rel resolved, or None if it escapes root."""
     target = (root / rel).resolve()
@@ -59,6 +55,19 @@ def _inside(root: Path, rel: str) -> Path | None:
     except ValueError:
         return None
     return target
+
+
+def _listed_relative(root: Path, listed: str) -> str | None:
+    """A listed path as a POSIX path relative to root: relative paths as they are; absolute ones
+    if they lie inside root (as written, or once symlinks are resolved), else None."""
+    if not os.path.isabs(listed):
+        return listed
+    for norm in (os.path.abspath, os.path.realpath):
+        try:
+            return Path(norm(listed)).relative_to(norm(root)).as_posix()
+        except ValueError:
+            continue
+    return None
 
 
 def _free_name(path: Path, taken: set[Path]) -> Path:
@@ -93,12 +102,16 @@ def plan_apply(review_csv: str | Path, dataset: str | Path, *, pool: str | Path 
     current = dict(zip(labeled.paths, (labeled.classes[i] for i in labeled.labels)))
     plan, taken = ApplyPlan(), set()
     for n, row in table.iterrows():
-        label = row["reviewed_label"].strip()
+        label = _unneutralise(row["reviewed_label"].strip())
         if not label:
             plan.skipped += 1
             continue
-        rel = _unneutralise(row["path"])
-        where = f"row {n + 2} ({rel})"
+        listed = _unneutralise(row["path"])
+        where = f"row {n + 2} ({listed})"
+        rel = _listed_relative(source_root, listed)
+        if rel is None:
+            plan.refused.append(f"{where}: absolute path outside {source_root}; refused")
+            continue
         src = _inside(source_root, rel)
         if src is None:
             plan.refused.append(f"{where}: path resolves outside {source_root}; refused")

@@ -64,7 +64,7 @@ def _fit_weights_means(per_member: np.ndarray, labels: np.ndarray, *, mode: str)
 
 def fuse_rounds(
     round_outputs: list[tuple[np.ndarray, object]], labels: np.ndarray, n_images: int, weights: np.ndarray, *,
-    mode: str = "logits", calibrate: bool = False, fit: bool = False,
+    mode: str = "logits", calibrate: bool = False, fit: bool = False, votes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fuse every round's judgements: ((R, N, C) fused probabilities, (R, N) judged, fitted parameters).
 
@@ -72,7 +72,8 @@ def fuse_rounds(
     memory-mapped) for the images it judged; views are reduced chunk by chunk (member_means).
     labels: (N,) given labels; weights: (M,) configured member weights. With `calibrate`,
     each member's logits are divided by its fitted temperature first; with `fit`, the
-    round's member weights are fitted instead of the configured ones.
+    round's member weights are fitted instead of the configured ones. `votes`, if given, an
+    (R, N, M) integer array, receives each member's label per round (-1 where not judged).
     """
     labels = np.asarray(labels, dtype=np.int64)
     R = len(round_outputs)
@@ -94,5 +95,7 @@ def fuse_rounds(
         w = _fit_weights_means(per_member, y, mode=mode) if fit else np.asarray(weights, dtype=np.float64)
         fitted["weights"].append((w / w.sum()).round(3).tolist())
         fused[r, idx] = fuse_means(per_member, w, mode=mode)
+        if votes is not None:
+            votes[r, idx] = per_member.argmax(axis=2)
         judged[r, idx] = True
     return fused, judged, fitted

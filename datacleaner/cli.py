@@ -326,6 +326,68 @@ def undo(
     typer.echo(f"undone: the apply of {journal['time']} ({len(journal['ops'])} file operation(s)) from {journal['review']}")
 
 
+ListArg = Annotated[Path, typer.Argument(help="A review.csv or selection.csv, or the run directory holding one.")]
+RootOption = Annotated[Optional[Path], typer.Option("--root", help="Folder the listed paths are relative to (default: from the run's records beside the list).")]
+
+
+@command
+def review(
+    target: ListArg,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but 127.0.0.1 lets other machines in (with the token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the URL only; do not open a browser.")] = False,
+    reviewer: Annotated[Optional[str], typer.Option(help="Name written to reviewed_by (default: your login name).")] = None,
+    root: RootOption = None,
+):
+    """Review a list in the browser: thumbnails most suspect first, keyboard decisions saved to the list as you go."""
+    from .review.server import serve
+
+    serve(target, host=host, port=port, open_browser=not no_browser, reviewer=reviewer, root=root, echo=typer.echo)
+
+
+@command
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of `clean` or `select`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="The HTML file to write (default: RUN_DIR/report.html).")] = None,
+):
+    """Write one self-contained HTML file (thumbnails embedded, opens offline) to share a run."""
+    from .review.report import write_report
+
+    typer.echo(f"report: {write_report(run_dir, out)}")
+
+
+@command
+def export(
+    target: ListArg,
+    format: Annotated[str, typer.Option("--format", help="Only label-studio for now.")] = "label-studio",
+    out: Annotated[Path, typer.Option("--out", help="The tasks JSON file to write; the labeling config XML goes beside it.")] = Path("tasks.json"),
+    image_url_prefix: Annotated[Optional[str], typer.Option(help="URL the images are served under (default: Label Studio local-files URLs).")] = None,
+    root: RootOption = None,
+):
+    """Export a review list as Label Studio tasks with the committee's label as a scored prediction."""
+    from .review.labelstudio import export_tasks
+
+    if format != "label-studio":
+        raise DataCleanerError(f"--format {format} is not supported; use --format label-studio")
+    result = export_tasks(target, out, image_url_prefix=image_url_prefix, root=root)
+    typer.echo(f"tasks           {result.tasks_path} ({result.tasks} tasks)\nlabeling config {result.config_path}")
+
+
+def import_reviews(
+    export_file: Annotated[Path, typer.Argument(metavar="EXPORT", help="Label Studio's JSON, JSON_MIN or CSV export of the exported tasks.")],
+    into: Annotated[Path, typer.Option("--into", help="The review list (or its run directory) to fill reviewed_label in.")],
+    root: RootOption = None,
+):
+    """Fill a review list's reviewed_label from a Label Studio export (rows matched by path)."""
+    from .review.labelstudio import import_reviews as run_import
+
+    result = run_import(export_file, into, root=root)
+    typer.echo(result.describe())
+
+
+command(import_reviews, name="import-reviews")
+
+
 @profiles_app.callback()
 def profiles_list(ctx: typer.Context):
     """List the built-in profiles, one line each."""

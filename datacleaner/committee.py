@@ -28,7 +28,7 @@ from .keys import digest, member_seed
 from .models import Preprocess, create_member_model, member_preprocess, resolve_device
 from .predict import predict_logits
 from .progress import QUIET, Progress
-from .review import write_bytes_atomic, write_text_atomic
+from .tables import write_bytes_atomic, write_text_atomic
 from .training import fit_view_head, set_classifier, state_bytes, train_or_load
 from .weights import resolve_weights, weights_identity
 

@@ -62,3 +62,17 @@ def fuse(outputs, weights: np.ndarray, *, mode: str = "logits") -> np.ndarray:
     Returns (N, C) float32 probabilities, rows summing to 1.
     """
     return fuse_means(member_means(outputs, mode=mode), weights, mode=mode)
+
+
+def majority_vote(votes: np.ndarray) -> np.ndarray:
+    """(N, M) each member's most frequent label over rounds (ties: the earliest round's), -1 if never judged.
+
+    votes: (R, N, M) integer labels per round, -1 where a round did not judge the image."""
+    R = votes.shape[0]
+    best = np.full(votes.shape[1:], -1, dtype=votes.dtype)
+    best_count = np.zeros(votes.shape[1:], dtype=np.int32)
+    for r in range(R):
+        count = sum((votes[q] == votes[r]).astype(np.int32) for q in range(R))
+        better = (votes[r] >= 0) & (count > best_count)
+        best[better], best_count[better] = votes[r][better], count[better]
+    return best

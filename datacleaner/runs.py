@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .calibrate import fuse_rounds
+from .fuse import majority_vote
 from .committee import Committee
 from .config import CleanConfig, MemberConfig, dump_config, load_config, resolve_config
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
@@ -46,7 +47,7 @@ from .keys import digest, member_seed
 from .lock import run_lock
 from .models import member_preprocess, resolve_device
 from .progress import Progress, Stopwatch
-from .review import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from .tables import review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
 from .scoring import score
 from .training import fit_view_head
@@ -484,14 +485,17 @@ def round_outputs(
 
 
 def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, cfg: CleanConfig, judgements: int):
-    """(Scores, fitted parameters) of every image from per-round outputs (see round_outputs), with the
-    config's fusion, calibration, weights and flag rule; `judgements` per image sets the default T."""
+    """(Scores, fitted parameters, (N, M) each member's majority label or -1) of every image from
+    per-round outputs (see round_outputs), with the config's fusion, calibration, weights and flag
+    rule; `judgements` per image sets the default T."""
+    votes = np.full((len(outputs), len(labels), len(cfg.members)), -1, dtype=np.int32)  # (R, N, M)
     fused, judged, fitted = fuse_rounds(
         outputs, labels, len(labels), np.array([m.weight for m in cfg.members]),
-        mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights,
+        mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights, votes=votes,
     )  # (R, N, C), (R, N)
     T = cfg.resolved_min_flags(judgements)
-    return score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality), fitted
+    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality)
+    return scores, fitted, majority_vote(votes)
 
 
 def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None):
@@ -543,9 +547,10 @@ def rescore(
 
 def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float] | None = None) -> CleanResult:
     done = _load_finished_run(run, changes or {}, weights or {})
-    scores, fitted = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
+    scores, fitted, votes = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
     problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
-    table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems)
+    member_votes = {m.label: votes[:, k] for k, m in enumerate(done.cfg.members)}
+    table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes)
     table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
     review = review_table(table)
     write_csv_atomic(table, run.file("scores.csv"))

@@ -32,7 +32,7 @@ from .keys import digest
 from .lock import run_lock
 from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
 from .progress import Progress
-from .review import write_bytes_atomic, write_csv_atomic
+from .tables import write_bytes_atomic, write_csv_atomic
 from .runs import RunDir, _decoded_cache, data_fingerprint
 from .runtime import configure
 from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask

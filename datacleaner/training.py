@@ -22,7 +22,7 @@ from .config import AugmentConfig, MemberConfig
 from .errors import DataCleanerError
 from .models import MemberLoss, Preprocess, lr_factor, make_optimizer
 from .progress import Progress
-from .review import write_bytes_atomic
+from .tables import write_bytes_atomic
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:

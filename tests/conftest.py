@@ -57,3 +57,70 @@ def weights_dir(tmp_path_factory):
         model = timm.create_model(arch, num_classes=1000)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))
     return folder
+
+
+REVIEW_FILES = ("review.csv", "selection.csv", "scores.csv", "manifest.csv", "run.json", "summary.json", "config.yaml")
+
+
+def copy_run(run, dest):
+    """A copy of a run directory's lists and records (not its cache): tests that write decisions
+    into a list work on their own copy. The copy still points at the same images."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in REVIEW_FILES:
+        if (run / name).is_file():
+            shutil.copy2(run / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def reviewable_run(noisy_digits, tiny_config, tmp_path_factory):
+    """A finished `clean` of a copy of the noisy digits with one unreadable file: (data, run dir, truth).
+    Read-only for tests: copy_run(run, tmp_path / "run") before writing decisions, and copy the
+    data before applying them."""
+    import shutil
+
+    from datacleaner import clean
+
+    data = tmp_path_factory.mktemp("review_data") / "data"
+    shutil.copytree(noisy_digits[0], data)
+    (data / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    run = tmp_path_factory.mktemp("review_run") / "run"
+    clean(data, run, tiny_config)
+    return data, run, noisy_digits[1]
+
+
+@pytest.fixture(scope="session")
+def selection_run(tiny_config, tmp_path_factory):
+    """A finished `select` over 40 unseen digit scans (and one broken file) with a tiny committee and a
+    production CSV that is wrong on every fifth image: (pool root, run dir, truth {path: label})."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from datacleaner import select, train
+    from datacleaner.demo import write_noisy_digits
+
+    data = tmp_path_factory.mktemp("sel_train") / "data"
+    write_noisy_digits(data, noise=0.0, seed=0, per_class=40, classes=[0, 1, 3, 7])
+    committee = tmp_path_factory.mktemp("sel_committee") / "committee"
+    train(data, committee, tiny_config)
+    d = load_digits()
+    pool = tmp_path_factory.mktemp("sel_pool") / "pool"
+    truth = {}
+    picked = [i for i in range(len(d.target)) if d.target[i] in (0, 1, 3, 7)][-40:]
+    for n, i in enumerate(picked):
+        sub = pool / f"cam{n % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((32, 32)).save(sub / f"frame {i}.png")
+        truth[f"cam{n % 2}/frame {i}.png"] = str(d.target[i])
+    (pool / "cam0" / "broken.png").write_bytes(b"nope")
+    wrong = {"0": "1", "1": "3", "3": "7", "7": "0"}
+    prod = pd.DataFrame({"path": list(truth), "label": [wrong[v] if k % 5 == 0 else v for k, v in enumerate(truth.values())], "score": 0.9})
+    prod_csv = tmp_path_factory.mktemp("sel_prod") / "prod.csv"
+    prod.to_csv(prod_csv, index=False)
+    run = tmp_path_factory.mktemp("sel_run") / "run"
+    select(pool, committee, prod_csv, run, budget=10)
+    return pool, run, truth

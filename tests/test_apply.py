@@ -117,3 +117,23 @@ def test_selected_pool_images_are_copied_in(dataset, tmp_path):
     assert (pool / src).is_file()  # the pool keeps its image
     runner.invoke(app, ["undo", "--dataset", str(root)])
     assert tree(root) == before
+
+
+def test_absolute_paths_inside_the_dataset_are_applied_and_outside_refused(dataset, tmp_path):
+    root, truth = dataset
+    before = tree(root)
+    paths = truth["path"].tolist()
+    (tmp_path / "outside.png").write_bytes((root / paths[0]).read_bytes())
+    review = review_rows(root, [(paths[0], "7"), (paths[1], "__drop__")])
+    review["path"] = [str((root / p).resolve()) for p in review["path"]]  # absolute, as a user may paste them
+    review.loc[1, "path"] = str(root / "1" / ".." / paths[1])  # absolute with '..' that stays inside
+    outside = {"path": str(tmp_path / "outside.png"), "given_label": "0", "checksum": "", "reviewed_label": "1"}
+    pd.concat([review, pd.DataFrame([outside])]).to_csv(tmp_path / "review.csv", index=False)
+    r = runner.invoke(app, ["apply", str(tmp_path / "review.csv"), "--dataset", str(root), "--yes"])
+    assert r.exit_code == 0, r.output
+    assert "2 change(s), 1 refused" in r.output and "absolute path outside" in r.output
+    after = tree(root)
+    assert f"7/{paths[0].split('/')[1]}" in after and paths[0] not in after and paths[1] not in after
+    assert (tmp_path / "outside.png").is_file()
+    assert runner.invoke(app, ["undo", "--dataset", str(root)]).exit_code == 0
+    assert tree(root) == before

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from datacleaner.cli import app
-from datacleaner.review import COLUMNS
+from datacleaner.tables import COLUMNS
 
 runner = CliRunner()
 
@@ -33,7 +33,15 @@ def read(path):
 def test_flipped_labels_rank_at_the_top(finished_run):
     _, truth, out, output = finished_run
     scores = read(out / "scores.csv")
-    assert list(scores.columns) == COLUMNS
+    votes = [c for c in scores.columns if c.startswith("vote_")]
+    assert [c for c in scores.columns if c not in votes] == COLUMNS
+    assert len(votes) >= 1 and scores.columns.get_loc(votes[0]) == COLUMNS.index("rounds") + 1
+    readable = scores[scores["issue"] != "unreadable"]
+    classes = set(readable["given_label"])
+    assert all(set(readable[v]) <= classes for v in votes)  # each member's label, a class name
+    # with several members, they agree with the fused label on most images, not all
+    agree = (readable[votes[0]] == readable["suggested_label"]).mean()
+    assert 0.5 < agree <= 1.0
     judged = scores[scores["issue"] != "unreadable"].copy()
     judged["label_quality"] = judged["label_quality"].astype(float)
     merged = judged.merge(truth, on="path")
@@ -125,7 +133,7 @@ def test_user_errors_are_one_line_messages(noisy_digits, tiny_config, tmp_path):
 
 
 def test_formula_like_labels_are_neutralised(tmp_path):
-    from datacleaner.review import write_csv_atomic
+    from datacleaner.tables import write_csv_atomic
 
     path = write_csv_atomic(pd.DataFrame({"path": ["=cmd|' /C calc'!A0"], "given_label": ["+1"], "flag_count": [-1]}), tmp_path / "x.csv")
     row = pd.read_csv(path, dtype=str).iloc[0]

@@ -10,6 +10,7 @@ given_label_prob  fused probability of the given label, mean over rounds
 label_quality     in [0, 1], lower = more likely mislabeled (= given_label_prob)
 flag_count        rounds that flagged the image
 rounds            rounds that judged the image
+vote_<member>     each member's label (its most frequent over the rounds that judged the image)
 issue             mislabel | low_confidence | unreadable | '' (not in review)
 reason            why an image is unreadable, else ''
 checksum          sha256 prefix of the file as judged (`apply` refuses files changed since)
@@ -46,8 +47,15 @@ def neutralise(value: str) -> str:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
-def score_table(paths: list[str], classes: list[str], scores: Scores, problems: dict[int, str]) -> pd.DataFrame:
-    """Every image, in dataset order."""
+def unneutralise(value: str) -> str:
+    """The text as the user wrote it, from its neutralised CSV form."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") and value[1:2] in FORMULA_START else value
+
+
+def score_table(
+    paths: list[str], classes: list[str], scores: Scores, problems: dict[int, str], votes: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Every image, in dataset order; `votes` ({member: (N,) label index or -1}) become vote_<member> columns."""
     names = np.array(classes + [""], dtype=object)  # index -1 (never judged) -> ''
     issue = scores.issue
     reason = np.full(len(paths), "", dtype=object)
@@ -69,6 +77,9 @@ def score_table(paths: list[str], classes: list[str], scores: Scores, problems: 
         },
         columns=[c for c in COLUMNS if c != "checksum"],
     )
+    at = table.columns.get_loc("rounds") + 1
+    for k, (member, v) in enumerate((votes or {}).items()):
+        table.insert(at + k, f"vote_{member}", names[v])
     return table
 
 

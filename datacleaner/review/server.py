@@ -1,0 +1,443 @@
+"""`datacleaner review`: a local web app over one review list.  [I/O, web]
+
+A plain threaded HTTP server from the standard library (no web framework to install), serving
+one page, its script and style, a JSON API and JPEG renditions of the listed images:
+
+    GET  /?token=T                  the page; sets a cookie so later requests carry the token
+    GET  /static/app.js, app.css    the page's script and style
+    GET  /api/meta                  classes, counts, the choices of each filter
+    GET  /api/rows?offset=&limit=&given=&suggested=&issue=&status=   one page of rows, in list order
+    GET  /api/references?cls=NAME   images of a class the committee is most sure of (clean runs)
+    GET  /image?path=P&size=thumb|large   a listed (or reference) image as JPEG, cached
+    POST /api/decide                {"decisions": [{"path", "label"}]} or {"filter": {...}, "action"}
+    POST /api/restore               {"rows": [{"path", "label", "by", "at"}]}: undo
+
+Every request without the token (query `token`, header `X-Datacleaner-Token`, or the cookie the
+page sets) gets 403; writes need the header, so another site cannot post with the cookie. The
+image endpoint serves only paths listed in the list (or chosen as references), resolved inside
+the images' root; anything else is 404. The only file written is the list itself (its review
+columns, through lists.record) and the thumbnail cache under the list's folder.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hmac
+import json
+import os
+import secrets
+import sys
+import threading
+import webbrowser
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataCleanerError
+from ..tables import unneutralise
+from . import thumbs
+from .lists import DROP, Decision, ReviewList, now, open_list, read_table, record
+
+PAGE_LIMIT = 200  # rows per /api/rows answer at most
+REFERENCES = 6  # reference images per class
+MAX_BODY = 16 << 20  # bytes a POST may carry
+STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the token is in the first URL: never pass it on
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+}
+
+
+def _text(values) -> np.ndarray:
+    return np.array([unneutralise(v) for v in values], dtype=object)
+
+
+class ReviewState:
+    """The list as the server sees it: display columns read once, review columns kept equal to the
+    file on disk, and decisions written through one writer that batches concurrent ones."""
+
+    def __init__(self, lst: ReviewList, reviewer: str):
+        self.lst, self.reviewer = lst, reviewer
+        t = lst.table
+        self.paths = t["path"].to_numpy(dtype=object)  # as written in the CSV: the row key
+        self.index = {p: i for i, p in enumerate(self.paths)}
+        self.given = _text(t[lst.given_column]) if lst.given_column in t else np.full(len(t), "", dtype=object)
+        self.suggested = _text(t["suggested_label"]) if "suggested_label" in t else np.full(len(t), "", dtype=object)
+        issue_col = "issue" if lst.kind == "clean" else "reason"
+        self.issue = _text(t[issue_col]) if issue_col in t else np.full(len(t), "", dtype=object)
+        self.detail_col = "reason" if lst.kind == "clean" else "detail"
+        self.references = self._references()
+        self.allowed = set(self.paths) | {p for refs in self.references.values() for p in refs}
+        self._lock = threading.Lock()  # guards the review columns and the pending batch
+        self._write_lock = threading.Lock()  # one write of the file at a time
+        self._pending: dict[str, Decision] = {}
+        self._submitted = self._written = 0
+        self._set_review(t)
+
+    def _set_review(self, table: pd.DataFrame) -> None:
+        self.review = {c: _text(table[c]) for c in ("reviewed_label", "reviewed_by", "reviewed_at")}
+        self.lst.table = table
+        self._stat = self._file_stat()
+
+    def _file_stat(self):
+        try:
+            st = os.stat(self.lst.path)
+            return (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return None
+
+    def sync(self) -> None:
+        """Take in decisions another writer (another server, an import) saved to the file meanwhile."""
+        if self._file_stat() != self._stat:
+            with self._write_lock, self._lock:
+                table = read_table(self.lst.path)
+                if list(table["path"]) == list(self.paths):
+                    self._set_review(table)
+
+    # Reading --------------------------------------------------------------------------------
+
+    def mask(self, q: dict) -> np.ndarray:
+        m = np.ones(len(self.paths), dtype=bool)
+        for key, column in (("given", self.given), ("suggested", self.suggested), ("issue", self.issue)):
+            if q.get(key):
+                m &= column == q[key]
+        status = q.get("status", "all")
+        if status in ("reviewed", "unreviewed"):
+            done = self.review["reviewed_label"] != ""
+            m &= done if status == "reviewed" else ~done
+        return m
+
+    def row(self, i: int) -> dict:
+        t = self.lst.table
+        score_col = self.lst.score_column
+        return {
+            "row": int(i), "path": self.paths[i], "shown_path": unneutralise(self.paths[i]),
+            "given": self.given[i], "suggested": self.suggested[i],
+            "prob": _number(t["suggested_prob"].iat[i]) if "suggested_prob" in t else None,
+            "score_name": score_col, "score": _number(t[score_col].iat[i]) if score_col in t else None,
+            "votes": {c[len("vote_"):]: unneutralise(t[c].iat[i]) for c in self.lst.vote_columns},
+            "issue": self.issue[i], "detail": unneutralise(t[self.detail_col].iat[i]) if self.detail_col in t else "",
+            "rank": t["rank"].iat[i] if "rank" in t else None,
+            **{k: self.review[c][i] for k, c in (("reviewed", "reviewed_label"), ("by", "reviewed_by"), ("at", "reviewed_at"))},
+        }
+
+    def rows(self, q: dict) -> dict:
+        self.sync()
+        with self._lock:
+            hits = np.flatnonzero(self.mask(q))
+            unreviewed = hits[self.review["reviewed_label"][hits] == ""]
+            first = int(np.searchsorted(hits, unreviewed[0])) if len(unreviewed) else None
+            offset = _int(q.get("offset"), 0)
+            if q.get("offset") == "first":  # the page holding the first unreviewed row
+                limit = min(_int(q.get("limit"), 60), PAGE_LIMIT)
+                offset = (first // limit) * limit if first is not None else 0
+            limit = min(max(_int(q.get("limit"), 60), 1), PAGE_LIMIT)
+            return {
+                "matching": int(len(hits)), "offset": offset, "first_unreviewed": first,
+                "rows": [self.row(i) for i in hits[offset : offset + limit]], **self.counts(),
+            }
+
+    def counts(self) -> dict:
+        return {"total": len(self.paths), "reviewed": int((self.review["reviewed_label"] != "").sum())}
+
+    def meta(self) -> dict:
+        self.sync()
+        lst = self.lst
+
+        def choices(values, among=None):
+            v = pd.Series(values if among is None else values[among])
+            return [[k, int(n)] for k, n in v[v != ""].value_counts().items()]
+
+        pairs = pd.Series(self.given + "\t" + self.suggested)[(self.given != "") & (self.suggested != "") & (self.given != self.suggested)]
+        with self._lock:
+            return {
+                "list": str(lst.path), "kind": lst.kind, "classes": lst.classes, "drop": DROP, "reviewer": self.reviewer,
+                "score_name": lst.score_column, "given_name": "production" if lst.kind == "select" else "given",
+                "filters": {
+                    "given": choices(self.given), "suggested": choices(self.suggested), "issue": choices(self.issue),
+                    "pair": [[*k.split("\t"), int(n)] for k, n in pairs.value_counts().items()],
+                },
+                "has_references": bool(self.references), **self.counts(),
+            }
+
+    def _references(self) -> dict[str, list[str]]:
+        """Per class, the images labeled so that the committee is most sure of (clean runs: scores.csv)."""
+        scores = self.lst.folder / "scores.csv"
+        if self.lst.kind != "clean" or not scores.is_file():
+            return {}
+        cols = ["path", "given_label", "suggested_label", "given_label_prob", "issue"]
+        try:
+            s = pd.read_csv(scores, dtype=str, keep_default_na=False, usecols=cols)
+        except (ValueError, pd.errors.ParserError):
+            return {}
+        s = s[(s["issue"] == "") & (s["given_label"] == s["suggested_label"])]
+        s = s.assign(p=pd.to_numeric(s["given_label_prob"], errors="coerce")).sort_values("p", ascending=False, kind="stable")
+        return {unneutralise(c): g["path"].head(REFERENCES).tolist() for c, g in s.groupby("given_label", sort=False)}
+
+    # Writing --------------------------------------------------------------------------------
+
+    def decide(self, body: dict) -> dict:
+        """Apply decisions ({path, label} each, or a filter and an action) and write them to the list."""
+        stamp = now()
+        if "filter" in body:
+            action = body.get("action")
+            if action not in ("accept", "keep", "drop"):
+                raise ValueError("action must be accept, keep or drop")
+            with self._lock:
+                hits = np.flatnonzero(self.mask(body["filter"] or {}))
+            labels = {"accept": self.suggested, "keep": self.given}.get(action)
+            wanted = [(self.paths[i], DROP if labels is None else labels[i]) for i in hits]
+            wanted = [(p, label) for p, label in wanted if label]
+        else:
+            wanted = [(d["path"], d["label"]) for d in body.get("decisions", [])]
+        decisions = {}
+        for path, label in wanted:
+            if path not in self.index:
+                raise KeyError(path)
+            decisions[path] = Decision(self.lst.check_label(label), self.reviewer, stamp)
+        return self._submit(decisions)
+
+    def restore(self, body: dict) -> dict:
+        """Put rows back as they were (undo): label, by and at as given."""
+        decisions = {}
+        for r in body.get("rows", []):
+            if r["path"] not in self.index:
+                raise KeyError(r["path"])
+            decisions[r["path"]] = Decision(self.lst.check_label(r.get("label", "")), r.get("by", ""), r.get("at", ""))
+        return self._submit(decisions)
+
+    def _submit(self, decisions: dict[str, Decision]) -> dict:
+        """Queue `decisions` and return once they are on disk. Concurrent requests share one write:
+        whoever takes the write lock writes everything queued so far."""
+        with self._lock:
+            before = {p: Decision(*(self.review[c][self.index[p]] for c in ("reviewed_label", "reviewed_by", "reviewed_at"))) for p in decisions}
+            self._pending.update(decisions)
+            self._submitted += 1
+            ticket = self._submitted
+        with self._write_lock:
+            if self._written < ticket:
+                with self._lock:
+                    batch, self._pending, upto = self._pending, {}, self._submitted
+                try:
+                    table, _ = record(self.lst.path, batch)
+                except Exception:
+                    with self._lock:
+                        self._pending = {**batch, **self._pending}
+                    raise
+                with self._lock:
+                    self._set_review(table)
+                    self._written = upto
+        changed = [{"path": p, "previous": vars(d)} for p, d in before.items()]
+        return {"changed": changed, "saved_at": now(), **self.counts()}
+
+
+def _number(value: str):
+    try:
+        return round(float(value), 4)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value, default: int) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return default
+
+
+def _static(name: str) -> bytes:
+    return resources.files("datacleaner.review").joinpath("static", name).read_bytes()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request. The server object carries `state` (ReviewState), `token` and `cookie_name`."""
+
+    server_version = "datacleaner-review"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):  # quiet: the terminal shows the URL and errors only
+        pass
+
+    # Answers ---------------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for k, v in {**SECURITY_HEADERS, "Content-Type": ctype, "Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data, status: int = 200) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json", {"Cache-Control": "no-store"})
+
+    def _error(self, status: int, message: str) -> None:
+        self._json({"error": message}, status)
+
+    # Checks ----------------------------------------------------------------------------
+
+    def _authorised(self, query: dict, *, writing: bool) -> bool:
+        token = self.server.token
+        offered = [self.headers.get("X-Datacleaner-Token", "")]
+        if not writing:
+            offered.append(query.get("token", ""))
+            cookie = SimpleCookie(self.headers.get("Cookie", ""))
+            if self.server.cookie_name in cookie:
+                offered.append(cookie[self.server.cookie_name].value)
+        return any(o and hmac.compare_digest(o.encode(), token.encode()) for o in offered)
+
+    def _parse(self) -> tuple[str, dict]:
+        url = urlsplit(self.path)
+        return url.path, {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+
+    # Methods ---------------------------------------------------------------------------
+
+    def do_GET(self):
+        path, query = self._parse()
+        if not self._authorised(query, writing=False):
+            return self._error(HTTPStatus.FORBIDDEN, "forbidden: open the URL with the token that `datacleaner review` printed")
+        state: ReviewState = self.server.state
+        try:
+            if path == "/":
+                cookie = f"{self.server.cookie_name}={self.server.token}; Path=/; HttpOnly; SameSite=Strict"
+                return self._send(200, _static("index.html"), "text/html; charset=utf-8", {"Set-Cookie": cookie, "Cache-Control": "no-store"})
+            if path == "/favicon.ico":
+                return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+            if path.startswith("/static/") and path[len("/static/"):] in STATIC:
+                name = path[len("/static/"):]
+                return self._send(200, _static(name), STATIC[name], {"Cache-Control": "no-cache"})
+            if path == "/api/meta":
+                return self._json(state.meta())
+            if path == "/api/rows":
+                return self._json(state.rows(query))
+            if path == "/api/references":
+                return self._json({"cls": query.get("cls", ""), "paths": state.references.get(query.get("cls", ""), [])})
+            if path == "/image":
+                return self._image(query)
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        return self._error(HTTPStatus.NOT_FOUND, "not found")
+
+    do_HEAD = do_GET
+
+    def _image(self, query: dict) -> None:
+        state: ReviewState = self.server.state
+        listed = query.get("path", "")
+        src = state.lst.image_path(listed) if listed in state.allowed else None
+        if src is None or not src.is_file():
+            return self._error(HTTPStatus.NOT_FOUND, "not an image of this list")
+        size = thumbs.LARGE if query.get("size") == "large" else thumbs.THUMB
+        made = thumbs.cached(src, size, state.lst.folder / "thumbs")
+        if made is None:
+            return self._error(HTTPStatus.NOT_FOUND, "this file cannot be read as an image")
+        data, key = made
+        etag = f'"{key}"'
+        caching = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(HTTPStatus.NOT_MODIFIED)
+            for k, v in {**SECURITY_HEADERS, **caching, "Content-Length": "0"}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            return None
+        return self._send(200, data, "image/jpeg", caching)
+
+    def do_POST(self):
+        path, query = self._parse()
+        if not self._authorised(query, writing=True):
+            return self._error(HTTPStatus.FORBIDDEN, "forbidden: writes need the X-Datacleaner-Token header")
+        length = _int(self.headers.get("Content-Length"), 0)
+        if length > MAX_BODY:
+            return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request too large")
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
+        state: ReviewState = self.server.state
+        try:
+            if path == "/api/decide":
+                return self._json(state.decide(body))
+            if path == "/api/restore":
+                return self._json(state.restore(body))
+        except KeyError as exc:
+            return self._error(HTTPStatus.NOT_FOUND, f"not in this list: {exc.args[0]}")
+        except (DataCleanerError, ValueError, TypeError) as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except OSError as exc:
+            return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"could not save {state.lst.path}: {exc}")
+        return self._error(HTTPStatus.NOT_FOUND, "not found")
+
+
+class ReviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@dataclass
+class Running:
+    """A started review server: its URL (with the token) and how to stop it."""
+
+    url: str
+    server: ReviewServer
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def start(target: str | Path, *, host: str = "127.0.0.1", port: int = 8765, reviewer: str | None = None,
+          root: str | Path | None = None, token: str | None = None) -> Running:
+    """Open the list and serve it in a background thread; returns the URL with its token."""
+    lst = open_list(target, root)
+    state = ReviewState(lst, reviewer or _login_name())
+    try:
+        server = ReviewServer((host, port), Handler)
+    except OSError as exc:
+        raise DataCleanerError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port (0 picks a free one)") from None
+    server.state, server.token = state, token or secrets.token_urlsafe(24)
+    bound_port = server.server_address[1]
+    server.cookie_name = f"datacleaner_review_{bound_port}"  # cookies ignore ports: one name per server
+    thread = threading.Thread(target=server.serve_forever, name="datacleaner-review", daemon=True)
+    thread.start()
+    shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return Running(f"http://{shown}:{bound_port}/?token={server.token}", server, thread)
+
+
+def serve(target: str | Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True,
+          reviewer: str | None = None, root: str | Path | None = None, echo=print) -> None:
+    """`datacleaner review`: start, print the URL (one line), open the browser, serve until Ctrl-C."""
+    running = start(target, host=host, port=port, reviewer=reviewer, root=root)
+    lst = running.server.state.lst
+    echo(running.url)
+    note = f"reviewing {lst.path} ({len(lst.table)} rows); decisions are saved to it as you go; Ctrl-C stops"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        note += f"\nwarning: listening on {host}: anyone who can reach this machine and has the URL can review"
+    print(note, file=sys.stderr, flush=True)
+    if open_browser:
+        webbrowser.open(running.url)
+    try:
+        running.thread.join()
+    except KeyboardInterrupt:
+        running.stop()
+        print(f"stopped; the decisions are in {lst.path}", file=sys.stderr)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        return "reviewer"
