@@ -91,13 +91,16 @@ def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([flagged, unreadable]).reset_index(drop=True)
 
 
-def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> Path:
-    """Write `table` as CSV (formula-like text neutralised) via a temporary file and rename."""
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, *, neutralised: bool = False) -> Path:
+    """Write `table` as CSV (formula-like text neutralised, unless the caller says it already is)
+    via a temporary file and rename."""
     path = Path(path)
-    out = table.copy()
-    for col in TEXT_COLUMNS:
-        if col in out:
-            out[col] = out[col].map(neutralise)
+    out = table
+    if not neutralised:
+        out = table.copy()
+        for col in TEXT_COLUMNS:
+            if col in out:
+                out[col] = out[col].map(neutralise)
     with atomic_file(path) as f:  # streamed in chunks: a million rows never become one string
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         out.to_csv(text, index=False, chunksize=CSV_CHUNK)

@@ -150,6 +150,13 @@ def test_keyboard_review_is_on_disk_after_every_key(browser, served):
     reviewed = int((on_disk["reviewed_label"] != "").sum())
     assert f"reviewed {reviewed} of {len(on_disk)}" in browser.find_element(By.ID, "progress").text
 
+    # a fast burst of keys decides three cards in a row, not one card three times
+    at = paths.index(focused_path(browser))
+    press(browser, "g", "g", "g")
+    burst = listed.iloc[at : at + 3]
+    wait_for(lambda: (read(run / "review.csv").iloc[at : at + 3]["reviewed_label"] == burst["given_label"]).all(), "the burst written")
+    on_disk = read(run / "review.csv")
+
     # what the browser wrote is valid input for apply
     copy = run.parent / "data"
     shutil.copytree(data, copy)

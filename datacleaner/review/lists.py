@@ -184,26 +184,60 @@ def list_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def record(path: str | Path, decisions: dict[str, Decision]) -> tuple[pd.DataFrame, dict[str, Decision]]:
-    """Write `decisions` ({listed path as in the CSV: Decision}) into the list's review columns.
+class ListFile:
+    """A review list's file, read again only when someone else has replaced it since we last
+    read or wrote it (its inode, size and modification time tell)."""
 
-    Re-reads the file under the list's lock, so rows others wrote meanwhile are kept; values are
-    neutralised against spreadsheet formulas. Returns (the table as now on disk, each changed
-    row's previous Decision). A path not in the list is an error and nothing is written."""
-    path = Path(path)
-    with list_lock(path):
-        table = read_table(path)
-        index = {p: i for i, p in enumerate(table["path"])}
-        missing = [p for p in decisions if p not in index]
-        if missing:
-            raise DataCleanerError(f"{path} does not list {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        previous = {}
-        label_col, by_col, at_col = (table.columns.get_loc(c) for c in REVIEW_COLUMNS)
-        for p, d in decisions.items():
-            i = index[p]
-            previous[p] = Decision(*(unneutralise(table.iat[i, c]) for c in (label_col, by_col, at_col)))
-            table.iat[i, label_col] = neutralise(d.label)
-            table.iat[i, by_col] = neutralise(d.by) if d.label else ""
-            table.iat[i, at_col] = neutralise(d.at) if d.label else ""
-        write_csv_atomic(table, path)
-    return table, previous
+    def __init__(self, path: str | Path, table: pd.DataFrame | None = None):
+        self.path = Path(path)
+        self.table = table
+        self._seen = self._stat() if table is not None else None
+
+    def _stat(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def changed(self) -> bool:
+        return self.table is None or self._stat() != self._seen
+
+    def load(self) -> pd.DataFrame:
+        """The list as on disk now."""
+        if self.changed():
+            seen = self._stat()
+            self.table, self._seen = read_table(self.path), seen
+        return self.table
+
+    def write(self, decisions: dict[str, Decision]) -> dict[str, Decision]:
+        """Write `decisions` ({listed path as in the CSV: Decision}) into the review columns.
+
+        Under the list's lock: take in what others wrote meanwhile, change only these rows
+        (values neutralised against spreadsheet formulas), replace the file atomically. Returns
+        each changed row's previous Decision. A path not in the list is an error; nothing is written."""
+        with list_lock(self.path):
+            table = self.load().copy()
+            index = pd.Index(table["path"])
+            missing = [p for p in decisions if p not in index]
+            if missing:
+                raise DataCleanerError(f"{self.path} does not list {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            previous = {}
+            label_col, by_col, at_col = (table.columns.get_loc(c) for c in REVIEW_COLUMNS)
+            for p, d in decisions.items():
+                i = index.get_loc(p)
+                previous[p] = Decision(*(unneutralise(table.iat[i, c]) for c in (label_col, by_col, at_col)))
+                table.iat[i, label_col] = neutralise(d.label)
+                table.iat[i, by_col] = neutralise(d.by) if d.label else ""
+                table.iat[i, at_col] = neutralise(d.at) if d.label else ""
+            write_csv_atomic(table, self.path, neutralised=True)
+            self.table, self._seen = table, self._stat()
+        return previous
+
+
+def record(path: str | Path, decisions: dict[str, Decision]) -> tuple[pd.DataFrame, dict[str, Decision]]:
+    """Write `decisions` into the list at `path` (see ListFile.write): (the table as now on disk,
+    each changed row's previous Decision)."""
+    f = ListFile(path)
+    previous = f.write(decisions)
+    return f.table, previous

@@ -24,7 +24,6 @@ from __future__ import annotations
 import getpass
 import hmac
 import json
-import os
 import secrets
 import sys
 import threading
@@ -43,7 +42,7 @@ import pandas as pd
 from ..errors import DataCleanerError
 from ..tables import unneutralise
 from . import thumbs
-from .lists import DROP, Decision, ReviewList, now, open_list, read_table, record
+from .lists import DROP, Decision, ListFile, ReviewList, now, open_list
 
 PAGE_LIMIT = 200  # rows per /api/rows answer at most
 REFERENCES = 6  # reference images per class
@@ -82,26 +81,19 @@ class ReviewState:
         self._write_lock = threading.Lock()  # one write of the file at a time
         self._pending: dict[str, Decision] = {}
         self._submitted = self._written = 0
+        self.file = ListFile(lst.path, t)
         self._set_review(t)
 
     def _set_review(self, table: pd.DataFrame) -> None:
         self.review = {c: _text(table[c]) for c in ("reviewed_label", "reviewed_by", "reviewed_at")}
         self.lst.table = table
-        self._stat = self._file_stat()
-
-    def _file_stat(self):
-        try:
-            st = os.stat(self.lst.path)
-            return (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            return None
 
     def sync(self) -> None:
         """Take in decisions another writer (another server, an import) saved to the file meanwhile."""
-        if self._file_stat() != self._stat:
+        if self.file.changed():
             with self._write_lock, self._lock:
-                table = read_table(self.lst.path)
-                if list(table["path"]) == list(self.paths):
+                table = self.file.load()
+                if table["path"].equals(self.lst.table["path"]):
                     self._set_review(table)
 
     # Reading --------------------------------------------------------------------------------
@@ -229,13 +221,18 @@ class ReviewState:
                 with self._lock:
                     batch, self._pending, upto = self._pending, {}, self._submitted
                 try:
-                    table, _ = record(self.lst.path, batch)
+                    self.file.write(batch)
                 except Exception:
                     with self._lock:
                         self._pending = {**batch, **self._pending}
                     raise
                 with self._lock:
-                    self._set_review(table)
+                    self.lst.table = self.file.table
+                    for p, d in batch.items():  # the columns shown: only the rows just written change
+                        i = self.index[p]
+                        self.review["reviewed_label"][i] = d.label
+                        self.review["reviewed_by"][i] = d.by if d.label else ""
+                        self.review["reviewed_at"][i] = d.at if d.label else ""
                     self._written = upto
         changed = [{"path": p, "previous": vars(d)} for p, d in before.items()]
         return {"changed": changed, "saved_at": now(), **self.counts()}

@@ -7,7 +7,7 @@ const S = {
   meta: null,
   filter: { given: "", suggested: "", issue: "", status: "all" },
   offset: 0, limit: 60, rows: [], matching: 0, focus: 0,
-  undo: [],  // each entry: {changed: [{path, previous: {label, by, at}}]}
+  undo: [],  // the answers (promises) of the decisions made here: {changed: [{path, previous: {label, by, at}}]}
   bulk: false, refs: {},
 };
 const $ = (id) => document.getElementById(id);
@@ -218,40 +218,70 @@ function saved(res) {
   counters(res);
 }
 
+// Writes go out one after another, in the order the keys were pressed, so an undo always
+// follows the decision it takes back; the focus moves on at once, without waiting for the disk.
+let queue = Promise.resolve();
+function send(path, body) {  // body: an object, or a function giving one when its turn comes
+  const done = queue.then(async () => api(path, typeof body === "function" ? await body() : body));
+  queue = done.catch(() => {});
+  return done;
+}
+
 async function decide(label) {
   const r = S.rows[S.focus];
   if (!r) return;
   if (!label) { message("this row has no suggested label; pick a class or drop it"); return; }
+  const k = S.focus;
+  const was = { reviewed: r.reviewed, by: r.by, at: r.at };
+  Object.assign(r, { reviewed: label, by: S.meta.reviewer, at: "" });
+  redraw(k);
+  if (k + 1 < S.rows.length) setFocus(k + 1);
+  else if (S.offset + S.limit < S.matching) reload(S.offset + S.limit, 0);
+  $("saved").textContent = "saving…";
+  const result = send("/api/decide", { decisions: [{ path: r.path, label }] });
+  S.undo.push(result);
   try {
-    const res = await api("/api/decide", { decisions: [{ path: r.path, label }] });
-    S.undo.push({ changed: res.changed });
+    const res = await result;
     message("");
     saved(res);
-    const k = S.focus;
-    if (S.filter.status === "unreviewed") return reload(S.offset, k);  // the card leaves this view
-    Object.assign(r, { reviewed: label, by: S.meta.reviewer, at: res.saved_at });
-    document.querySelector(`.card[data-k="${k}"]`).replaceWith(card(r, k));
-    if (k + 1 < S.rows.length) setFocus(k + 1);
-    else if (S.offset + S.limit < S.matching) await reload(S.offset + S.limit, 0);
-    else setFocus(k);
+    if (S.filter.status === "unreviewed") reloadKeepingFocus();  // the card leaves this view
   } catch (err) {
+    Object.assign(r, was);
+    redraw(k);
     message("not saved: " + err.message);
   }
+}
+
+function redraw(k) {
+  const old = document.querySelector(`.card[data-k="${k}"]`);
+  if (!old) return;
+  const fresh = card(S.rows[k], k);
+  if (old.classList.contains("focus")) fresh.classList.add("focus");
+  old.replaceWith(fresh);
+}
+
+async function reloadKeepingFocus() {
+  const path = S.rows[S.focus] && S.rows[S.focus].path;
+  await reload(S.offset, S.focus);
+  const k = S.rows.findIndex((r) => r.path === path);
+  if (k >= 0) setFocus(k);
 }
 
 async function undo() {
   const last = S.undo.pop();
   if (!last) { message("nothing to undo"); return; }
+  let rows = [];
   try {
-    const rows = last.changed.map((c) => ({ path: c.path, ...c.previous }));
-    const res = await api("/api/restore", { rows });
+    const res = await send("/api/restore", async () => {
+      rows = (await last).changed.map((c) => ({ path: c.path, ...c.previous }));
+      return { rows };
+    });
     saved(res);
-    message(`undone: ${rows.length} decision${rows.length > 1 ? "s" : ""}`);
+    message(`undone: ${rows.length} decision${rows.length === 1 ? "" : "s"}`);
     await reload(S.offset, S.focus);
     const k = S.rows.findIndex((r) => r.path === rows[0].path);
     if (k >= 0) setFocus(k);
   } catch (err) {
-    S.undo.push(last);
     message("undo not saved: " + err.message);
   }
 }
@@ -265,8 +295,9 @@ function setBulk(on) {
 
 async function bulkDecide(action) {
   try {
-    const res = await api("/api/decide", { filter: S.filter, action });
-    S.undo.push({ changed: res.changed });
+    const result = send("/api/decide", { filter: S.filter, action });
+    S.undo.push(result);
+    const res = await result;
     saved(res);
     message(`${action === "accept" ? "accepted" : "kept"}: ${res.changed.length} row${res.changed.length === 1 ? "" : "s"} (u undoes them together)`);
     setBulk(false);
