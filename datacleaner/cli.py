@@ -73,7 +73,7 @@ def _progress(quiet: bool, verbose: bool):
     return Progress(0 if quiet else 2 if verbose else 1)
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict, data: Path | None = None) -> None:
     per_class = ", ".join(f"{c}: {n}" for c, n in summary["flagged_per_class"].items())
     lines = [
         f"profile          {summary['profile']} ({summary.get('profile_reason', '')})" if "profile" in summary else None,
@@ -92,6 +92,10 @@ def print_summary(summary: dict) -> None:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
     lines.append(f"review list      {summary['review_csv']}")
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]
+    if summary["flagged"]:
+        run_dir = Path(summary["review_csv"]).parent
+        lines.append(f"next             datacleaner review {run_dir}   (in the browser; or datacleaner report {run_dir})")
+        lines.append(f"then             datacleaner apply {summary['review_csv']} --dataset {data or 'DATA'}   (a dry run; --yes applies)")
     typer.echo("\n".join(lines))
 
 
@@ -154,7 +158,7 @@ def clean(
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
         executor=executor, ray_address=ray_address, weights_dir=weights_dir,
     )
-    print_summary(result.summary)
+    print_summary(result.summary, data)
 
 
 @command
@@ -213,7 +217,7 @@ def demo(
             raise DataCleanerError(f"{data} was written with another --noise or --per-class; use a new --out")
     typer.echo(f"demo data: {len(truth)} digit scans in {data}, {int(truth['flipped'].sum())} labels flipped")
     result = run_clean(data, out / "run", config, progress=_progress(quiet, verbose), seed=seed)
-    print_summary(result.summary)
+    print_summary(result.summary, data)
     m = review_metrics(result.scores, truth)
     typer.echo(
         f"against the flipped labels: precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
@@ -290,6 +294,7 @@ def select(
         f"{s['low_confidence']} low confidence), {s['duplicates']} exact duplicate(s) reported once"
         + (f", top {s['budget']} in budget" if s["budget"] is not None else "")
         + f"\nselection list   {s['selection_csv']}"
+        + f"\nnext             datacleaner review {out}   (in the browser; or datacleaner report {out})"
     )
 
 

@@ -159,6 +159,8 @@ def _decode_one(path: Path, size: int) -> tuple[np.ndarray | None, str | None, s
         return np.asarray(load_rgb(io.BytesIO(data), size), dtype=np.uint8), None, checksum
     except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):  # PIL names the in-memory buffer, not the file
+            reason = "not an image format Pillow can read"
         return None, f"cannot decode: {reason}", checksum
 
 

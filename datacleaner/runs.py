@@ -344,7 +344,7 @@ def _start_pass(ctx: RunContext, number: int) -> Pass:
     """Pass 1 trains on every image of its parts; pass 2 without those pass 1 sent to review."""
     if number == 0:
         return Pass(np.zeros(len(ctx.labels), dtype=bool))
-    first, _ = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None)
+    first = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None)[0]
     exclude = first.in_review.copy()
     held_out = digest(np.flatnonzero(exclude).tolist())
     ctx.run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})

@@ -24,5 +24,6 @@ def test_api_examples_run(tmp_path):
     assert share >= 70, out
     assert "['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] ['resnet10t', 'regnetx_002']" in out
     assert re.search(r"\d+ skipped; \d+ candidates", out) and "undone:" in out
+    assert "run/report.html" in out and re.search(r"\d+ tasks for Label Studio", out) and "serves the review page" in out
     assert (tmp_path / "run" / "review.csv").is_file() and (tmp_path / "selection" / "selection.csv").is_file()
     assert (tmp_path / "digits" / ".datacleaner" / "journal").is_dir()

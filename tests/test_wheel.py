@@ -29,6 +29,7 @@ def installed_wheel(tmp_path_factory):
     wheel = next((tmp / "dist").glob("datacleaner-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {"datacleaner/profiles/cpu.yaml", "datacleaner/profiles/gpu.yaml", "datacleaner/profiles/small.yaml"} <= set(names)
+    assert {f"datacleaner/review/static/{n}" for n in ("index.html", "app.js", "app.css")} <= set(names)
     site = tmp / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                           capture_output=True, text=True, timeout=600)
@@ -61,3 +62,24 @@ def test_the_installed_wheel_cleans_with_the_cpu_profile_and_runs_the_demo(insta
     r = run(installed_wheel, "-m", "datacleaner", "demo", "--per-class", "20", "--out", "demo", "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "profile          small" in r.stdout and (installed_wheel[1] / "demo" / "metrics.json").is_file()
+    r = run(installed_wheel, "-m", "datacleaner", "report", "demo/run")
+    assert r.returncode == 0 and (installed_wheel[1] / "demo" / "run" / "report.html").is_file(), r.stderr[-2000:]
+
+
+def test_the_installed_wheel_serves_the_review_page(installed_wheel, reviewable_run):
+    import urllib.request
+
+    site, cwd = installed_wheel
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.Popen([sys.executable, "-m", "datacleaner", "review", str(reviewable_run[1]), "--no-browser", "--port", "0"],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        base, token = url.split("/?token=")
+        for path in ("/", "/static/app.js", "/static/app.css"):
+            req = urllib.request.Request(base + path, headers={"X-Datacleaner-Token": token})
+            with urllib.request.urlopen(req, timeout=10) as answer:
+                assert answer.status == 200 and len(answer.read()) > 500, path
+    finally:
+        proc.terminate()
+        proc.wait(10)

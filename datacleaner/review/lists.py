@@ -192,6 +192,7 @@ class ListFile:
         self.path = Path(path)
         self.table = table
         self._seen = self._stat() if table is not None else None
+        self.reads = 0  # how many times the file was read again: someone else had written it
 
     def _stat(self):
         try:
@@ -208,6 +209,7 @@ class ListFile:
         if self.changed():
             seen = self._stat()
             self.table, self._seen = read_table(self.path), seen
+            self.reads += 1
         return self.table
 
     def write(self, decisions: dict[str, Decision]) -> dict[str, Decision]:

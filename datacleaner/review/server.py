@@ -220,6 +220,7 @@ class ReviewState:
             if self._written < ticket:
                 with self._lock:
                     batch, self._pending, upto = self._pending, {}, self._submitted
+                reads = self.file.reads
                 try:
                     self.file.write(batch)
                 except Exception:
@@ -227,6 +228,8 @@ class ReviewState:
                         self._pending = {**batch, **self._pending}
                     raise
                 with self._lock:
+                    if self.file.reads != reads:  # the write took in another writer's rows: show them all
+                        self._set_review(self.file.table)
                     self.lst.table = self.file.table
                     for p, d in batch.items():  # the columns shown: only the rows just written change
                         i = self.index[p]
