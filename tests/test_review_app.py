@@ -119,10 +119,13 @@ def test_keyboard_review_is_on_disk_after_every_key(browser, served):
     press(browser, "2")  # digit: the second class
     wait_for(lambda: row(3)["reviewed_label"] == classes[1], "digit written")
     assert focused_path(browser) == paths[4]
+    press(browser, "x", "u", "1")  # drop, undo and pick a class at once: all three on the same card
+    wait_for(lambda: row(4)["reviewed_label"] == classes[0], "the class after an undo")
+    assert row(5)["reviewed_label"] == "" and focused_path(browser) == paths[5]
     press(browser, Keys.ARROW_RIGHT)
-    assert focused_path(browser) == paths[5]
+    assert focused_path(browser) == paths[6]
     press(browser, Keys.ARROW_LEFT, Keys.ARROW_LEFT)
-    assert focused_path(browser) == paths[3]
+    assert focused_path(browser) == paths[4]
 
     # bulk: every card of the most frequent given -> suggested pair, accepted at once
     pair = Select(browser.find_element(By.ID, "f-pair"))

@@ -7,7 +7,7 @@ const S = {
   meta: null,
   filter: { given: "", suggested: "", issue: "", status: "all" },
   offset: 0, limit: 60, rows: [], matching: 0, focus: 0,
-  undo: [],  // the answers (promises) of the decisions made here: {changed: [{path, previous: {label, by, at}}]}
+  undo: [],  // decisions made here: {result: promise of {changed: [{path, previous}]}, path and was for one card}
   bulk: false, refs: {},
 };
 const $ = (id) => document.getElementById(id);
@@ -239,7 +239,7 @@ async function decide(label) {
   else if (S.offset + S.limit < S.matching) reload(S.offset + S.limit, 0);
   $("saved").textContent = "saving…";
   const result = send("/api/decide", { decisions: [{ path: r.path, label }] });
-  S.undo.push(result);
+  S.undo.push({ result, path: r.path, was });
   try {
     const res = await result;
     message("");
@@ -270,19 +270,24 @@ async function reloadKeepingFocus() {
 async function undo() {
   const last = S.undo.pop();
   if (!last) { message("nothing to undo"); return; }
+  const k = last.path ? S.rows.findIndex((r) => r.path === last.path) : -1;
+  if (k >= 0) {  // at once, before the next key: the card shows its old state and has the focus
+    Object.assign(S.rows[k], last.was);
+    redraw(k);
+    setFocus(k);
+  }
   let rows = [];
   try {
     const res = await send("/api/restore", async () => {
-      rows = (await last).changed.map((c) => ({ path: c.path, ...c.previous }));
+      rows = (await last.result).changed.map((c) => ({ path: c.path, ...c.previous }));
       return { rows };
     });
     saved(res);
     message(`undone: ${rows.length} decision${rows.length === 1 ? "" : "s"}`);
-    await reload(S.offset, S.focus);
-    const k = S.rows.findIndex((r) => r.path === rows[0].path);
-    if (k >= 0) setFocus(k);
+    if (k < 0 || S.filter.status !== "all") await reloadKeepingFocus();
   } catch (err) {
     message("undo not saved: " + err.message);
+    await reloadKeepingFocus();
   }
 }
 
@@ -296,7 +301,7 @@ function setBulk(on) {
 async function bulkDecide(action) {
   try {
     const result = send("/api/decide", { filter: S.filter, action });
-    S.undo.push(result);
+    S.undo.push({ result });
     const res = await result;
     saved(res);
     message(`${action === "accept" ? "accepted" : "kept"}: ${res.changed.length} row${res.changed.length === 1 ? "" : "s"} (u undoes them together)`);
