@@ -91,12 +91,21 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
     if "wall_time_s" in summary:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
     lines.append(f"review list      {summary['review_csv']}")
+    lines += _kept_lines(summary)
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]
     if summary["flagged"]:
         run_dir = Path(summary["review_csv"]).parent
         lines.append(f"next             datacleaner review {run_dir}   (in the browser; or datacleaner report {run_dir})")
         lines.append(f"then             datacleaner apply {summary['review_csv']} --dataset {data or 'DATA'}   (a dry run; --yes applies)")
     typer.echo("\n".join(lines))
+
+
+def _kept_lines(summary: dict) -> list[str]:
+    """What became of decisions already made in the list a re-run replaced."""
+    lines = [f"kept             {summary['decisions_kept']} review decision(s) already made"] if summary.get("decisions_kept") else []
+    if summary.get("decisions_saved_in"):
+        lines.append(f"saved            the previous list, with decisions whose image left the list, in {summary['decisions_saved_in']}")
+    return lines
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
@@ -294,6 +303,7 @@ def select(
         f"{s['low_confidence']} low confidence), {s['duplicates']} exact duplicate(s) reported once"
         + (f", top {s['budget']} in budget" if s["budget"] is not None else "")
         + f"\nselection list   {s['selection_csv']}"
+        + "".join(f"\n{line}" for line in _kept_lines(s))
         + f"\nnext             datacleaner review {out}   (in the browser; or datacleaner report {out})"
     )
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,7 @@ COLUMNS = [
     "flag_count", "rounds", "issue", "reason", "checksum", "reviewed_label",
 ]
 TEXT_COLUMNS = ("path", "given_label", "suggested_label", "reason")
+REVIEW_COLUMNS = ("reviewed_label", "reviewed_by", "reviewed_at")  # what people write into a list
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -89,6 +93,65 @@ def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
     flagged = flagged.sort_values(["flag_count", "label_quality", "path"], ascending=[False, True, True], kind="stable")
     unreadable = scores_table[scores_table["issue"] == "unreadable"]
     return pd.concat([flagged, unreadable]).reset_index(drop=True)
+
+
+def with_review_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with reviewed_label, reviewed_by, reviewed_at (added after reviewed_label, or at the end)."""
+    cols = list(table.columns)
+    if "reviewed_label" not in cols:
+        table["reviewed_label"] = ""
+        cols.append("reviewed_label")
+    at = cols.index("reviewed_label") + 1
+    for name in REVIEW_COLUMNS[1:]:
+        if name not in cols:
+            table[name] = ""
+            cols.insert(at, name)
+        at = cols.index(name) + 1
+    return table[cols]
+
+
+@dataclass
+class KeptDecisions:
+    """What became of the decisions in a review list that a new one replaces."""
+
+    kept: int = 0  # carried into the new list (same path, same file)
+    saved_in: Path | None = None  # the old list's copy, when some of its decisions have no row any more
+    unplaced: int = 0  # those decisions
+
+
+def keep_decisions(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, KeptDecisions]:
+    """`table`, a new review list about to replace the one at `path`, with the old list's decisions
+    (reviewed_label, reviewed_by, reviewed_at) on rows of the same file (same path and checksum).
+    If some decisions find no row (the image left the list, or its file changed), the old list is
+    first copied to <name>.before-<time>.csv, so no decision is ever lost."""
+    result = KeptDecisions()
+    try:
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        return table, result
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
+        old = None
+    if old is not None and not {"path", "reviewed_label"} <= set(old.columns):
+        return table, result
+    decided = None if old is None else old[old["reviewed_label"].str.strip() != ""]
+    if decided is not None and decided.empty:
+        return table, result
+    if decided is not None:
+        key = ["path", "checksum"] if "checksum" in table and "checksum" in decided else ["path"]
+        new_keys = pd.DataFrame({c: table[c].astype(str).map(neutralise) for c in key})  # as the old file holds them
+        where = pd.MultiIndex.from_frame(new_keys).get_indexer(pd.MultiIndex.from_frame(decided[key]))
+        placed = where >= 0
+        if placed.any():
+            table = with_review_columns(table.copy())
+            for col in REVIEW_COLUMNS:
+                if col in decided:
+                    table.iloc[where[placed], table.columns.get_loc(col)] = decided[col].to_numpy()[placed]
+        result.kept, result.unplaced = int(placed.sum()), int((~placed).sum())
+    if old is None or result.unplaced:
+        backup = path.with_name(f"{path.stem}.before-{time.strftime('%Y%m%dT%H%M%S')}{path.suffix}")
+        shutil.copy2(path, backup)
+        result.saved_in = backup
+    return table, result
 
 
 def write_csv_atomic(table: pd.DataFrame, path: str | Path, *, neutralised: bool = False) -> Path:

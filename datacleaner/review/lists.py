@@ -21,10 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataCleanerError
-from ..tables import neutralise, unneutralise, write_csv_atomic
+from ..tables import REVIEW_COLUMNS, neutralise, unneutralise, with_review_columns, write_csv_atomic
 
 DROP = "__drop__"
-REVIEW_COLUMNS = ("reviewed_label", "reviewed_by", "reviewed_at")
 LIST_NAMES = ("review.csv", "selection.csv")
 
 
@@ -117,21 +116,6 @@ def read_table(path: Path) -> pd.DataFrame:
         dup = table["path"][table["path"].duplicated()].iloc[0]
         raise DataCleanerError(f"{path} lists {dup} twice; each image may appear once in a review list")
     return with_review_columns(table)
-
-
-def with_review_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with reviewed_label, reviewed_by, reviewed_at (added after reviewed_label, or at the end)."""
-    cols = list(table.columns)
-    if "reviewed_label" not in cols:
-        table["reviewed_label"] = ""
-        cols.append("reviewed_label")
-    at = cols.index("reviewed_label") + 1
-    for name in REVIEW_COLUMNS[1:]:
-        if name not in cols:
-            table[name] = ""
-            cols.insert(at, name)
-        at = cols.index(name) + 1
-    return table[cols]
 
 
 def open_list(target: str | Path, root: str | Path | None = None) -> ReviewList:
