@@ -47,7 +47,7 @@ from .keys import digest, member_seed
 from .lock import run_lock
 from .models import member_preprocess, resolve_device
 from .progress import Progress, Stopwatch
-from .tables import keep_decisions, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from .tables import keep_decisions, list_lock, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
 from .scoring import score
 from .training import fit_view_head
@@ -552,9 +552,10 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     member_votes = {m.label: votes[:, k] for k, m in enumerate(done.cfg.members)}
     table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes)
     table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
-    review, kept = keep_decisions(review_table(table), run.file("review.csv"))
     write_csv_atomic(table, run.file("scores.csv"))
-    write_csv_atomic(review, run.file("review.csv"))
+    with list_lock(run.file("review.csv")):  # a reviewer's decision saved meanwhile is kept too
+        review, kept = keep_decisions(review_table(table), run.file("review.csv"))
+        write_csv_atomic(review, run.file("review.csv"))
     write_text_atomic(run.file("config.yaml"), dump_config(done.cfg))
     previous = run.read_json("summary.json") or {}
     summary = {**{k: previous[k] for k in RUN_FACTS if k in previous}, **_score_summary(run, done, scores, table, fitted),

@@ -32,7 +32,7 @@ from .keys import digest
 from .lock import run_lock
 from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
 from .progress import Progress
-from .tables import keep_decisions, write_bytes_atomic, write_csv_atomic
+from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
 from .runs import RunDir, _decoded_cache, data_fingerprint
 from .runtime import configure
 from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
@@ -121,9 +121,10 @@ def select(
         fused, member_probs = _judge_pool(run, bundle, committee, found, executor, opts.shard_images)
         prod = load_production(production, found, bundle, device=opts.device)
         table = _pool_table(found, bundle, fused, member_probs, prod, opts)
-        selection, kept = keep_decisions(_rank(table, found, bundle, opts), run.file("selection.csv"))
-        write_csv_atomic(selection, run.file("selection.csv"))
         write_csv_atomic(table, run.file("pool_scores.csv"))
+        with list_lock(run.file("selection.csv")):  # a reviewer's decision saved meanwhile is kept too
+            selection, kept = keep_decisions(_rank(table, found, bundle, opts), run.file("selection.csv"))
+            write_csv_atomic(selection, run.file("selection.csv"))
         summary = _summary(run, found, table, selection, opts, committee, bundle, time.time() - started)
         summary.update({"decisions_kept": kept.kept} if kept.kept else {})
         summary.update({"decisions_saved_in": str(kept.saved_in)} if kept.saved_in else {})

@@ -19,6 +19,7 @@ reviewed_label    empty, for the annotator
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shutil
@@ -41,19 +42,37 @@ COLUMNS = [
     "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
     "flag_count", "rounds", "issue", "reason", "checksum", "reviewed_label",
 ]
-TEXT_COLUMNS = ("path", "given_label", "suggested_label", "reason")
+TEXT_COLUMNS = ("path", "given_label", "suggested_label", "production_label", "reason", "detail")  # and vote_<member>
 REVIEW_COLUMNS = ("reviewed_label", "reviewed_by", "reviewed_at")  # what people write into a list
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: str) -> str:
-    """Prefix a quote to text a spreadsheet would run as a formula."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+    """Prefix a quote to text a spreadsheet would run as a formula (and to text that starts with a
+    quote already, so that unneutralise gives back exactly what was written)."""
+    return "'" + value if isinstance(value, str) and value.startswith((*FORMULA_START, "'")) else value
 
 
 def unneutralise(value: str) -> str:
     """The text as the user wrote it, from its neutralised CSV form."""
-    return value[1:] if isinstance(value, str) and value.startswith("'") and value[1:2] in FORMULA_START else value
+    return value[1:] if isinstance(value, str) and value.startswith("'") and value[1:2] in (*FORMULA_START, "'") else value
+
+
+def is_text_column(name: str) -> bool:
+    return name in TEXT_COLUMNS or name.startswith("vote_")
+
+
+@contextmanager
+def list_lock(path: Path):
+    """Held while a writer reads, changes and replaces a review list (a lock file beside it; blocking:
+    writes take a fraction of a second)."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def score_table(
@@ -161,8 +180,8 @@ def write_csv_atomic(table: pd.DataFrame, path: str | Path, *, neutralised: bool
     out = table
     if not neutralised:
         out = table.copy()
-        for col in TEXT_COLUMNS:
-            if col in out:
+        for col in out.columns:
+            if is_text_column(col):
                 out[col] = out[col].map(neutralise)
     with atomic_file(path) as f:  # streamed in chunks: a million rows never become one string
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")

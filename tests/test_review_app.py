@@ -130,7 +130,8 @@ def test_keyboard_review_is_on_disk_after_every_key(browser, served):
     # bulk: every card of the most frequent given -> suggested pair, accepted at once
     pair = Select(browser.find_element(By.ID, "f-pair"))
     pair.select_by_index(1)
-    given, suggested = pair.first_selected_option.get_attribute("value").split("\t")
+    given, suggested, _ = browser.execute_script("return S.meta.filters.pair[Number(arguments[0])]",
+                                                 pair.first_selected_option.get_attribute("value"))
     in_pair = listed[(listed["given_label"] == given) & (listed["suggested_label"] == suggested)]
     assert len(in_pair) >= 2
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".card")) == len(in_pair), "the pair filter")
@@ -185,9 +186,10 @@ def api(reviewable_run, tmp_path):
     shutil.copytree(data, images)
     copy = copy_run(run, tmp_path / "run")
     (images / "0" / "escape.png").symlink_to(Path(data, "1").resolve() / sorted(p.name for p in (data / "1").iterdir())[0])
+    (tmp_path / "outside.png").write_bytes((images / "0" / "escape.png").read_bytes())
     table = read(copy / "review.csv")
-    extra = table.iloc[[0]].assign(path="0/escape.png")
-    pd.concat([table, extra]).to_csv(copy / "review.csv", index=False)
+    extra = pd.concat([table.iloc[[0]].assign(path=p) for p in ("0/escape.png", "../outside.png", str(tmp_path / "outside.png"))])
+    pd.concat([table, extra]).to_csv(copy / "review.csv", index=False)  # listed, but leading outside the images' root
     running = start(copy, port=0, reviewer="=HYPERLINK(1)", root=images)
     base, token = running.url.split("/?token=")
     yield base, token, copy, images
@@ -213,7 +215,8 @@ def test_token_required_and_only_listed_images_served(api):
     clean_rows = scores[scores["issue"] == ""].assign(p=lambda t: t["given_label_prob"].astype(float)).sort_values("p")
     not_listed = clean_rows["path"].iloc[0]  # in the dataset, but neither listed nor a reference image
     assert (images / not_listed).is_file() and not_listed not in set(listed["path"])
-    for bad in (not_listed, "../run/review.csv", "0/../../run/review.csv", "/etc/passwd", "0/escape.png", "%00"):
+    for bad in (not_listed, "../run/review.csv", "0/../../run/review.csv", "/etc/passwd", "0/escape.png", "../outside.png",
+                str(run.parent / "outside.png"), "\x00"):
         assert get(f"{base}/image?path={urllib.request.quote(bad)}", auth)[0] == 404, bad
     # writes: header token only (a cookie alone is refused), labels checked, values neutralised
     body = json.dumps({"decisions": [{"path": listed.at[0, "path"], "label": listed.at[0, "suggested_label"]}]}).encode()
@@ -225,6 +228,21 @@ def test_token_required_and_only_listed_images_served(api):
     assert row["reviewed_label"] == listed.at[0, "suggested_label"] and row["reviewed_by"] == "'=HYPERLINK(1)"
     changed = {c for c in read(run / "review.csv").columns} - set(listed.columns)
     assert changed == {"reviewed_by", "reviewed_at"}
+    # a refused request leaves the server able to write; odd queries get answers, not dropped connections
+    bad_undo = json.dumps({"rows": [{"path": listed.at[1, "path"], "label": listed.at[1, "given_label"], "by": 5}]}).encode()
+    assert get(f"{base}/api/restore", auth, bad_undo)[0] == 400
+    assert get(f"{base}/api/decide", auth, json.dumps({"filter": ["x"], "action": "accept"}).encode())[0] == 400
+    assert get(f"{base}/api/decide", auth, json.dumps({"decisions": [{"path": listed.at[1, "path"]}]}).encode())[0] == 400
+    assert get(f"{base}/api/rows?offset=first&limit=0", auth)[0] == 200
+    good = json.dumps({"decisions": [{"path": listed.at[1, "path"], "label": listed.at[1, "given_label"]}]}).encode()
+    answer = json.loads(get(f"{base}/api/decide", auth, good)[1])
+    assert read(run / "review.csv").at[1, "reviewed_label"] == listed.at[1, "given_label"]
+    assert answer["changed"] == [{"path": listed.at[1, "path"], "previous": {"label": "", "by": "", "at": ""}}]
+    # another command replaces the list with other rows: the server says so instead of mixing rows up
+    read(run / "review.csv").iloc[2:].to_csv(run / "review.csv", index=False)
+    status, body, _ = get(f"{base}/api/rows", auth)
+    assert status == 409 and b"restart" in body
+    assert get(f"{base}/api/decide", auth, good)[0] == 409
     assert sorted(p.name for p in run.iterdir() if p.is_file() and not p.name.startswith(".")) == sorted(
         ["review.csv", "scores.csv", "manifest.csv", "run.json", "summary.json", "config.yaml"])
 
@@ -283,3 +301,14 @@ def test_review_of_a_selection_and_a_busy_port(selection_run, tmp_path):
         running.stop()
     r = CliRunner().invoke(app, ["review", str(tmp_path / "nothing"), "--no-browser"])
     assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_formula_guard_round_trips_every_text(tmp_path):
+    from datacleaner.tables import neutralise, unneutralise, write_csv_atomic
+
+    for text in ("=1+1", "-scan.png", "'-scan.png", "''x", "'plain", "plain", "@x", "\tx", ""):
+        assert unneutralise(neutralise(text)) == text, text
+    table = pd.DataFrame({"path": ["'-scan.png"], "production_label": ["=x"], "vote_m": ["+x"], "detail": ["@x"], "score": ["-1"]})
+    write_csv_atomic(table, tmp_path / "t.csv")
+    on_disk = read(tmp_path / "t.csv").iloc[0]
+    assert on_disk.to_dict() == {"path": "''-scan.png", "production_label": "'=x", "vote_m": "'+x", "detail": "'@x", "score": "-1"}

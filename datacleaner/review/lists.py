@@ -10,18 +10,16 @@ file is valid input for `datacleaner apply` at every moment.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataCleanerError
-from ..tables import REVIEW_COLUMNS, neutralise, unneutralise, with_review_columns, write_csv_atomic
+from ..tables import REVIEW_COLUMNS, list_lock, neutralise, unneutralise, with_review_columns, write_csv_atomic
 
 DROP = "__drop__"
 LIST_NAMES = ("review.csv", "selection.csv")
@@ -154,18 +152,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-@contextmanager
-def list_lock(path: Path):
-    """Held while a writer reads, changes and replaces the list (blocking; writes take milliseconds)."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class ListFile:

@@ -21,14 +21,17 @@ columns, through lists.record) and the thumbnail cache under the list's folder.
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hmac
 import json
+import math
 import secrets
+import socket
 import sys
 import threading
 import webbrowser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,10 +80,10 @@ class ReviewState:
         self.detail_col = "reason" if lst.kind == "clean" else "detail"
         self.references = self._references()
         self.allowed = set(self.paths) | {p for refs in self.references.values() for p in refs}
-        self._lock = threading.Lock()  # guards the review columns and the pending batch
+        self._lock = threading.Lock()  # guards the review columns and the open batch
         self._write_lock = threading.Lock()  # one write of the file at a time
-        self._pending: dict[str, Decision] = {}
-        self._submitted = self._written = 0
+        self._open: Batch | None = None  # decisions waiting for the next write
+        self.replaced = ""  # why this server cannot go on (another command replaced the list), else ''
         self.file = ListFile(lst.path, t)
         self._set_review(t)
 
@@ -89,12 +92,20 @@ class ReviewState:
         self.lst.table = table
 
     def sync(self) -> None:
-        """Take in decisions another writer (another server, an import) saved to the file meanwhile."""
-        if self.file.changed():
+        """Take in decisions another writer (another server, an import) saved to the file meanwhile.
+        If another command replaced the list with other rows (a rescore), stop with a message."""
+        if self.file.changed() and not self.replaced:
             with self._write_lock, self._lock:
-                table = self.file.load()
-                if table["path"].equals(self.lst.table["path"]):
-                    self._set_review(table)
+                self._check_rows(self.file.load())
+                self._set_review(self.file.table)
+        if self.replaced:
+            raise ListReplaced(self.replaced)
+
+    def _check_rows(self, table: pd.DataFrame) -> None:
+        if not table["path"].equals(self.lst.table["path"]):
+            self.replaced = (f"{self.lst.path} was replaced by another command (e.g. rescore) and lists other rows now; "
+                             "decisions made here are in it; restart `datacleaner review` to go on")
+            raise ListReplaced(self.replaced)
 
     # Reading --------------------------------------------------------------------------------
 
@@ -129,11 +140,10 @@ class ReviewState:
             hits = np.flatnonzero(self.mask(q))
             unreviewed = hits[self.review["reviewed_label"][hits] == ""]
             first = int(np.searchsorted(hits, unreviewed[0])) if len(unreviewed) else None
+            limit = min(max(_int(q.get("limit"), 60), 1), PAGE_LIMIT)
             offset = _int(q.get("offset"), 0)
             if q.get("offset") == "first":  # the page holding the first unreviewed row
-                limit = min(_int(q.get("limit"), 60), PAGE_LIMIT)
                 offset = (first // limit) * limit if first is not None else 0
-            limit = min(max(_int(q.get("limit"), 60), 1), PAGE_LIMIT)
             return {
                 "matching": int(len(hits)), "offset": offset, "first_unreviewed": first,
                 "rows": [self.row(i) for i in hits[offset : offset + limit]], **self.counts(),
@@ -150,14 +160,15 @@ class ReviewState:
             v = pd.Series(values if among is None else values[among])
             return [[k, int(n)] for k, n in v[v != ""].value_counts().items()]
 
-        pairs = pd.Series(self.given + "\t" + self.suggested)[(self.given != "") & (self.suggested != "") & (self.given != self.suggested)]
+        differ = (self.given != "") & (self.suggested != "") & (self.given != self.suggested)
+        pairs = pd.DataFrame({"g": self.given[differ], "s": self.suggested[differ]}).value_counts()
         with self._lock:
             return {
                 "list": str(lst.path), "kind": lst.kind, "classes": lst.classes, "drop": DROP, "reviewer": self.reviewer,
                 "score_name": lst.score_column, "given_name": "production" if lst.kind == "select" else "given",
                 "filters": {
                     "given": choices(self.given), "suggested": choices(self.suggested), "issue": choices(self.issue),
-                    "pair": [[*k.split("\t"), int(n)] for k, n in pairs.value_counts().items()],
+                    "pair": [[g, sug, int(n)] for (g, sug), n in pairs.items()],
                 },
                 "has_references": bool(self.references), **self.counts(),
             }
@@ -182,70 +193,91 @@ class ReviewState:
         """Apply decisions ({path, label} each, or a filter and an action) and write them to the list."""
         stamp = now()
         if "filter" in body:
-            action = body.get("action")
-            if action not in ("accept", "keep", "drop"):
-                raise ValueError("action must be accept, keep or drop")
+            action, where = body.get("action"), body.get("filter") or {}
+            if action not in ("accept", "keep", "drop") or not isinstance(where, dict):
+                raise ValueError("a bulk decision needs a filter object and an action: accept, keep or drop")
             with self._lock:
-                hits = np.flatnonzero(self.mask(body["filter"] or {}))
+                hits = np.flatnonzero(self.mask(where))
             labels = {"accept": self.suggested, "keep": self.given}.get(action)
             wanted = [(self.paths[i], DROP if labels is None else labels[i]) for i in hits]
             wanted = [(p, label) for p, label in wanted if label]
         else:
-            wanted = [(d["path"], d["label"]) for d in body.get("decisions", [])]
-        decisions = {}
-        for path, label in wanted:
-            if path not in self.index:
-                raise KeyError(path)
-            decisions[path] = Decision(self.lst.check_label(label), self.reviewer, stamp)
-        return self._submit(decisions)
+            wanted = [(d.get("path"), d.get("label")) for d in _items(body, "decisions")]
+        return self._submit({p: Decision(self._label(p, label), self.reviewer, stamp) for p, label in wanted})
 
     def restore(self, body: dict) -> dict:
         """Put rows back as they were (undo): label, by and at as given."""
-        decisions = {}
-        for r in body.get("rows", []):
-            if r["path"] not in self.index:
-                raise KeyError(r["path"])
-            decisions[r["path"]] = Decision(self.lst.check_label(r.get("label", "")), r.get("by", ""), r.get("at", ""))
-        return self._submit(decisions)
+        rows = _items(body, "rows")
+        for r in rows:
+            if not all(isinstance(r.get(k, ""), str) for k in ("by", "at")):
+                raise ValueError("by and at must be text")
+        return self._submit({r.get("path"): Decision(self._label(r.get("path"), r.get("label", "")), r.get("by", ""), r.get("at", ""))
+                             for r in rows})
+
+    def _label(self, path, label) -> str:
+        """`label` if a reviewer may write it on the row `path`; else ValueError, or KeyError for a path not listed."""
+        if not isinstance(path, str) or not isinstance(label, str):
+            raise ValueError("each decision needs a path and a label, both text")
+        if path not in self.index:
+            raise KeyError(path)
+        return self.lst.check_label(label)
 
     def _submit(self, decisions: dict[str, Decision]) -> dict:
-        """Queue `decisions` and return once they are on disk. Concurrent requests share one write:
-        whoever takes the write lock writes everything queued so far."""
+        """Write `decisions` and return once they are on disk, with each row's previous decision (for
+        undo). Concurrent requests join one batch: whoever takes the write lock first writes it,
+        and every request in it gets that write's outcome."""
+        self.sync()
+        if not decisions:  # e.g. a bulk decision on a filter that matches nothing
+            return {"changed": [], "saved_at": now(), **self.counts()}
         with self._lock:
-            before = {p: Decision(*(self.review[c][self.index[p]] for c in ("reviewed_label", "reviewed_by", "reviewed_at"))) for p in decisions}
-            self._pending.update(decisions)
-            self._submitted += 1
-            ticket = self._submitted
+            batch = self._open = self._open or Batch()
+            batch.decisions.update(decisions)
         with self._write_lock:
-            if self._written < ticket:
+            if not batch.closed:
                 with self._lock:
-                    batch, self._pending, upto = self._pending, {}, self._submitted
-                reads = self.file.reads
+                    batch.closed, self._open = True, None
                 try:
-                    self.file.write(batch)
-                except Exception:
+                    if self.file.changed():
+                        self._check_rows(self.file.load())
+                    batch.previous = self.file.write(batch.decisions)
+                except Exception as exc:  # nothing of this batch was written: every request in it says so
+                    batch.error = exc
+                else:
                     with self._lock:
-                        self._pending = {**batch, **self._pending}
-                    raise
-                with self._lock:
-                    if self.file.reads != reads:  # the write took in another writer's rows: show them all
                         self._set_review(self.file.table)
-                    self.lst.table = self.file.table
-                    for p, d in batch.items():  # the columns shown: only the rows just written change
-                        i = self.index[p]
-                        self.review["reviewed_label"][i] = d.label
-                        self.review["reviewed_by"][i] = d.by if d.label else ""
-                        self.review["reviewed_at"][i] = d.at if d.label else ""
-                    self._written = upto
-        changed = [{"path": p, "previous": vars(d)} for p, d in before.items()]
+        if batch.error is not None:
+            raise batch.error
+        changed = [{"path": p, "previous": vars(batch.previous[p])} for p in decisions]
         return {"changed": changed, "saved_at": now(), **self.counts()}
+
+
+@dataclass
+class Batch:
+    """Decisions of concurrent requests written together, and the outcome every one of them gets."""
+
+    decisions: dict = field(default_factory=dict)
+    closed: bool = False
+    previous: dict = field(default_factory=dict)  # each row's decision before the write (from the file)
+    error: Exception | None = None
+
+
+class ListReplaced(DataCleanerError):
+    """Another command replaced the list with other rows while it was being reviewed."""
+
+
+def _items(body: dict, key: str) -> list[dict]:
+    items = body.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError(f"{key} must be a list of objects")
+    return items
 
 
 def _number(value: str):
     try:
-        return round(float(value), 4)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return round(number, 4) if math.isfinite(number) else None
 
 
 def _int(value, default: int) -> int:
@@ -253,6 +285,11 @@ def _int(value, default: int) -> int:
         return max(int(value), 0)
     except (TypeError, ValueError):
         return default
+
+
+def _read_token(token: str) -> str:
+    """The cookie's value: lets the browser load images and rows, not write decisions."""
+    return hmac.new(token.encode(), b"read", "sha256").hexdigest()
 
 
 def _static(name: str) -> bytes:
@@ -288,13 +325,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorised(self, query: dict, *, writing: bool) -> bool:
         token = self.server.token
-        offered = [self.headers.get("X-Datacleaner-Token", "")]
+        offered = [(self.headers.get("X-Datacleaner-Token", ""), token)]
         if not writing:
-            offered.append(query.get("token", ""))
+            offered.append((query.get("token", ""), token))
             cookie = SimpleCookie(self.headers.get("Cookie", ""))
-            if self.server.cookie_name in cookie:
-                offered.append(cookie[self.server.cookie_name].value)
-        return any(o and hmac.compare_digest(o.encode(), token.encode()) for o in offered)
+            if self.server.cookie_name in cookie:  # cookies go to every port of the host: this one only reads
+                offered.append((cookie[self.server.cookie_name].value, _read_token(token)))
+        return any(o and hmac.compare_digest(o.encode(), want.encode()) for o, want in offered)
 
     def _parse(self) -> tuple[str, dict]:
         url = urlsplit(self.path)
@@ -309,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
         state: ReviewState = self.server.state
         try:
             if path == "/":
-                cookie = f"{self.server.cookie_name}={self.server.token}; Path=/; HttpOnly; SameSite=Strict"
+                cookie = f"{self.server.cookie_name}={_read_token(self.server.token)}; Path=/; HttpOnly; SameSite=Strict"
                 return self._send(200, _static("index.html"), "text/html; charset=utf-8", {"Set-Cookie": cookie, "Cache-Control": "no-store"})
             if path == "/favicon.ico":
                 return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
@@ -324,6 +361,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json({"cls": query.get("cls", ""), "paths": state.references.get(query.get("cls", ""), [])})
             if path == "/image":
                 return self._image(query)
+        except ListReplaced as exc:
+            return self._error(HTTPStatus.CONFLICT, str(exc))
         except (BrokenPipeError, ConnectionResetError):
             return None
         return self._error(HTTPStatus.NOT_FOUND, "not found")
@@ -354,9 +393,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         path, query = self._parse()
         if not self._authorised(query, writing=True):
+            self.close_connection = True  # its body stays unread
             return self._error(HTTPStatus.FORBIDDEN, "forbidden: writes need the X-Datacleaner-Token header")
         length = _int(self.headers.get("Content-Length"), 0)
         if length > MAX_BODY:
+            self.close_connection = True
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request too large")
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -372,6 +413,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json(state.restore(body))
         except KeyError as exc:
             return self._error(HTTPStatus.NOT_FOUND, f"not in this list: {exc.args[0]}")
+        except ListReplaced as exc:
+            return self._error(HTTPStatus.CONFLICT, str(exc))
         except (DataCleanerError, ValueError, TypeError) as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except OSError as exc:
@@ -382,6 +425,10 @@ class Handler(BaseHTTPRequestHandler):
 class ReviewServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class ReviewServer6(ReviewServer):
+    address_family = socket.AF_INET6
 
 
 @dataclass
@@ -404,9 +451,10 @@ def start(target: str | Path, *, host: str = "127.0.0.1", port: int = 8765, revi
     lst = open_list(target, root)
     state = ReviewState(lst, reviewer or _login_name())
     try:
-        server = ReviewServer((host, port), Handler)
+        server = (ReviewServer6 if ":" in host else ReviewServer)((host, port), Handler)
     except OSError as exc:
-        raise DataCleanerError(f"cannot listen on {host}:{port} ({exc.strerror}); pass another --port (0 picks a free one)") from None
+        hint = "pass another --port (0 picks a free one)" if exc.errno == errno.EADDRINUSE else "check --host"
+        raise DataCleanerError(f"cannot listen on {host}:{port} ({exc.strerror}); {hint}") from None
     server.state, server.token = state, token or secrets.token_urlsafe(24)
     bound_port = server.server_address[1]
     server.cookie_name = f"datacleaner_review_{bound_port}"  # cookies ignore ports: one name per server

@@ -54,9 +54,9 @@ async function init() {
   }
   const pair = $("f-pair");
   option(pair, "", "all");
-  for (const [g, s, n] of m.filters.pair) option(pair, g + "\t" + s, `${g} → ${s} (${n})`);
+  m.filters.pair.forEach(([g, s, n], i) => option(pair, String(i), `${g} → ${s} (${n})`));
   pair.addEventListener("change", () => {
-    const [g, s] = pair.value ? pair.value.split("\t") : ["", ""];
+    const [g, s] = pair.value ? m.filters.pair[Number(pair.value)] : ["", ""];
     S.filter.given = g; S.filter.suggested = s;
     $("f-given").value = g; $("f-suggested").value = s;
     reload(0);
