@@ -87,6 +87,18 @@ class ReviewState:
         self.file = ListFile(lst.path, t)
         self._set_review(t)
 
+    def _show_written(self, decisions: dict[str, Decision], all_rows: bool) -> None:
+        """The review columns after a write: every row if the write took in another writer's rows,
+        else only the rows just written (cheaper on a long list)."""
+        if all_rows:
+            return self._set_review(self.file.table)
+        self.lst.table = self.file.table
+        for p, d in decisions.items():
+            i = self.index[p]
+            self.review["reviewed_label"][i] = d.label
+            self.review["reviewed_by"][i] = d.by if d.label else ""
+            self.review["reviewed_at"][i] = d.at if d.label else ""
+
     def _set_review(self, table: pd.DataFrame) -> None:
         self.review = {c: _text(table[c]) for c in ("reviewed_label", "reviewed_by", "reviewed_at")}
         self.lst.table = table
@@ -236,6 +248,7 @@ class ReviewState:
             if not batch.closed:
                 with self._lock:
                     batch.closed, self._open = True, None
+                reads = self.file.reads
                 try:
                     if self.file.changed():
                         self._check_rows(self.file.load())
@@ -244,7 +257,7 @@ class ReviewState:
                     batch.error = exc
                 else:
                     with self._lock:
-                        self._set_review(self.file.table)
+                        self._show_written(batch.decisions, all_rows=self.file.reads != reads)
         if batch.error is not None:
             raise batch.error
         changed = [{"path": p, "previous": vars(batch.previous[p])} for p in decisions]
