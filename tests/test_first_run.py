@@ -167,7 +167,7 @@ def test_version_and_profiles_commands():
 def test_importing_the_package_and_the_pure_modules_loads_no_heavy_library():
     code = (
         "import sys, datacleaner, datacleaner.fuse, datacleaner.scoring, datacleaner.folds, datacleaner.calibrate, "
-        "datacleaner.config, datacleaner.keys\n"
+        "datacleaner.config, datacleaner.keys, datacleaner.health\n"
         "heavy = sorted({'torch', 'timm', 'pandas', 'albumentations'} & set(sys.modules))\n"
         "print(heavy)\n"
         "assert callable(datacleaner.clean) and callable(datacleaner.select) and callable(datacleaner.train)\n"

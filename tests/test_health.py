@@ -1,0 +1,92 @@
+"""Data-health building blocks on real digit scans decoded as `clean` decodes them: planted copies
+are grouped with their original, distinct scans are not, bad images get their property issues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+from sklearn.datasets import load_digits
+
+from datacleaner import health
+from datacleaner.dataset import decode_images
+
+PLANTS = ("exact copy", "re-encoded as JPEG", "resized", "shifted 2 px", "brighter", "cropped")
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """300 distinct digit scans (64 px PNGs), six altered copies of the first, a black and a tiny
+    wide image; decoded at 32 px like clean's cache: (pixels, original sizes, labels)."""
+    root = tmp_path_factory.mktemp("health")
+    d = load_digits()
+    files, labels = [], []
+    for i in range(300):
+        im = Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((64, 64), Image.BILINEAR).convert("RGB")
+        im.save(root / f"d{i}.png")
+        files.append(root / f"d{i}.png")
+        labels.append(int(d.target[i]))
+    base = Image.open(files[0]).convert("RGB")
+    altered = [base, base, base.resize((96, 96)), Image.fromarray(np.roll(np.asarray(base), 2, axis=1)),
+               ImageEnhance.Brightness(base).enhance(1.15), base.crop((2, 2, 62, 62))]
+    for k, im in enumerate(altered):
+        path = root / (f"plant{k}.jpg" if k == 1 else f"plant{k}.png")
+        im.save(path, quality=90) if k == 1 else im.save(path)
+        files.append(path)
+        labels.append(labels[0] if k < 3 else (labels[0] + 1) % 10)  # three copies carry another label
+    Image.new("RGB", (64, 64)).save(root / "black.png")
+    Image.fromarray((d.images[5] * 15).astype(np.uint8)).resize((24, 6)).convert("RGB").save(root / "wide.png")
+    files += [root / "black.png", root / "wide.png"]
+    labels += [3, 5]
+    pixels, problems = decode_images(files, 32)
+    assert not problems
+    sizes = np.array([Image.open(f).size for f in files])
+    return pixels, sizes, np.array(labels)
+
+
+def test_altered_copies_are_grouped_with_their_original_and_distinct_scans_are_not(scans):
+    pixels, sizes, labels = scans
+    hashes = health.phash(pixels)
+    groups = health.near_groups(hashes, max_bits=4)
+    assert groups[0] >= 0 and all(groups[300 + k] == groups[0] for k in range(len(PLANTS))), dict(zip(PLANTS, groups[300:306]))
+    others = [i for i in range(1, 300) if groups[i] >= 0]
+    assert len(others) <= 2, others  # among 299 distinct scans at most a pair or two of look-alikes
+    exact = health.exact_groups(pixels, None)
+    assert exact[0] == exact[300] == 0 and exact[301] == -1 and (exact[1:300] == -1).all()
+    assert (health.exact_groups(pixels, sizes)[[0, 300]] == 0).all()  # same size too
+    conflicted, majority = health.conflicts(groups, labels)
+    group = np.flatnonzero(groups == groups[0])
+    assert conflicted[group].all() and (majority[group] == labels[0]).all()
+    assert not conflicted[others].any() or len(set(labels[others])) > 1
+
+
+def test_multi_index_hashing_finds_exactly_the_close_pairs():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, 400, dtype=np.int64).astype(np.uint64)
+    flips = np.uint64(1) << rng.integers(0, 64, (400, 3)).astype(np.uint64)
+    hashes = np.concatenate([base, base ^ flips[:, 0], base ^ flips[:, 0] ^ flips[:, 1] ^ flips[:, 2]])
+    for max_bits in (0, 1, 3, 5):
+        got = {tuple(p) for p in health.hash_pairs(hashes, max_bits).tolist()}
+        i, j = np.triu_indices(len(hashes), k=1)
+        close = health._popcount(hashes[i] ^ hashes[j]) <= max_bits
+        assert got == set(zip(i[close].tolist(), j[close].tolist())), max_bits
+
+
+def test_groups_are_connected_components():
+    pairs = np.array([[0, 3], [3, 5], [6, 7]])
+    assert health.groups_from_pairs(9, pairs).tolist() == [0, -1, -1, 0, -1, 0, 6, 6, -1]
+
+
+def test_bad_images_get_their_property_issues_and_good_ones_none(scans):
+    pixels, sizes, _ = scans
+    issues = health.property_issues(health.properties(pixels, sizes))
+    black, wide = len(pixels) - 2, len(pixels) - 1
+    assert issues["dark"][black] and issues["low_information"][black] and not issues["blurry"][black]
+    assert issues["odd_aspect_ratio"][wide] and issues["odd_size"][wide]
+    scans_only = slice(0, 300)
+    for name in ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size"):
+        assert issues[name][scans_only].sum() <= 3, name  # sharp, mid-grey scans of one size
+    assert issues["grayscale"][scans_only].all()  # the scans are grey
+    colour = pixels[:20].copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    assert not health.property_issues(health.properties(colour))["grayscale"].any()
