@@ -8,7 +8,7 @@ file's original (width, height). One checker per issue type, its threshold named
     dark              p99 of luminance          < dark          (low = dark)
     light             p5 of luminance           > light         (high = light)
     low_information   grey-level entropy / 8    < low_information
-    blurry            Laplacian energy / contrast < blurry      (not counted for low_information images)
+    blurry            Laplacian energy / contrast at 32 px < blurry   (not counted for low_information images)
     grayscale         mean |R-G| + |G-B|        < grayscale     (in 0..255 units)
     odd_aspect_ratio  min(w/h, h/w)             < odd_aspect_ratio
     odd_size          sqrt(w*h) / median        outside [1/odd_size, odd_size]
@@ -35,11 +35,12 @@ ISSUES = ("duplicate", "near_duplicate", "conflicting_labels", "dark", "light", 
 
 @dataclass(frozen=True)
 class Thresholds:
-    dark: float = 0.20  # p99 luminance in [0, 1]
-    light: float = 0.90  # p5 luminance in [0, 1]
-    low_information: float = 0.35  # entropy of the grey levels, bits / 8
-    blurry: float = 0.06  # Laplacian RMS / grey-level std
-    grayscale: float = 2.0  # mean channel difference, 0..255
+    # Chosen by bench/health.py on CIFAR-10 with planted problems (docs/health_benchmark.md).
+    dark: float = 0.25  # p99 luminance in [0, 1]
+    light: float = 0.80  # p5 luminance in [0, 1]
+    low_information: float = 0.30  # entropy of the grey levels, bits / 8
+    blurry: float = 0.20  # Laplacian RMS / grey-level std, measured at 32 px whatever the cache size
+    grayscale: float = 1.0  # mean channel difference, 0..255
     odd_aspect_ratio: float = 0.5  # shorter side / longer side
     odd_size: float = 4.0  # side (sqrt of area) over the dataset's median side, either way
     max_bits: int = 4  # perceptual hashes at most this many bits apart are near duplicates
@@ -59,6 +60,7 @@ def properties(pixels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str,
     pixels: (N, S, S, 3) uint8 (a memory-mapped cache works: read CHUNK images at a time).
     sizes: (N, 2) original (width, height), or None when unknown (no size checks)."""
     N = len(pixels)
+    r32 = _resize_matrix(pixels.shape[1], 32).astype(np.float32) if N else None
     out = {k: np.zeros(N, dtype=np.float32) for k in ("p99", "p5", "entropy", "sharpness", "colour")}
     for s in range(0, N, CHUNK):
         x = np.asarray(pixels[s : s + CHUNK])
@@ -70,8 +72,9 @@ def properties(pixels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str,
         hist = np.stack([np.bincount(v, minlength=256) for v in levels]).astype(np.float64) / flat.shape[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             out["entropy"][s : s + len(x)] = -np.nansum(hist * np.log2(hist), axis=1) / 8.0
-        lap = 4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:]
-        contrast = flat.std(axis=1)
+        g32 = g if g.shape[1] == 32 else np.einsum("ij,njk,lk->nil", r32, g, r32)  # sharpness depends on scale: one scale
+        lap = 4 * g32[:, 1:-1, 1:-1] - g32[:, :-2, 1:-1] - g32[:, 2:, 1:-1] - g32[:, 1:-1, :-2] - g32[:, 1:-1, 2:]
+        contrast = g32.reshape(len(g), -1).std(axis=1)
         out["sharpness"][s : s + len(x)] = np.sqrt((lap.reshape(len(g), -1) ** 2).mean(axis=1)) / np.maximum(contrast, 1e-3)
         xi = x.astype(np.int16)
         out["colour"][s : s + len(x)] = (np.abs(xi[..., 0] - xi[..., 1]) + np.abs(xi[..., 1] - xi[..., 2])).reshape(len(x), -1).mean(axis=1)
