@@ -113,17 +113,25 @@ def load_rgb(path: str | Path, size: int | None = None) -> Image.Image:
     With `size`, the shorter side is resized to `size` and the centre cropped square.
     Raises OSError/ValueError (with PIL's reason) for anything that does not decode.
     """
+    return _load(path, size)[0]
+
+
+def _load(path, size: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """load_rgb's image and the file's own (width, height) as displayed (EXIF orientation applied)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as img:
+            width, height = img.size  # before a JPEG draft shrinks it
             if size is not None and img.format == "JPEG":
                 img.draft("RGB", (size, size))  # decode big JPEGs at reduced scale
             img.load()  # full decode: raises on truncated data
             img = ImageOps.exif_transpose(img)
+            if width != height and (img.width > img.height) != (width > height):
+                width, height = height, width  # the orientation turned it
             img = _to_rgb(img)
     if size is not None:
         img = ImageOps.fit(img, (size, size), method=Image.Resampling.BILINEAR)
-    return img
+    return img, (width, height)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -144,35 +152,38 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if mode != "RGB" else img
 
 
-def _decode_one(path: Path, size: int) -> tuple[np.ndarray | None, str | None, str]:
-    """(pixels or None, reason or None, sha256 prefix of the bytes) from one read of the file."""
+def _decode_one(path: Path, size: int) -> tuple[np.ndarray | None, str | None, str, tuple[int, int]]:
+    """(pixels or None, reason or None, sha256 prefix of the bytes, original (width, height) or
+    (0, 0)) from one read of the file."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return None, "file not found", ""
+        return None, "file not found", "", (0, 0)
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}", ""
+        return None, f"cannot read: {exc.strerror or exc}", "", (0, 0)
     checksum = hashlib.sha256(data).hexdigest()[:16]
     if not data:
-        return None, "empty file (0 bytes)", checksum
+        return None, "empty file (0 bytes)", checksum, (0, 0)
     try:
-        return np.asarray(load_rgb(io.BytesIO(data), size), dtype=np.uint8), None, checksum
+        img, original = _load(io.BytesIO(data), size)
+        return np.asarray(img, dtype=np.uint8), None, checksum, original
     except Exception as exc:  # PIL raises many types for bad files; all mean "unreadable"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):  # PIL names the in-memory buffer, not the file
             reason = "not an image format Pillow can read"
-        return None, f"cannot decode: {reason}", checksum
+        return None, f"cannot decode: {reason}", checksum, (0, 0)
 
 
 def decode_images(
     files: list[Path], size: int, out: np.ndarray | None = None, *, workers: int | None = None, progress=None,
-    checksums: list[str] | None = None,
+    checksums: list[str] | None = None, sizes: list[tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Decode every file once into `out` (N, size, size, 3) uint8 (allocated when None).
 
     Returns the array and {index: reason} for files that could not be decoded (their
     rows stay zero). `progress` is called with 1 per file done. A `checksums` list is
-    filled with each file's sha256 prefix (from the same read), for `apply` to check.
+    filled with each file's sha256 prefix (from the same read), for `apply` to check; a
+    `sizes` list with each file's own (width, height), (0, 0) when unreadable.
     """
     if out is None:
         out = np.zeros((len(files), size, size, 3), dtype=np.uint8)
@@ -181,9 +192,11 @@ def decode_images(
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
         for start in range(0, len(files), DECODE_WINDOW):  # bounded: no million pending futures
             window = files[start : start + DECODE_WINDOW]
-            for i, (arr, reason, checksum) in enumerate(pool.map(lambda f: _decode_one(f, size), window), start):
+            for i, (arr, reason, checksum, original) in enumerate(pool.map(lambda f: _decode_one(f, size), window), start):
                 if checksums is not None:
                     checksums.append(checksum)
+                if sizes is not None:
+                    sizes.append(original)
                 if reason is None:
                     out[i] = arr
                 else:

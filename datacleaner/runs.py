@@ -131,27 +131,31 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 
 def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: str, progress: Progress,
                    memory_gb: float = 2.0):
-    """(N, S, S, 3) uint8 array of every image, {index: reason} for unreadable ones and each file's
-    checksum. Decoded once per run into a file under cache/; read into RAM when it fits in
-    `memory_gb`, else used memory-mapped from disk."""
+    """(N, S, S, 3) uint8 array of every image, {index: reason} for unreadable ones, each file's
+    checksum and its own (width, height) (None for a cache decoded before sizes were recorded).
+    Decoded once per run into a file under cache/; read into RAM when it fits in `memory_gb`,
+    else used memory-mapped from disk."""
     name = f"images-{size}-{fingerprint}"
     array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".meta.json")
     if array_path.is_file() and problems_path.is_file():
         meta = json.loads(problems_path.read_text())
         problems = {int(k): v for k, v in meta["problems"].items()}
-        return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, meta["checksums"]
+        return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, meta["checksums"], meta.get("sizes")
     array_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = array_path.with_suffix(".partial.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(labeled.paths), size, size, 3))
     checksums: list[str] = []
+    sizes: list[tuple[int, int]] = []
     with progress.bar(len(labeled.paths), "check+decode") as bar:
         files = [labeled.absolute(i) for i in range(len(labeled.paths))]
-        _, problems = decode_images(files, size, out, progress=bar.update, checksums=checksums)
+        _, problems = decode_images(files, size, out, progress=bar.update, checksums=checksums, sizes=sizes)
     out.flush()
     del out
     os.replace(tmp, array_path)
-    write_text_atomic(problems_path, json.dumps({"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums}))
-    return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, checksums
+    sizes = [list(s) for s in sizes]
+    meta = {"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums, "sizes": sizes}
+    write_text_atomic(problems_path, json.dumps(meta))
+    return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, checksums, sizes
 
 
 def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
@@ -171,6 +175,7 @@ class Prepared:
     problems: dict  # index -> why the file is unreadable
     checksums: list  # (N,) sha256 prefixes
     usable: np.ndarray  # (N,) bool: readable
+    sizes: list | None = None  # (N,) each file's own [width, height]; None for a cache from before they were recorded
 
 
 def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per_class: int, guard: bool,
@@ -193,14 +198,14 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     size = cfg.cache_size or max(p.size for p in preps.values())
     run.path.mkdir(parents=True, exist_ok=True)
     with watch.stage("decode"):
-        images, problems, checksums = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
+        images, problems, checksums, sizes = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     if problems:
         listing = "; ".join(f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5])
         progress.info(f"{len(problems)} unreadable file(s) left out of training: {listing}" + (" ..." if len(problems) > 5 else ""))
     check_class_sizes(labeled.labels, labeled.classes, usable, min_per_class, Path(data))
-    return Prepared(labeled, fingerprint, preps, size, images, problems, checksums, usable)
+    return Prepared(labeled, fingerprint, preps, size, images, problems, checksums, usable, sizes)
 
 
 # The clean job ------------------------------------------------------------------------------
@@ -316,6 +321,8 @@ def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: 
         "path": labeled.paths, "label": labeled.labels, "part": plan.part,
         "reason": [prepared.problems.get(i, "") for i in range(len(labeled.paths))], "checksum": prepared.checksums,
     })
+    if prepared.sizes is not None:  # each file's own width and height (0 when unreadable)
+        manifest["width"], manifest["height"] = np.asarray(prepared.sizes, dtype=np.int64).reshape(-1, 2).T
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
     executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
     return RunContext(run, cfg, info, plan, prepared, pretrained, executor, progress, watch)

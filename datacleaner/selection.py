@@ -137,7 +137,7 @@ def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: 
     run.path.mkdir(parents=True, exist_ok=True)
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
     fingerprint = data_fingerprint(listing)
-    images, problems, checksums = _decoded_cache(
+    images, problems, checksums, _ = _decoded_cache(
         run, listing, committee.cache_size_, fingerprint, progress, committee.config.cache_memory_gb
     )
     return Pool(root, paths, images, problems, checksums, fingerprint)

@@ -106,3 +106,15 @@ def test_blur_is_told_apart_from_sharp_at_any_cache_size(tmp_path):
         pixels, _ = decode_images(files, size)
         blurry = health.property_issues(health.properties(pixels))["blurry"]
         assert not blurry[0::2].any() and blurry[1::2].mean() >= 0.9, (size, blurry[0::2].sum(), blurry[1::2].mean())
+
+
+def test_clean_records_each_files_own_size_in_the_manifest(reviewable_run):
+    import pandas as pd
+
+    data, run, _ = reviewable_run
+    manifest = pd.read_csv(run / "manifest.csv", keep_default_na=False)
+    for path, w, h in manifest[["path", "width", "height"]].itertuples(index=False):
+        if path == "1/broken.png":
+            assert (w, h) == (0, 0)  # unreadable
+        else:
+            assert (w, h) == Image.open(data / path).size
