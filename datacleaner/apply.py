@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .dataset import find_labeled_images
+from .dataset import find_labeled_images, read_text_csv
 from .errors import DataCleanerError
 from .keys import file_digest
 from .lock import exclusive
@@ -82,10 +82,7 @@ def _free_name(path: Path, taken: set[Path]) -> Path:
 def plan_apply(review_csv: str | Path, dataset: str | Path, *, pool: str | Path | None = None) -> ApplyPlan:
     """What `apply` would do, without touching anything."""
     review_csv, dataset = Path(review_csv), Path(dataset)
-    try:
-        table = pd.read_csv(review_csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataCleanerError(f"{review_csv} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    table = read_text_csv(review_csv)
     if not {"path", "reviewed_label"} <= set(table.columns):
         raise DataCleanerError(f"{review_csv} needs columns path and reviewed_label (a review.csv or selection.csv)")
     labeled = find_labeled_images(dataset)

@@ -81,11 +81,17 @@ def _scan_class_folders(root: Path) -> LabeledImages:
     return LabeledImages(root=root, paths=paths, labels=labels, classes=classes, source="folder", notes=notes)
 
 
-def _read_manifest(csv_path: Path) -> LabeledImages:
+def read_text_csv(path: Path, name: str | None = None) -> pd.DataFrame:
+    """A CSV as text (every cell a string, empty cells ''); a one-line DataCleanerError naming it
+    (`name`, default the path) when it cannot be parsed."""
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataCleanerError(f"manifest {csv_path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        raise DataCleanerError(f"{name or path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+
+
+def _read_manifest(csv_path: Path) -> LabeledImages:
+    table = read_text_csv(csv_path, f"manifest {csv_path}")
     missing = {"path", "label"} - set(table.columns)
     if missing:
         raise DataCleanerError(
@@ -231,10 +237,7 @@ def find_pool_images(pool: str | Path) -> tuple[Path, list[str]]:
     if not pool.exists():
         raise DataCleanerError(f"pool {pool} does not exist; pass a folder of images or a CSV with a path column")
     if pool.is_file():
-        try:
-            table = pd.read_csv(pool, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DataCleanerError(f"pool list {pool} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+        table = read_text_csv(pool, f"pool list {pool}")
         if "path" not in table.columns:
             raise DataCleanerError(f"pool list {pool} needs a 'path' column; it has {', '.join(table.columns) or 'none'}")
         paths = list(dict.fromkeys(Path(p).as_posix() for p in table["path"] if p.strip()))

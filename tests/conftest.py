@@ -91,14 +91,30 @@ def reviewable_run(noisy_digits, tiny_config, tmp_path_factory):
     return data, run, noisy_digits[1]
 
 
+def write_digit_pool(root, count: int, cameras: int):
+    """The last `count` digit scans of classes 0, 1, 3, 7 (unseen by the training fixtures) as a pool in
+    `cameras` sub-folders, plus one broken file: (root, {path: true label})."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    truth = {}
+    picked = [i for i in range(len(d.target)) if d.target[i] in (0, 1, 3, 7)][-count:]
+    for n, i in enumerate(picked):
+        sub = root / f"cam{n % cameras}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((32, 32)).save(sub / f"frame {i}.png")
+        truth[f"cam{n % cameras}/frame {i}.png"] = str(d.target[i])
+    (root / "cam0" / "broken.png").write_bytes(b"nope")
+    return root, truth
+
+
 @pytest.fixture(scope="session")
 def selection_run(tiny_config, tmp_path_factory):
     """A finished `select` over 40 unseen digit scans (and one broken file) with a tiny committee and a
     production CSV that is wrong on every fifth image: (pool root, run dir, truth {path: label})."""
-    import numpy as np
     import pandas as pd
-    from PIL import Image
-    from sklearn.datasets import load_digits
 
     from datacleaner import select, train
     from datacleaner.demo import write_noisy_digits
@@ -107,16 +123,7 @@ def selection_run(tiny_config, tmp_path_factory):
     write_noisy_digits(data, noise=0.0, seed=0, per_class=40, classes=[0, 1, 3, 7])
     committee = tmp_path_factory.mktemp("sel_committee") / "committee"
     train(data, committee, tiny_config)
-    d = load_digits()
-    pool = tmp_path_factory.mktemp("sel_pool") / "pool"
-    truth = {}
-    picked = [i for i in range(len(d.target)) if d.target[i] in (0, 1, 3, 7)][-40:]
-    for n, i in enumerate(picked):
-        sub = pool / f"cam{n % 2}"
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((32, 32)).save(sub / f"frame {i}.png")
-        truth[f"cam{n % 2}/frame {i}.png"] = str(d.target[i])
-    (pool / "cam0" / "broken.png").write_bytes(b"nope")
+    pool, truth = write_digit_pool(tmp_path_factory.mktemp("sel_pool") / "pool", count=40, cameras=2)
     wrong = {"0": "1", "1": "3", "3": "7", "7": "0"}
     prod = pd.DataFrame({"path": list(truth), "label": [wrong[v] if k % 5 == 0 else v for k, v in enumerate(truth.values())], "score": 0.9})
     prod_csv = tmp_path_factory.mktemp("sel_prod") / "prod.csv"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits
+from conftest import write_digit_pool
 from typer.testing import CliRunner
 
 from datacleaner.cli import app
@@ -33,17 +33,7 @@ def committee_dir(tiny_config, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """Unseen digit scans (indices past the training ones) in nested folders, plus one broken file."""
-    d = load_digits()
-    root = tmp_path_factory.mktemp("pool") / "pool"
-    truth = {}
-    picked = [i for i in range(len(d.target)) if d.target[i] in (0, 1, 3, 7)][-60:]
-    for n, i in enumerate(picked):
-        sub = root / f"cam{n % 3}"
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((32, 32)).save(sub / f"frame {i}.png")
-        truth[f"cam{n % 3}/frame {i}.png"] = str(d.target[i])
-    (root / "cam0" / "broken.png").write_bytes(b"nope")
-    return root, truth
+    return write_digit_pool(tmp_path_factory.mktemp("pool") / "pool", count=60, cameras=3)
 
 
 def test_bundle_loads_without_code_and_predicts(committee_dir, pool):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..dataset import read_text_csv
 from ..errors import DataCleanerError
 from ..tables import REVIEW_COLUMNS, list_lock, neutralise, unneutralise, with_review_columns, write_csv_atomic
 
@@ -104,10 +105,7 @@ def inside(root: Path, listed: str) -> Path | None:
 
 def read_table(path: Path) -> pd.DataFrame:
     """The list as text (every column a string), with the review columns present."""
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataCleanerError(f"{path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    table = read_text_csv(path)
     if "path" not in table.columns:
         raise DataCleanerError(f"{path} has no path column: give a review.csv or selection.csv written by datacleaner")
     if table["path"].duplicated().any():
