@@ -29,8 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 CHUNK = 4096  # images per step: the float copies of a chunk are all that is held at once
-ISSUES = ("duplicate", "near_duplicate", "conflicting_labels", "dark", "light", "blurry", "low_information",
-          "grayscale", "odd_aspect_ratio", "odd_size")  # most important first
+PROPERTY_ISSUES = ("dark", "light", "blurry", "low_information", "grayscale", "odd_aspect_ratio", "odd_size")
+DUPLICATE_ISSUES = ("conflicting_labels", "duplicate", "near_duplicate")
+ISSUES = ("conflicting_labels", "outlier", "duplicate", "near_duplicate", *PROPERTY_ISSUES)  # most important first
+CHECK_GROUPS = {"all": ISSUES, "none": (), "duplicates": DUPLICATE_ISSUES, "properties": PROPERTY_ISSUES}
+DROP = -2  # `Health.suggest`: suggest dropping the image
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ class Thresholds:
     odd_aspect_ratio: float = 0.5  # shorter side / longer side
     odd_size: float = 4.0  # side (sqrt of area) over the dataset's median side, either way
     max_bits: int = 4  # perceptual hashes at most this many bits apart are near duplicates
+    min_similarity: float = 0.90  # ... and so are images whose compact features are at least this alike
+    loose_bits: int = 12  # ... and those within loose_bits whose features are at least loose_similarity alike
+    loose_similarity: float = 0.80
+    neighbours: int = 10  # k of the nearest-neighbour search (near-duplicate candidates, outlier distance)
+    outlier_distance: float = 1.5  # mean distance to the k nearest neighbours over the dataset's median ...
+    outlier_max_prob: float = 0.5  # ... and no class more probable than this: an outlier
 
 
 # Properties -----------------------------------------------------------------------------------
@@ -194,21 +203,31 @@ def groups_from_pairs(n: int, pairs: np.ndarray) -> np.ndarray:
     return np.where(in_pair, roots, -1)
 
 
-def exact_groups(pixels: np.ndarray, sizes: np.ndarray | None = None, usable: np.ndarray | None = None) -> np.ndarray:
-    """(N,) group id (the group's first image) of images with the same decoded pixels (and the same
-    original size, where known); -1 for an image with no copy. `usable` leaves unreadable rows out."""
-    N = len(pixels)
-    usable = np.ones(N, dtype=bool) if usable is None else usable
-    digests = np.array([
-        hashlib.sha256(np.ascontiguousarray(pixels[i]).tobytes() + (b"" if sizes is None else np.asarray(sizes[i]).tobytes())).digest()
-        if usable[i] else b"" for i in range(N)
-    ], dtype=object)
+def pixel_digests(pixels: np.ndarray, sizes: np.ndarray | None = None) -> np.ndarray:
+    """(N, 16) uint8: a digest of each image's decoded pixels (and original size, where known)."""
+    out = np.zeros((len(pixels), 16), dtype=np.uint8)
+    for i in range(len(pixels)):
+        extra = b"" if sizes is None else np.asarray(sizes[i], dtype=np.int64).tobytes()
+        out[i] = np.frombuffer(hashlib.sha256(np.ascontiguousarray(pixels[i]).tobytes() + extra).digest()[:16], dtype=np.uint8)
+    return out
+
+
+def digest_groups(digests: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
+    """(N,) group id (the group's first image) of images with equal digests; -1 for an image with no copy."""
+    N = len(digests)
+    usable = np.ones(N, dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
     first: dict[bytes, int] = {}
     group = np.full(N, -1, dtype=np.int64)
     for i in np.flatnonzero(usable):
-        group[i] = first.setdefault(digests[i], i)
+        group[i] = first.setdefault(np.asarray(digests[i]).tobytes(), i)
     counts = np.bincount(group[group >= 0], minlength=N)
     return np.where((group >= 0) & (counts[np.maximum(group, 0)] > 1), group, -1)
+
+
+def exact_groups(pixels: np.ndarray, sizes: np.ndarray | None = None, usable: np.ndarray | None = None) -> np.ndarray:
+    """(N,) group id (the group's first image) of images with the same decoded pixels (and the same
+    original size, where known); -1 for an image with no copy. `usable` leaves unreadable rows out."""
+    return digest_groups(pixel_digests(pixels, sizes), usable)
 
 
 def near_groups(hashes: np.ndarray, usable: np.ndarray | None = None, max_bits: int = Thresholds.max_bits) -> np.ndarray:
@@ -231,3 +250,266 @@ def conflicts(groups: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
         majority[members] = values[np.argmax(counts)]  # ties: the smallest label
         conflicted[members] = len(values) > 1
     return conflicted, majority
+
+
+# Features: near duplicates that the hash misses (shifts, crops) and outliers -----------------
+
+FEATURE_DIM = 128  # compact features: what the bundle stores per labeled image and the search works on
+EXACT_SEARCH = 8192  # up to this many base vectors, nearest neighbours are exact; above, an inverted-file index
+CELL = 1000  # base vectors per cell of the inverted-file index
+PROBES = 3  # cells each query visits
+
+
+def compact_features(features: np.ndarray, mean: np.ndarray | None = None, dim: int = FEATURE_DIM,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """((N, dim) float16 unit vectors, (D,) mean) from backbone features (N, D) or TTA features
+    (N, V, D) (averaged over the views): centred on `mean` (default: their own mean, which is what
+    a committee bundle stores for its labeled images), projected by a fixed random Gaussian matrix
+    (seeded: the same for every run, so a bundle's features and a pool's compare), normalised."""
+    D = features.shape[-1]
+    proj = np.random.default_rng(seed).standard_normal((D, dim)).astype(np.float32) / np.sqrt(dim)
+    if mean is None:
+        total = np.zeros(D, dtype=np.float64)
+        for s in range(0, len(features), CHUNK):
+            f = np.asarray(features[s : s + CHUNK], dtype=np.float32)
+            total += (f.mean(axis=1) if f.ndim == 3 else f).sum(axis=0)
+        mean = (total / max(len(features), 1)).astype(np.float32)
+    out = np.zeros((len(features), dim), dtype=np.float16)
+    for s in range(0, len(features), CHUNK):
+        f = np.asarray(features[s : s + CHUNK], dtype=np.float32)
+        f = (f.mean(axis=1) if f.ndim == 3 else f) - mean
+        f = f @ proj
+        out[s : s + len(f)] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return out, np.asarray(mean, dtype=np.float32)
+
+
+def _merge_top(best_sim, best_idx, sims, idx, rows, k):
+    """Keep the k largest similarities per row among best_* (n, k) and the new (n, m)."""
+    s = np.concatenate([best_sim[rows], sims], axis=1)
+    i = np.concatenate([best_idx[rows], idx], axis=1)
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k] if s.shape[1] > k else np.arange(s.shape[1])[None].repeat(len(s), 0)
+    best_sim[rows] = np.take_along_axis(s, top, axis=1)
+    best_idx[rows] = np.take_along_axis(i, top, axis=1)
+
+
+def _kmeans(x: np.ndarray, cells: int, seed: int, iters: int = 8) -> np.ndarray:
+    """(cells, d) unit centroids by spherical k-means on a sample of at most 40 vectors per cell."""
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(len(x), min(len(x), 40 * cells), replace=False)].astype(np.float32)
+    centroids = sample[rng.choice(len(sample), cells, replace=False)]
+    for _ in range(iters):
+        assign = (sample @ centroids.T).argmax(axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, sample)
+        empty = np.bincount(assign, minlength=cells) == 0
+        sums[empty] = sample[rng.choice(len(sample), int(empty.sum()))]
+        centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return centroids
+
+
+def nearest(queries: np.ndarray, base: np.ndarray | None = None, k: int = 10, *, seed: int = 0,
+            block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """((Nq, k) cosine similarities, (Nq, k) indices into base), most similar first, of unit
+    vectors; base None: the queries among themselves, each leaving itself out. Missing
+    neighbours (fewer than k candidates) have similarity -inf and index -1.
+
+    Up to EXACT_SEARCH base vectors the search is exact, in blocks of `block` queries. Above,
+    an inverted-file index: spherical k-means cells of about CELL base vectors, each query
+    compared with the base vectors of its PROBES nearest cells; time about Nq x PROBES x CELL
+    dot products, so linear in N, and memory a block of similarities at a time."""
+    self_search = base is None
+    base = queries if self_search else base
+    Nq, Nb = len(queries), len(base)
+    k = max(1, k)
+    best_sim = np.full((Nq, k), -np.inf, dtype=np.float32)
+    best_idx = np.full((Nq, k), -1, dtype=np.int64)
+    if Nq == 0 or Nb == 0:
+        return best_sim, best_idx
+    if Nb <= EXACT_SEARCH:
+        cells = [(np.arange(Nq), np.arange(Nb))]
+    else:
+        centroids = _kmeans(np.asarray(base), max(2, Nb // CELL), seed)
+        base_cell = np.concatenate([(np.asarray(base[s : s + CHUNK], dtype=np.float32) @ centroids.T).argmax(axis=1)
+                                    for s in range(0, Nb, CHUNK)])
+        probes = np.concatenate([np.argsort(-(np.asarray(queries[s : s + CHUNK], dtype=np.float32) @ centroids.T), axis=1)[:, :PROBES]
+                                 for s in range(0, Nq, CHUNK)])
+        order = np.argsort(base_cell, kind="stable")
+        bounds = np.searchsorted(base_cell[order], np.arange(len(centroids) + 1))
+        cells = []
+        for c in range(len(centroids)):
+            q = np.flatnonzero((probes == c).any(axis=1))
+            if len(q):
+                cells.append((q, order[bounds[c] : bounds[c + 1]]))
+    for q_idx, b_idx in cells:
+        B = np.asarray(base[b_idx], dtype=np.float32)
+        for s in range(0, len(q_idx), block):
+            rows = q_idx[s : s + block]
+            sims = np.asarray(queries[rows], dtype=np.float32) @ B.T  # (n, m)
+            if self_search:
+                sims[rows[:, None] == b_idx[None, :]] = -np.inf
+            m = min(k, sims.shape[1])
+            top = np.argpartition(-sims, m - 1, axis=1)[:, :m] if sims.shape[1] > m else np.arange(m)[None].repeat(len(rows), 0)
+            _merge_top(best_sim, best_idx, np.take_along_axis(sims, top, axis=1), b_idx[top], rows, k)
+    order = np.argsort(-best_sim, axis=1, kind="stable")
+    best_sim, best_idx = np.take_along_axis(best_sim, order, axis=1), np.take_along_axis(best_idx, order, axis=1)
+    best_idx[~np.isfinite(best_sim)] = -1
+    return best_sim, best_idx
+
+
+def feature_pairs(sims: np.ndarray, idx: np.ndarray, min_similarity: float) -> np.ndarray:
+    """(P, 2) pairs i < j of a self-search (`nearest(x)`) at least `min_similarity` alike."""
+    rows, cols = np.nonzero(sims >= min_similarity)
+    pairs = np.sort(np.stack([rows, idx[rows, cols]], axis=1), axis=1)
+    return np.unique(pairs, axis=0) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+
+
+def outlier_scores(sims: np.ndarray, k: int) -> np.ndarray:
+    """(N,) how far each image lies from its k nearest neighbours: 1 - their mean cosine similarity,
+    over the dataset's median of the same (1 = typical; larger = lonelier)."""
+    s = np.where(np.isfinite(sims[:, :k]), sims[:, :k], 0.0)
+    distance = 1.0 - s.mean(axis=1)
+    return (distance / max(float(np.median(distance)), 1e-6)).astype(np.float32)
+
+
+def close_pairs(sims: np.ndarray, idx: np.ndarray, q_hashes: np.ndarray | None, b_hashes: np.ndarray | None,
+                t: Thresholds) -> np.ndarray:
+    """(Nq, k) bool: which of each query's nearest neighbours (`nearest`) are near duplicates by their
+    features: similarity >= min_similarity, or >= loose_similarity with hashes within loose_bits."""
+    close = sims >= t.min_similarity
+    if q_hashes is not None and b_hashes is not None:
+        found = idx >= 0
+        bits = np.full(idx.shape, 64, dtype=np.int64)
+        bits[found] = _popcount(np.repeat(np.asarray(q_hashes, dtype=np.uint64)[:, None], idx.shape[1], axis=1)[found]
+                                ^ np.asarray(b_hashes, dtype=np.uint64)[idx[found]])
+        close |= (sims >= t.loose_similarity) & (bits <= t.loose_bits)
+    return close & (idx >= 0)
+
+
+def parse_checks(value) -> tuple[str, ...]:
+    """The issue types a `checks` setting turns on: 'all' (default), 'none', a group ('duplicates',
+    'properties') or issue names, as a list or a comma-separated string; ValueError names what is unknown."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    chosen: list[str] = []
+    for item in (str(v).strip() for v in items):
+        if not item:
+            continue
+        names = CHECK_GROUPS.get(item, (item,) if item in ISSUES else None)
+        if names is None:
+            raise ValueError(f"unknown check '{item}'; choose from {', '.join([*CHECK_GROUPS, *ISSUES])}")
+        chosen += [n for n in names if n not in chosen]
+    return tuple(n for n in ISSUES if n in chosen)
+
+
+@dataclass
+class Health:
+    """The data-health verdict on every image of a labeled dataset."""
+
+    issues: list[list[str]]  # (N,) the health issues of each image, most important first (ISSUES order)
+    detail: np.ndarray  # (N,) object: why, in words, naming the other files
+    group: np.ndarray  # (N,) int64: duplicate / near-duplicate group (its first image), -1 for none
+    suggest: np.ndarray  # (N,) int64: the suggestion for review: a class, DROP, or -1 (the committee's)
+    outlier_score: np.ndarray | None = None  # (N,) distance to the nearest neighbours over the median
+
+
+def _names(paths, members, limit: int = 3) -> str:
+    shown = ", ".join(paths[m] for m in members[:limit])
+    return shown + (f" and {len(members) - limit} more" if len(members) > limit else "")
+
+
+def assess(
+    paths: list[str], labels: np.ndarray, classes: list[str], usable: np.ndarray, checks=ISSUES, *,
+    props: dict[str, np.ndarray] | None = None, hashes: np.ndarray | None = None, digests: np.ndarray | None = None,
+    features: np.ndarray | None = None, suggested: np.ndarray | None = None, suggested_prob: np.ndarray | None = None,
+    t: Thresholds = Thresholds(),
+) -> Health:
+    """Every health check in `checks` on N images from what the decode pass and the committee left:
+    property scores, perceptual hashes, pixel digests, compact features (N, d) (None: no
+    feature-based near duplicates or outliers), the committee's suggested class and its probability.
+    Unreadable images (not `usable`) get nothing."""
+    N = len(paths)
+    labels = np.asarray(labels)
+    usable = np.asarray(usable, dtype=bool)
+    found: dict[str, np.ndarray] = {}
+    detail = [[] for _ in range(N)]
+    suggest = np.full(N, -1, dtype=np.int64)
+    group = np.full(N, -1, dtype=np.int64)
+    score = None
+
+    if props is not None:
+        for name, flags in property_issues(props, t).items():
+            if name in checks:
+                found[name] = flags & usable
+    wants_dups = any(c in checks for c in DUPLICATE_ISSUES)
+    sims = idx = None
+    if features is not None and (wants_dups or "outlier" in checks):
+        use = np.flatnonzero(usable)
+        s, i = nearest(features[use], k=t.neighbours)
+        sims = np.full((N, s.shape[1]), -np.inf, dtype=np.float32)
+        idx = np.full((N, s.shape[1]), -1, dtype=np.int64)
+        sims[use], idx[use] = s, np.where(i >= 0, use[np.maximum(i, 0)], -1)
+    if wants_dups:
+        exact = digest_groups(digests, usable) if digests is not None else np.full(N, -1, dtype=np.int64)
+        pairs = [np.stack([np.flatnonzero(exact >= 0), exact[exact >= 0]], axis=1)]
+        if hashes is not None:
+            use = np.flatnonzero(usable)
+            pairs.append(use[hash_pairs(np.asarray(hashes)[use], t.max_bits)])
+        if sims is not None:
+            close = close_pairs(sims, idx, hashes, hashes, t)
+            rows, cols = np.nonzero(close)
+            pairs.append(np.stack([rows, idx[rows, cols]], axis=1))
+        pairs = np.concatenate(pairs).astype(np.int64)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        group = groups_from_pairs(N, pairs)
+        conflicted, majority = conflicts(group, labels)
+        names = np.array(classes, dtype=object)
+        members_of: dict[int, np.ndarray] = {}
+        for g in np.unique(group[group >= 0]):
+            members_of[int(g)] = np.flatnonzero(group == g)
+        dup = exact >= 0
+        near = np.zeros(N, dtype=bool)
+        for g, members in members_of.items():
+            near[members] = [bool((exact[members] != exact[m]).any() | (exact[m] < 0)) for m in members]
+        if "duplicate" in checks:
+            found["duplicate"] = dup
+        if "near_duplicate" in checks:
+            found["near_duplicate"] = near
+        if "conflicting_labels" in checks:
+            found["conflicting_labels"] = conflicted
+        for g, members in members_of.items():
+            for m in members:
+                others = members[members != m]
+                same = others[exact[others] == exact[m]] if exact[m] >= 0 else others[:0]
+                alike = others[~np.isin(others, same)]
+                if conflicted[m] and "conflicting_labels" in checks:
+                    values, counts = np.unique(labels[members], return_counts=True)
+                    tally = ", ".join(f"{names[v]} x{c}" for v, c in sorted(zip(values, counts), key=lambda vc: -vc[1]))
+                    if (counts == counts.max()).sum() == 1:
+                        suggest[m], why = majority[m], "the group's majority"
+                    else:
+                        best = members[np.argmax(suggested_prob[members])] if suggested_prob is not None else members[0]
+                        suggest[m] = suggested[best] if suggested is not None else labels[best]
+                        why = "the committee's surest label in the group" if suggested is not None else "a tie"
+                    named = "" if {"duplicate", "near_duplicate"} & set(checks) else f" ({_names(paths, others)})"
+                    detail[m].append(f"labels in its group{named}: {tally}; suggested {names[suggest[m]]}, {why}")
+                if len(same) and "duplicate" in checks:
+                    keep = min(int(exact[m]), int(m))
+                    detail[m].append(f"same pixels as {_names(paths, same)}"
+                                     + ("" if m == keep else f"; {paths[keep]} is kept, this copy can go"))
+                    if m != keep and not conflicted[m]:
+                        suggest[m] = DROP
+                if len(alike) and "near_duplicate" in checks:
+                    detail[m].append(f"near duplicate of {_names(paths, alike)}")
+    if "outlier" in checks and sims is not None and suggested_prob is not None:
+        use = np.flatnonzero(usable)
+        score = np.full(N, np.nan, dtype=np.float32)
+        score[use] = outlier_scores(sims[use], t.neighbours)
+        out = np.zeros(N, dtype=bool)
+        out[use] = (score[use] > t.outlier_distance) & (np.asarray(suggested_prob)[use] < t.outlier_max_prob)
+        found["outlier"] = out
+        for m in np.flatnonzero(out):
+            detail[m].append(f"unlike the rest of the dataset: {score[m]:.2f}x the usual distance to its "
+                             f"{t.neighbours} nearest images, no class above {t.outlier_max_prob:.0%}")
+            if suggest[m] == -1:
+                suggest[m] = DROP
+    issues = [[name for name in ISSUES if name in found and found[name][i]] for i in range(N)]
+    return Health(issues, np.array(["; ".join(d) for d in detail], dtype=object), group, suggest, score)
