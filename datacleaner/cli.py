@@ -84,6 +84,7 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         f"fusion={summary['fusion']}" + (", calibrated" if summary.get("calibrate") else "")
         + (", fitted weights" if summary.get("fit_weights") else "") + (", 2 passes" if summary.get("passes") == 2 else ""),
         f"flagged          {summary['flagged']} ({per_class})",
+        _issue_line(summary),
         f"est. noise rate  {summary['estimated_noise_rate']:.1%} (confident joint); the committee disagrees with "
         f"{summary.get('committee_disagreement', 0):.1%} of the labels",
     ]
@@ -93,11 +94,21 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
     lines.append(f"review list      {summary['review_csv']}")
     lines += _kept_lines(summary)
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]
-    if summary["flagged"]:
+    lines += [f"note             {n}" for n in summary.get("health_notes", [])]
+    if summary["flagged"] or summary.get("in_review"):
         run_dir = Path(summary["review_csv"]).parent
         lines.append(f"next             datacleaner review {run_dir}   (in the browser; or datacleaner report {run_dir})")
         lines.append(f"then             datacleaner apply {summary['review_csv']} --dataset {data or 'DATA'}   (a dry run; --yes applies)")
     typer.echo("\n".join(lines))
+
+
+def _issue_line(summary: dict) -> str | None:
+    """The data-health issues found, most important first (none: checks off or nothing found)."""
+    found = {k: n for k, n in summary.get("issues", {}).items() if n and k not in ("mislabel", "low_confidence", "unreadable")}
+    if "issues" not in summary:
+        return None
+    shown = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in found.items()) or "none"
+    return f"data health      {shown}" + ("" if summary.get("checks") else " (checks off)") + f"; {summary.get('in_review', 0)} image(s) in review"
 
 
 def _kept_lines(summary: dict) -> list[str]:
@@ -125,6 +136,10 @@ LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="se
 Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
 Executor = Annotated[Optional[str], typer.Option(help="local (this process) or ray (jobs as Ray tasks; pip install 'datacleaner[ray]').")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (HOST:6379 or ray://HOST:10001); default: start Ray on this machine.")]
+Checks = Annotated[Optional[str], typer.Option(
+    help="Data-health checks: all (default), none, duplicates, properties, or issue names, comma-separated "
+    "(conflicting_labels, outlier, duplicate, near_duplicate, dark, light, blurry, low_information, grayscale, "
+    "odd_aspect_ratio, odd_size).")]
 FitWeights = Annotated[Optional[bool], typer.Option("--fit-weights/--no-fit-weights", help="Fit member fusion weights per round.")]
 
 
@@ -155,17 +170,19 @@ def clean(
     executor: Executor = None,
     ray_address: RayAddress = None,
     weights_dir: WeightsDir = None,
+    checks: Checks = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
-    """Flag images whose label the committees contradict or doubt; write scores.csv and review.csv."""
+    """Flag images whose label the committees contradict or doubt, and duplicates, outliers and bad
+    images; write scores.csv and review.csv."""
     from .runs import clean as run_clean
 
     result = run_clean(
         data, out, config, progress=_progress(quiet, verbose), scheme=scheme, folds=folds, epochs=epochs, tau=tau,
         min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, seed=seed, members=_names(members),
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
-        executor=executor, ray_address=ray_address, weights_dir=weights_dir,
+        executor=executor, ray_address=ray_address, weights_dir=weights_dir, checks=checks,
     )
     print_summary(result.summary, data)
 
@@ -181,9 +198,11 @@ def rescore(
     label_quality: LabelQuality = None,
     calibrate: Calibrate = None,
     fit_weights: FitWeights = None,
+    checks: Checks = None,
     quiet: Quiet = False,
 ):
-    """Re-score a run from its cached logits in seconds, without training."""
+    """Re-score a run from its cached logits in seconds, without training (data-health checks re-applied
+    from cached data)."""
     from .runs import rescore as run_rescore
 
     weights = {}
@@ -195,7 +214,8 @@ def rescore(
             raise DataCleanerError(f"--weight expects NAME=NUMBER, got '{item}'") from None
     result = run_rescore(
         run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, flag_rule=flag_rule,
-        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, progress=_progress(quiet, False),
+        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, checks=checks,
+        progress=_progress(quiet, False),
     )
     print_summary(result.summary)
 

@@ -9,17 +9,21 @@ Bundle layout (`COMMITTEE_DIR`):
                      weights file), TTA and augmentation settings, fusion mode, cache size
     config.yaml      the resolved config it was trained with
     members/*.safetensors
+    labeled.npz      paths, labels, pixel digests, perceptual hashes and compact features of the
+                     labeled images: what `select` recognises them by in a pool (train/pool leakage)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 from safetensors.torch import load_file
 
+from . import health
 from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
 from .errors import DataCleanerError
@@ -33,6 +37,7 @@ from .training import fit_view_head, set_classifier, state_bytes, train_or_load
 from .weights import resolve_weights, weights_identity
 
 FORMAT = 1
+LABELED = "labeled.npz"  # the labeled images' digests, hashes and compact features (Committee.record_labeled)
 
 
 class Committee:
@@ -172,6 +177,39 @@ class Committee:
             f = predict_features(model, images, prep, device=device)
             parts.append(f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None))
         return np.concatenate(parts, axis=1)
+
+    def health_source(self) -> str:
+        """Where `health_features` come from: 'backbone' (a frozen member) or 'pixels'."""
+        return "backbone" if any(m.frozen for m in self.config.members) else "pixels"
+
+    def health_features(self, images: np.ndarray) -> np.ndarray:
+        """(N, D) features for near duplicates against the labeled set (health.py): the first frozen
+        member's backbone (pretrained, never fine-tuned) on the unaugmented image, else the pixels."""
+        from .predict import predict_features
+
+        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
+            if member.frozen:
+                return predict_features(model, images, prep, device=resolve_device(self.config.device))
+        return health.pixel_features(images)
+
+    def record_labeled(self, path: str | Path, images: np.ndarray, paths: list[str], labels: np.ndarray,
+                       sizes: np.ndarray | None, idx: np.ndarray) -> None:
+        """Save what `select` needs to recognise the labeled images[idx] in a pool without the dataset
+        (labeled.npz in the bundle): paths, labels, pixel digests, perceptual hashes, compact features."""
+        feats, hashes, digests = [], [], []
+        for s in range(0, len(idx), health.CHUNK):
+            rows = idx[s : s + health.CHUNK]
+            chunk = np.asarray(images[rows])
+            feats.append(self.health_features(chunk))
+            hashes.append(health.phash(chunk))
+            digests.append(health.pixel_digests(chunk, None if sizes is None else sizes[rows]))
+        raw = np.concatenate(feats) if feats else np.zeros((0, 1), dtype=np.float32)
+        compact, mean = health.compact_features(raw)
+        buf = io.BytesIO()
+        np.savez(buf, paths=np.array([paths[i] for i in idx], dtype=str), labels=np.asarray(labels)[idx],
+                 phash=np.concatenate(hashes or [np.zeros(0, np.uint64)]), digest=np.concatenate(digests or [np.zeros((0, 16), np.uint8)]),
+                 features=compact, mean=mean, source=self.health_source())
+        write_bytes_atomic(Path(path) / LABELED, buf.getvalue())
 
     def predict_proba(self, images: np.ndarray, *, progress: Progress = QUIET) -> np.ndarray:
         """(N, C) fused probabilities."""

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .errors import DataCleanerError
+from .health import parse_checks
 from .scoring import FLAG_RULES, QUALITY_METHODS
 
 SCHEMES = ("dling", "cv")
@@ -138,6 +139,7 @@ class CleanConfig:
     batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU, 1024 on a GPU
     shard_images: int = 4096  # images per prediction job (and per chunk held in memory)
     cache_memory_gb: float = 2.0  # decoded images up to this size are held in RAM; larger ones stay memory-mapped on disk
+    checks: str = "all"  # data-health checks: all | none | duplicates | properties | issue names, comma-separated
     compile: bool = False  # torch.compile members on CUDA (slower start, faster steps on long runs)
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # existing Ray cluster (HOST:6379 or ray://HOST:10001); None = start one locally
@@ -278,6 +280,10 @@ def validate(cfg: CleanConfig) -> CleanConfig:
     """Check every value's type and range, then how values fit together; raise DataCleanerError
     naming the first problem (key, value and what is expected) before any work starts."""
     _check_values(cfg)
+    try:
+        parse_checks(cfg.checks)
+    except ValueError as exc:
+        raise DataCleanerError(f"config: checks = {cfg.checks!r}: {exc}") from None
     _check_pair("augment.scale", cfg.augment.scale, 1.0)
     _check_pair("augment.ratio", cfg.augment.ratio, None)
     rounds = cfg.folds - 1 if cfg.scheme == "dling" else 1

@@ -51,7 +51,7 @@ def review_metrics(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
     scores: scores.csv as a table; truth: path + flipped (bool)."""
     merged = scores.merge(truth[["path", "flipped"]], on="path", how="inner")
-    reviewed = merged["issue"].isin(["mislabel", "low_confidence"]).to_numpy()
+    reviewed = merged["issue"].astype(str).str.split(";").str[0].isin(["mislabel", "low_confidence"]).to_numpy()
     flipped = merged["flipped"].to_numpy(dtype=bool)
     tp = int((reviewed & flipped).sum())
     precision = tp / max(1, int(reviewed.sum()))

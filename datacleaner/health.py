@@ -1,4 +1,5 @@
-"""Data health beside label errors: image properties, exact and near duplicates, conflicting labels.  [pure numpy]
+"""Data health beside label errors: image properties, exact and near duplicates, conflicting labels, outliers.
+[numpy; torch for the nearest-neighbour search's products]
 
 Everything here works on what the single decode pass already produced: the decoded images
 (N, S, S, 3) uint8 (each centre-cropped square at the cache size S) and, where known, each
@@ -8,7 +9,8 @@ file's original (width, height). One checker per issue type, its threshold named
     dark              p99 of luminance          < dark          (low = dark)
     light             p5 of luminance           > light         (high = light)
     low_information   grey-level entropy / 8    < low_information
-    blurry            Laplacian energy / contrast at 32 px < blurry   (not counted for low_information images)
+    blurry            Laplacian energy / contrast at 32 px < blurry and < blurry_relative x its 90th percentile
+                      (not counted for low_information images)
     grayscale         mean |R-G| + |G-B|        < grayscale     (in 0..255 units)
     odd_aspect_ratio  min(w/h, h/w)             < odd_aspect_ratio
     odd_size          sqrt(w*h) / median        outside [1/odd_size, odd_size]
@@ -24,7 +26,7 @@ of the pairs found. `conflicts` marks groups whose members carry different label
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +36,8 @@ DUPLICATE_ISSUES = ("conflicting_labels", "duplicate", "near_duplicate")
 ISSUES = ("conflicting_labels", "outlier", "duplicate", "near_duplicate", *PROPERTY_ISSUES)  # most important first
 CHECK_GROUPS = {"all": ISSUES, "none": (), "duplicates": DUPLICATE_ISSUES, "properties": PROPERTY_ISSUES}
 DROP = -2  # `Health.suggest`: suggest dropping the image
+COMMON = 0.5  # an image property shared by more than this share of a dataset is the dataset's trait (a grayscale
+#               dataset), not reported per image
 
 
 @dataclass(frozen=True)
@@ -42,17 +46,31 @@ class Thresholds:
     dark: float = 0.25  # p99 luminance in [0, 1]
     light: float = 0.80  # p5 luminance in [0, 1]
     low_information: float = 0.30  # entropy of the grey levels, bits / 8
-    blurry: float = 0.20  # Laplacian RMS / grey-level std, measured at 32 px whatever the cache size
+    blurry: float = 0.20  # Laplacian RMS / grey-level std, measured at 32 px whatever the cache size ...
+    blurry_relative: float = 0.5  # ... and below this share of the dataset's 90th percentile (a dataset of soft
+    #                               scans is soft throughout: only what is blurrier than its sharp images is reported)
     grayscale: float = 1.0  # mean channel difference, 0..255
     odd_aspect_ratio: float = 0.5  # shorter side / longer side
     odd_size: float = 4.0  # side (sqrt of area) over the dataset's median side, either way
     max_bits: int = 4  # perceptual hashes at most this many bits apart are near duplicates
-    min_similarity: float = 0.90  # ... and so are images whose compact features are at least this alike
-    loose_bits: int = 12  # ... and those within loose_bits whose features are at least loose_similarity alike
+    min_similarity: float = 0.95  # ... and so are images whose compact features are at least this alike
+    loose_bits: int = 24  # ... and those within loose_bits whose features are at least loose_similarity alike
     loose_similarity: float = 0.80
+    ratio: float = 0.25  # ... and only at most this share of the distance to the k-th nearest neighbour
     neighbours: int = 10  # k of the nearest-neighbour search (near-duplicate candidates, outlier distance)
     outlier_distance: float = 1.5  # mean distance to the k nearest neighbours over the dataset's median ...
     outlier_max_prob: float = 0.5  # ... and no class more probable than this: an outlier
+
+
+# Without a pretrained member the features are the pixels at 16 px (`pixel_features`), where images of
+# one class lie close together: the feature rule and the outlier distance are held stricter there (the
+# values the bundled digit scans need to show no false pairs; the benchmark's values are for backbones).
+PIXEL_RULES = {"ratio": 0.1, "loose_bits": 12, "outlier_distance": 2.5, "outlier_max_prob": 0.7}
+
+
+def thresholds(source: str = "backbone") -> Thresholds:
+    """The thresholds for health features from `source`: 'backbone' (a pretrained member) or 'pixels'."""
+    return Thresholds(**PIXEL_RULES) if source == "pixels" else Thresholds()
 
 
 # Properties -----------------------------------------------------------------------------------
@@ -81,7 +99,7 @@ def properties(pixels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str,
         hist = np.stack([np.bincount(v, minlength=256) for v in levels]).astype(np.float64) / flat.shape[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             out["entropy"][s : s + len(x)] = -np.nansum(hist * np.log2(hist), axis=1) / 8.0
-        g32 = g if g.shape[1] == 32 else np.einsum("ij,njk,lk->nil", r32, g, r32)  # sharpness depends on scale: one scale
+        g32 = g if g.shape[1] == 32 else np.einsum("ij,njk,lk->nil", r32, g, r32, optimize=True)  # sharpness depends on scale: one scale
         lap = 4 * g32[:, 1:-1, 1:-1] - g32[:, :-2, 1:-1] - g32[:, 2:, 1:-1] - g32[:, 1:-1, :-2] - g32[:, 1:-1, 2:]
         contrast = g32.reshape(len(g), -1).std(axis=1)
         out["sharpness"][s : s + len(x)] = np.sqrt((lap.reshape(len(g), -1) ** 2).mean(axis=1)) / np.maximum(contrast, 1e-3)
@@ -91,8 +109,13 @@ def properties(pixels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str,
         w, h = np.asarray(sizes, dtype=np.float64).T
         out["aspect"] = (np.minimum(w, h) / np.maximum(np.maximum(w, h), 1)).astype(np.float32)
         side = np.sqrt(w * h)
-        out["size"] = (side / max(float(np.median(side)), 1.0)).astype(np.float32)
+        known = side[side > 0]  # unreadable files have no size
+        out["size"] = (side / max(float(np.median(known)) if len(known) else 1.0, 1.0)).astype(np.float32)
     return out
+
+
+def _p90(x: np.ndarray) -> float:
+    return float(np.percentile(x, 90)) if len(x) else 0.0
 
 
 def property_issues(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) -> dict[str, np.ndarray]:
@@ -101,7 +124,8 @@ def property_issues(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) 
     issues = {
         "dark": props["p99"] < t.dark,
         "light": props["p5"] > t.light,
-        "blurry": (props["sharpness"] < t.blurry) & ~low_info,
+        "blurry": (props["sharpness"] < min(t.blurry, t.blurry_relative * _p90(props["sharpness"][~low_info])))
+        & ~low_info,
         "low_information": low_info,
         "grayscale": props["colour"] < t.grayscale,
     }
@@ -143,7 +167,7 @@ def phash(pixels: np.ndarray) -> np.ndarray:
     out = np.zeros(N, dtype=np.uint64)
     for s in range(0, N, CHUNK):
         g = _grey(np.asarray(pixels[s : s + CHUNK])).astype(np.float64)  # (n, S, S)
-        c = np.einsum("ij,njk,lk->nil", a, g, a).reshape(len(g), 64)  # (n, 8, 8) low frequencies
+        c = np.einsum("ij,njk,lk->nil", a, g, a, optimize=True).reshape(len(g), 64)  # (n, 8, 8) low frequencies
         bits = c > np.median(c[:, 1:], axis=1, keepdims=True)  # the DC term left out of the median
         out[s : s + len(g)] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
     return out
@@ -261,26 +285,46 @@ PROBES = 3  # cells each query visits
 
 
 def compact_features(features: np.ndarray, mean: np.ndarray | None = None, dim: int = FEATURE_DIM,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int = 0, centre: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """((N, dim) float16 unit vectors, (D,) mean) from backbone features (N, D) or TTA features
     (N, V, D) (averaged over the views): centred on `mean` (default: their own mean, which is what
-    a committee bundle stores for its labeled images), projected by a fixed random Gaussian matrix
-    (seeded: the same for every run, so a bundle's features and a pool's compare), normalised."""
+    a committee bundle stores for its labeled images; centre=False: not centred), projected by a
+    fixed random Gaussian matrix (seeded: the same for every run, so a bundle's features and a
+    pool's compare), normalised. Near duplicates use centred features (what all images share says
+    nothing about a pair); outliers use them not centred (bench/health.py: centring hides images
+    unlike the data, whose weak features then point where soft, plain images do)."""
     D = features.shape[-1]
     proj = np.random.default_rng(seed).standard_normal((D, dim)).astype(np.float32) / np.sqrt(dim)
-    if mean is None:
+    if not centre:
+        mean = np.zeros(D, dtype=np.float32)
+    elif mean is None:
         total = np.zeros(D, dtype=np.float64)
         for s in range(0, len(features), CHUNK):
             f = np.asarray(features[s : s + CHUNK], dtype=np.float32)
             total += (f.mean(axis=1) if f.ndim == 3 else f).sum(axis=0)
-        mean = (total / max(len(features), 1)).astype(np.float32)
+        mean = total / max(len(features), 1)
+    mean = np.asarray(mean, dtype=np.float32)
     out = np.zeros((len(features), dim), dtype=np.float16)
     for s in range(0, len(features), CHUNK):
         f = np.asarray(features[s : s + CHUNK], dtype=np.float32)
         f = (f.mean(axis=1) if f.ndim == 3 else f) - mean
         f = f @ proj
         out[s : s + len(f)] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return out, np.asarray(mean, dtype=np.float32)
+    return out, mean
+
+
+def pixel_features(pixels: np.ndarray, side: int = 16) -> np.ndarray:
+    """(N, side*side*3) float32: each image averaged down to side x side, centred and scaled to unit
+    length: the features for near duplicates and outliers when no member has pretrained weights
+    (a classifier trained from scratch bunches each class together, which hides copies)."""
+    r = _resize_matrix(pixels.shape[1], side).astype(np.float32) if len(pixels) else None
+    out = np.zeros((len(pixels), side * side * 3), dtype=np.float32)
+    for s in range(0, len(pixels), CHUNK):
+        x = np.asarray(pixels[s : s + CHUNK], dtype=np.float32)
+        small = np.einsum("ij,njkc,lk->nilc", r, x, r, optimize=True).reshape(len(x), -1)
+        small -= small.mean(axis=1, keepdims=True)
+        out[s : s + len(x)] = small / np.maximum(np.linalg.norm(small, axis=1, keepdims=True), 1e-6)
+    return out
 
 
 def _merge_top(best_sim, best_idx, sims, idx, rows, k):
@@ -331,7 +375,8 @@ def nearest(queries: np.ndarray, base: np.ndarray | None = None, k: int = 10, *,
         centroids = _kmeans(np.asarray(base), max(2, Nb // CELL), seed)
         base_cell = np.concatenate([(np.asarray(base[s : s + CHUNK], dtype=np.float32) @ centroids.T).argmax(axis=1)
                                     for s in range(0, Nb, CHUNK)])
-        probes = np.concatenate([np.argsort(-(np.asarray(queries[s : s + CHUNK], dtype=np.float32) @ centroids.T), axis=1)[:, :PROBES]
+        probes = np.concatenate([np.argpartition(-(np.asarray(queries[s : s + CHUNK], dtype=np.float32) @ centroids.T),
+                                                 min(PROBES, len(centroids)) - 1, axis=1)[:, :PROBES].copy()
                                  for s in range(0, Nq, CHUNK)])
         order = np.argsort(base_cell, kind="stable")
         bounds = np.searchsorted(base_cell[order], np.arange(len(centroids) + 1))
@@ -340,16 +385,20 @@ def nearest(queries: np.ndarray, base: np.ndarray | None = None, k: int = 10, *,
             q = np.flatnonzero((probes == c).any(axis=1))
             if len(q):
                 cells.append((q, order[bounds[c] : bounds[c + 1]]))
+    import torch  # matrix products and top-k: several times faster than numpy's argpartition here
+
     for q_idx, b_idx in cells:
-        B = np.asarray(base[b_idx], dtype=np.float32)
+        B = torch.from_numpy(np.asarray(base[b_idx], dtype=np.float32))
         for s in range(0, len(q_idx), block):
             rows = q_idx[s : s + block]
-            sims = np.asarray(queries[rows], dtype=np.float32) @ B.T  # (n, m)
-            if self_search:
-                sims[rows[:, None] == b_idx[None, :]] = -np.inf
-            m = min(k, sims.shape[1])
-            top = np.argpartition(-sims, m - 1, axis=1)[:, :m] if sims.shape[1] > m else np.arange(m)[None].repeat(len(rows), 0)
-            _merge_top(best_sim, best_idx, np.take_along_axis(sims, top, axis=1), b_idx[top], rows, k)
+            sims = torch.from_numpy(np.asarray(queries[rows], dtype=np.float32)) @ B.T  # (n, m)
+            if self_search:  # b_idx is ascending: find each query's own column
+                at = np.searchsorted(b_idx, rows)
+                mine = np.flatnonzero((at < len(b_idx)) & (b_idx[np.minimum(at, len(b_idx) - 1)] == rows))
+                sims[torch.from_numpy(mine), torch.from_numpy(at[mine])] = -np.inf
+            top_sim, top = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+            top = top.numpy()
+            _merge_top(best_sim, best_idx, top_sim.numpy(), b_idx[top], rows, k)
     order = np.argsort(-best_sim, axis=1, kind="stable")
     best_sim, best_idx = np.take_along_axis(best_sim, order, axis=1), np.take_along_axis(best_idx, order, axis=1)
     best_idx[~np.isfinite(best_sim)] = -1
@@ -374,7 +423,12 @@ def outlier_scores(sims: np.ndarray, k: int) -> np.ndarray:
 def close_pairs(sims: np.ndarray, idx: np.ndarray, q_hashes: np.ndarray | None, b_hashes: np.ndarray | None,
                 t: Thresholds) -> np.ndarray:
     """(Nq, k) bool: which of each query's nearest neighbours (`nearest`) are near duplicates by their
-    features: similarity >= min_similarity, or >= loose_similarity with hashes within loose_bits."""
+    features: similarity >= min_similarity, or >= loose_similarity with hashes within loose_bits; and
+    in either case much closer than the query's k-th neighbour (distance at most `ratio` times
+    that one's: a copy stands out from look-alikes, so a class whose features all bunch together,
+    as a classifier's do, yields no pairs)."""
+    last = np.where(np.isfinite(sims), sims, np.inf).min(axis=1, keepdims=True)  # the k-th (farthest kept) neighbour
+    apart = (1 - sims) <= t.ratio * (1 - np.minimum(last, 1.0))
     close = sims >= t.min_similarity
     if q_hashes is not None and b_hashes is not None:
         found = idx >= 0
@@ -382,7 +436,7 @@ def close_pairs(sims: np.ndarray, idx: np.ndarray, q_hashes: np.ndarray | None, 
         bits[found] = _popcount(np.repeat(np.asarray(q_hashes, dtype=np.uint64)[:, None], idx.shape[1], axis=1)[found]
                                 ^ np.asarray(b_hashes, dtype=np.uint64)[idx[found]])
         close |= (sims >= t.loose_similarity) & (bits <= t.loose_bits)
-    return close & (idx >= 0)
+    return close & apart & (idx >= 0)
 
 
 def parse_checks(value) -> tuple[str, ...]:
@@ -409,6 +463,7 @@ class Health:
     group: np.ndarray  # (N,) int64: duplicate / near-duplicate group (its first image), -1 for none
     suggest: np.ndarray  # (N,) int64: the suggestion for review: a class, DROP, or -1 (the committee's)
     outlier_score: np.ndarray | None = None  # (N,) distance to the nearest neighbours over the median
+    notes: list[str] = field(default_factory=list)  # checks that did not apply to this dataset, and why
 
 
 def _names(paths, members, limit: int = 3) -> str:
@@ -419,12 +474,13 @@ def _names(paths, members, limit: int = 3) -> str:
 def assess(
     paths: list[str], labels: np.ndarray, classes: list[str], usable: np.ndarray, checks=ISSUES, *,
     props: dict[str, np.ndarray] | None = None, hashes: np.ndarray | None = None, digests: np.ndarray | None = None,
-    features: np.ndarray | None = None, suggested: np.ndarray | None = None, suggested_prob: np.ndarray | None = None,
-    t: Thresholds = Thresholds(),
+    features: np.ndarray | None = None, outlier_features: np.ndarray | None = None, suggested: np.ndarray | None = None,
+    suggested_prob: np.ndarray | None = None, t: Thresholds = Thresholds(),
 ) -> Health:
     """Every health check in `checks` on N images from what the decode pass and the committee left:
     property scores, perceptual hashes, pixel digests, compact features (N, d) (None: no
-    feature-based near duplicates or outliers), the committee's suggested class and its probability.
+    feature-based near duplicates or outliers), the same not centred for the outlier distance
+    (default: `features`), the committee's suggested class and its probability.
     Unreadable images (not `usable`) get nothing."""
     N = len(paths)
     labels = np.asarray(labels)
@@ -435,18 +491,28 @@ def assess(
     group = np.full(N, -1, dtype=np.int64)
     score = None
 
+    notes: list[str] = []
     if props is not None:
         for name, flags in property_issues(props, t).items():
-            if name in checks:
-                found[name] = flags & usable
+            if name not in checks:
+                continue
+            if (flags & usable).sum() > COMMON * max(int(usable.sum()), 1):
+                notes.append(f"{(flags & usable).mean():.0%} of the images are {name.replace('_', ' ')}: a trait of "
+                             f"this dataset, not a problem of single images, so {name} is not reported per image")
+                continue
+            found[name] = flags & usable
     wants_dups = any(c in checks for c in DUPLICATE_ISSUES)
     sims = idx = None
-    if features is not None and (wants_dups or "outlier" in checks):
-        use = np.flatnonzero(usable)
-        s, i = nearest(features[use], k=t.neighbours)
-        sims = np.full((N, s.shape[1]), -np.inf, dtype=np.float32)
-        idx = np.full((N, s.shape[1]), -1, dtype=np.int64)
+    use = np.flatnonzero(usable)
+
+    def search(x):
+        s, i = nearest(x[use], k=t.neighbours)
+        sims, idx = np.full((N, s.shape[1]), -np.inf, dtype=np.float32), np.full((N, s.shape[1]), -1, dtype=np.int64)
         sims[use], idx[use] = s, np.where(i >= 0, use[np.maximum(i, 0)], -1)
+        return sims, idx
+
+    if features is not None and wants_dups:
+        sims, idx = search(features)
     if wants_dups:
         exact = digest_groups(digests, usable) if digests is not None else np.full(N, -1, dtype=np.int64)
         pairs = [np.stack([np.flatnonzero(exact >= 0), exact[exact >= 0]], axis=1)]
@@ -457,14 +523,18 @@ def assess(
             close = close_pairs(sims, idx, hashes, hashes, t)
             rows, cols = np.nonzero(close)
             pairs.append(np.stack([rows, idx[rows, cols]], axis=1))
-        pairs = np.concatenate(pairs).astype(np.int64)
+        plain = props["entropy"] < t.low_information if props is not None else np.zeros(N, dtype=bool)
+        near_pairs = np.concatenate(pairs[1:]).astype(np.int64) if len(pairs) > 1 else np.zeros((0, 2), np.int64)
+        near_pairs = near_pairs[~plain[near_pairs].any(axis=1)]  # flat images all look alike: only exact copies count
+        pairs = np.concatenate([pairs[0].astype(np.int64), near_pairs])
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         group = groups_from_pairs(N, pairs)
         conflicted, majority = conflicts(group, labels)
         names = np.array(classes, dtype=object)
-        members_of: dict[int, np.ndarray] = {}
-        for g in np.unique(group[group >= 0]):
-            members_of[int(g)] = np.flatnonzero(group == g)
+        grouped = np.flatnonzero(group >= 0)
+        grouped = grouped[np.argsort(group[grouped], kind="stable")]
+        cuts = np.flatnonzero(np.diff(group[grouped])) + 1
+        members_of = {int(group[m[0]]): m for m in np.split(grouped, cuts) if len(m)}
         dup = exact >= 0
         near = np.zeros(N, dtype=bool)
         for g, members in members_of.items():
@@ -499,10 +569,11 @@ def assess(
                         suggest[m] = DROP
                 if len(alike) and "near_duplicate" in checks:
                     detail[m].append(f"near duplicate of {_names(paths, alike)}")
-    if "outlier" in checks and sims is not None and suggested_prob is not None:
-        use = np.flatnonzero(usable)
+    lonely = outlier_features if outlier_features is not None else features
+    if "outlier" in checks and lonely is not None and suggested_prob is not None:
+        far = search(lonely)[0] if lonely is not features or sims is None else sims
         score = np.full(N, np.nan, dtype=np.float32)
-        score[use] = outlier_scores(sims[use], t.neighbours)
+        score[use] = outlier_scores(far[use], t.neighbours)
         out = np.zeros(N, dtype=bool)
         out[use] = (score[use] > t.outlier_distance) & (np.asarray(suggested_prob)[use] < t.outlier_max_prob)
         found["outlier"] = out
@@ -512,4 +583,4 @@ def assess(
             if suggest[m] == -1:
                 suggest[m] = DROP
     issues = [[name for name in ISSUES if name in found and found[name][i]] for i in range(N)]
-    return Health(issues, np.array(["; ".join(d) for d in detail], dtype=object), group, suggest, score)
+    return Health(issues, np.array(["; ".join(d) for d in detail], dtype=object), group, suggest, score, notes)

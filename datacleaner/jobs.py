@@ -54,14 +54,20 @@ def predict_job(
     return out.astype(np.float16) if features else out
 
 
-def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str = "", progress: Progress = QUIET) -> dict:
+def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str = "", progress: Progress = QUIET,
+                  health_mean: np.ndarray | None = None) -> dict:
     """A committee's view of a shard of pool images (n, S, S, 3) at positions `index` (n,): fused
     probabilities (n, C) and each member's view-averaged probabilities (n, M, C), float32. The
-    (n, M, V, C) logits live only inside this job."""
+    (n, M, V, C) logits live only inside this job. With `health_mean` (the labeled set's feature
+    mean), also "features": compact features (n, d) float16 to compare with the labeled set's."""
     from .fuse import fuse, softmax
+    from .health import compact_features
 
     outputs = committee.predict_outputs(images, index=index, progress=progress)  # (n, M, V, C)
-    return {
+    out = {
         "fused": fuse(outputs, committee.weights_, mode=committee.config.fusion),
         "member_probs": softmax(outputs.astype(np.float64).mean(axis=2)).astype(np.float32),
     }
+    if health_mean is not None:
+        out["features"] = compact_features(committee.health_features(np.asarray(images)), health_mean)[0]
+    return out

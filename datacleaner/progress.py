@@ -37,14 +37,20 @@ class Stopwatch:
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.work: dict[str, int] = {}
+        self._inner: list[float] = []  # seconds of the stages nested in each open stage
 
     @contextmanager
     def stage(self, name: str):
+        """Time a stage; a stage nested in another counts as its own, not twice."""
         start = time.perf_counter()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            total, inner = time.perf_counter() - start, self._inner.pop()
+            self.seconds[name] = self.seconds.get(name, 0.0) + total - inner
+            if self._inner:
+                self._inner[-1] += total
 
     def count(self, name: str, amount: int) -> None:
         self.work[name] = self.work.get(name, 0) + int(amount)

@@ -22,6 +22,7 @@ process or Ray tasks); only this driver writes into the run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import health
 from .calibrate import fuse_rounds
 from .fuse import majority_vote
 from .committee import Committee
@@ -47,7 +49,7 @@ from .keys import digest, member_seed
 from .lock import run_lock
 from .models import member_preprocess, resolve_device
 from .progress import Progress, Stopwatch
-from .tables import keep_decisions, list_lock, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
+from .tables import LABEL_ISSUES, keep_decisions, list_lock, primary_issue, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
 from .scoring import score
 from .training import fit_view_head
@@ -116,11 +118,32 @@ class RunDir:
         key = digest([backbone, views, info["fingerprint"], info["cache_size"], self._weights(info, member)])
         return self.file("features", f"{member.label}-{key}.npy")
 
+    def health_features_path(self, cfg, info) -> Path:
+        """Compact features (health.compact_features) of every image, for near duplicates and outliers:
+        from the first pretrained member's backbone as pretrained (never fine-tuned: fine-tuning bunches
+        a class together), else from the pixels (health.pixel_features)."""
+        m = health_member(cfg)
+        if m is None:
+            source = ["pixels", info["cache_size"], info["fingerprint"]]
+        elif m.frozen:
+            source = self.features_path(cfg, m, info).name
+        else:
+            backbone = {k: getattr(m, k) for k in ("arch", "pretrained", "pretrained_file", "img_size", "mean", "std")}
+            source = [backbone, info["fingerprint"], info["cache_size"], self._weights(info, m)]
+        return self.file("features", f"health-{digest([source, health.FEATURE_DIM])}.npz")
+
     def logits_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
         """TTA logits of (round, member); `held_out` keys pass 2 by the images it trained without."""
         training = self.training_key(cfg, member, round_, info, held_out)
         key = digest([training, asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
         return self.file("logits", f"{self._prefix(round_, member, held_out)}-{key}.npy")
+
+
+def health_member(cfg: CleanConfig) -> MemberConfig | None:
+    """The member whose pretrained backbone gives the health checks their features: the first frozen one
+    (its features are computed anyway), else the first pretrained one; None when none is pretrained."""
+    pretrained = [m for m in cfg.members if m.pretrained or m.pretrained_file]
+    return next((m for m in pretrained if m.frozen), pretrained[0] if pretrained else None)
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
@@ -163,6 +186,30 @@ def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
     return np.array(images) if images.nbytes <= memory_gb * 2**30 else images
 
 
+def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, key: str, progress: Progress) -> dict[str, np.ndarray]:
+    """What the data-health checks need from the pixels, computed once per decoded cache (cache/health-KEY.npz):
+    property scores, perceptual hashes and pixel digests (health.py). Re-scoring reads it: no decoding again."""
+    path = run.file("cache", f"health-{key}.npz")
+    if path.is_file():
+        with np.load(path) as saved:
+            return dict(saved)
+    with progress.bar(len(images), "health") as bar:
+        sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        out, digests, hashes = {}, [], []
+        for s in range(0, len(images), health.CHUNK):
+            chunk = np.asarray(images[s : s + health.CHUNK])
+            digests.append(health.pixel_digests(chunk, None if sizes is None else sizes[s : s + len(chunk)]))
+            hashes.append(health.phash(chunk))
+            bar.update(len(chunk))
+        props = health.properties(images, sizes)
+        out = {**{f"prop_{k}": v for k, v in props.items()}, "phash": np.concatenate(hashes or [np.zeros(0, np.uint64)]),
+               "digest": np.concatenate(digests or [np.zeros((0, 16), np.uint8)])}
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    write_bytes_atomic(path, buf.getvalue())
+    return out
+
+
 @dataclass
 class Prepared:
     """A labeled dataset found, checked and decoded once into the run directory's cache."""
@@ -201,6 +248,8 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
         images, problems, checksums, sizes = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
+    with watch.stage("health"):
+        health_cache(run, images, sizes, f"{size}-{fingerprint}", progress)
     if problems:
         listing = "; ".join(f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5])
         progress.info(f"{len(problems)} unreadable file(s) left out of training: {listing}" + (" ..." if len(problems) > 5 else ""))
@@ -280,8 +329,11 @@ def clean(
                     if not ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
             reused += ctx.plan.n_rounds * len(cfg.members) - len(todo)
             trained += _train_and_judge(ctx, todo, pass_)
+        if health.parse_checks(cfg.checks):
+            with ctx.watch.stage("health"):
+                _health_features(ctx)
         with ctx.watch.stage("score_write"):
-            result = _rescore(ctx.run)
+            result = _rescore(ctx.run, watch=ctx.watch)
         warnings += _weak_committee_warnings(result.summary)
         for w in warnings:
             progress.info(f"warning: {w}")
@@ -421,6 +473,34 @@ def _frozen_features(ctx: RunContext, member: MemberConfig) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
+def _health_features(ctx: RunContext) -> None:
+    """Compact features of every image for the health checks (RunDir.health_features_path), computed once per run."""
+    cfg, path = ctx.cfg, ctx.run.health_features_path(ctx.cfg, ctx.info)
+    if path.is_file():
+        return
+    member, images = health_member(cfg), ctx.prepared.images
+    if member is None:
+        feats = health.pixel_features(images)
+    elif member.frozen:
+        feats = _frozen_features(ctx, member)  # (N, V, D), already computed for the heads
+    else:  # one unaugmented view through the pretrained backbone
+        one_view = dataclasses.replace(cfg.tta, mode="deterministic", views=1)
+        starts = list(range(0, len(images), cfg.shard_images))
+        jobs = [
+            ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
+                    tta=one_view, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
+                    desc=f"health features {s}/{len(images)}")
+            for s in starts for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
+        ]
+        parts = dict(ctx.executor.run(jobs))
+        feats = np.concatenate([parts[i] for i in range(len(starts))]) if starts else np.zeros((0, 1, 1), np.float16)
+    compact, mean = health.compact_features(feats)
+    lonely = health.compact_features(feats, centre=False)[0] if member is not None else compact
+    buf = io.BytesIO()
+    np.savez(buf, features=compact, mean=mean, outlier_features=lonely, source="pixels" if member is None else "backbone")
+    write_bytes_atomic(path, buf.getvalue())
+
+
 def _train_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_: Pass) -> int:
     """Fine-tuned members whose weights are not cached yet train as jobs; returns how many trained."""
     cfg, R = ctx.cfg, ctx.plan.n_rounds
@@ -541,23 +621,28 @@ def rescore(
     label_quality: str | None = None,
     calibrate: bool | None = None,
     fit_weights: bool | None = None,
+    checks: str | None = None,
     progress: Progress | None = None,
 ) -> CleanResult:
     """Re-score a finished run from its cached logits (no training), optionally with new tau, T, fusion
-    mode, member weights ({name: weight}), flag rule, label-quality score, calibration or fitted
-    weights, and rewrite scores.csv, review.csv, summary.json and config.yaml."""
+    mode, member weights ({name: weight}), flag rule, label-quality score, calibration, fitted weights
+    or data-health `checks` (re-applied from the cached pixel facts and features: nothing is decoded
+    again), and rewrite scores.csv, review.csv, summary.json and config.yaml."""
     changes = dict(tau=tau, min_flags=min_flags, fusion=fusion, flag_rule=flag_rule, label_quality=label_quality,
-                   calibrate=calibrate, fit_weights=fit_weights)
+                   calibrate=calibrate, fit_weights=fit_weights, checks=checks)
     with run_lock(run_dir, progress):
         return _rescore(RunDir(run_dir), changes, weights)
 
 
-def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float] | None = None) -> CleanResult:
+def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float] | None = None,
+             watch: Stopwatch | None = None) -> CleanResult:
     done = _load_finished_run(run, changes or {}, weights or {})
     scores, fitted, votes = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
     problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
     member_votes = {m.label: votes[:, k] for k, m in enumerate(done.cfg.members)}
-    table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes)
+    with (watch or Stopwatch()).stage("health"):
+        verdict, health_notes = _health(run, done, scores)
+    table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes, verdict)
     table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
     write_csv_atomic(table, run.file("scores.csv"))
     with list_lock(run.file("review.csv")):  # a reviewer's decision saved meanwhile is kept too
@@ -566,9 +651,41 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     write_text_atomic(run.file("config.yaml"), dump_config(done.cfg))
     previous = run.read_json("summary.json") or {}
     summary = {**{k: previous[k] for k in RUN_FACTS if k in previous}, **_score_summary(run, done, scores, table, fitted),
-               **_kept_summary(kept)}
+               **_kept_summary(kept), **({"health_notes": health_notes} if health_notes else {})}
     run.write_json("summary.json", summary)
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
+
+
+def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | None, list[str]]:
+    """The data-health verdict from the run's cached pixel facts and features (None when `checks` is none),
+    and notes on checks that could not run (a run directory from before they existed)."""
+    checks = health.parse_checks(done.cfg.checks)
+    if not checks:
+        return None, []
+    notes = []
+    info = done.info
+    cache = run.file("cache", f"health-{info['cache_size']}-{info['fingerprint']}.npz")
+    facts = {}
+    if cache.is_file():
+        with np.load(cache) as saved:
+            facts = dict(saved)
+    else:
+        notes.append("duplicate and image-property checks skipped: this run's decoded cache predates them (re-run `clean`)")
+    features = lonely = None
+    source = "backbone"
+    path = run.health_features_path(done.cfg, info)
+    if path.is_file():
+        with np.load(path) as saved:
+            features, lonely, source = saved["features"], saved["outlier_features"], str(saved["source"])
+    elif {"outlier", "near_duplicate", "conflicting_labels"} & set(checks):
+        notes.append("feature-based near duplicates and outliers skipped: no health features in this run (re-run `clean`)")
+    props = {k[len("prop_"):]: v for k, v in facts.items() if k.startswith("prop_")} or None
+    verdict = health.assess(
+        done.manifest["path"].tolist(), done.labels, info["classes"], (done.manifest["reason"] == "").to_numpy(), checks,
+        props=props, hashes=facts.get("phash"), digests=facts.get("digest"), features=features, outlier_features=lonely,
+        suggested=scores.suggested_label, suggested_prob=scores.suggested_prob, t=health.thresholds(source),
+    )
+    return verdict, notes + verdict.notes
 
 
 def _kept_summary(kept) -> dict:
@@ -605,7 +722,9 @@ def _load_finished_run(run: RunDir, changes: dict, weights: dict[str, float]) ->
 def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, fitted: dict) -> dict:
     cfg, classes, N = done.cfg, done.info["classes"], len(table)
     unreadable = int((table["issue"] == "unreadable").sum())
-    in_review = table["issue"].isin(["mislabel", "low_confidence"])
+    in_review = primary_issue(table["issue"]).isin(["mislabel", "low_confidence"])
+    names = table["issue"][table["issue"] != ""].str.split(";").explode().value_counts()
+    issues = {name: int(names.get(name, 0)) for name in (*LABEL_ISSUES, *health.ISSUES, "unreadable")}
     per_class = table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0)
     return {
         "images": N, "readable": N - unreadable, "unreadable": unreadable, "classes": len(classes),
@@ -613,7 +732,8 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "tau": cfg.tau, "min_flags": cfg.resolved_min_flags(done.plan.judgements_per_image), "fusion": cfg.fusion,
         "members": {m.label: m.weight for m in cfg.members}, "flag_rule": cfg.flag_rule,
         "label_quality": cfg.label_quality, "calibrate": cfg.calibrate, "fit_weights": cfg.fit_weights,
-        "fitted": fitted, "flagged": int(in_review.sum()),
+        "fitted": fitted, "flagged": int(in_review.sum()), "issues": issues,
+        "checks": list(health.parse_checks(cfg.checks)), "in_review": int((table["issue"] != "").sum()),
         "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),
@@ -644,6 +764,8 @@ def train_committee(
             data_key=prepared.fingerprint, pretrained=pretrained, progress=progress,
         )
         committee.save(run.path)
+        sizes = None if prepared.sizes is None else np.asarray(prepared.sizes, dtype=np.int64).reshape(-1, 2)
+        committee.record_labeled(run.path, prepared.images, labeled.paths, labeled.labels, sizes, keep)
         run.write_json("summary.json", {
             "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(prepared.problems),
             "classes": labeled.classes, "members": [m.label for m in cfg.members], "profile": origin.profile,

@@ -3,8 +3,9 @@ production already handles, rank the rest by disagreement, write selection.csv. 
 
 Columns of selection.csv (candidates most worth labeling first, then unreadable files):
 path, production_label, production_score, suggested_label, suggested_prob, disagreement,
-vote_<member> (each member's label), reason (disagree | low_confidence | duplicate | unreadable),
-rank (1 = first), in_budget (the top B), detail (why a file is unreadable), checksum (sha256 prefix of the file, checked by
+vote_<member> (each member's label), reason (disagree | low_confidence | already_labeled | duplicate | unreadable),
+rank (1 = first), in_budget (the top B), detail (why a file is unreadable; for already_labeled the labeled
+file it repeats and its label; for a duplicate the pool file it repeats), checksum (sha256 prefix of the file, checked by
 `apply`), reviewed_label (empty, for the annotator).
 
 The run directory also holds cache/ (the decoded pool) and pool/ (the committee's
@@ -23,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .committee import Committee
+from . import health
+from .committee import LABELED, Committee
 from .dataset import LabeledImages, find_pool_images
 from .errors import DataCleanerError
 from .executors import Job, Rows, Shared, make_executor
@@ -33,7 +35,7 @@ from .lock import run_lock
 from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
 from .progress import Progress
 from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
-from .runs import RunDir, _decoded_cache, data_fingerprint
+from .runs import RunDir, _decoded_cache, data_fingerprint, health_cache
 from .runtime import configure
 from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
 
@@ -83,6 +85,7 @@ class Pool:
     problems: dict[int, str]  # index -> why the file is unreadable
     checksums: list[str]  # (N,)
     fingerprint: str
+    sizes: list | None = None  # (N,) each file's own [width, height]
 
     @functools.cached_property
     def readable(self) -> np.ndarray:
@@ -118,14 +121,17 @@ def select(
         run = RunDir(out)
         executor = make_executor(opts.executor, address=opts.ray_address, progress=progress)
         found = _decode_pool(pool, bundle, run, progress)
-        fused, member_probs = _judge_pool(run, bundle, committee, found, executor, opts.shard_images)
+        labeled = _labeled_record(committee)
+        fused, member_probs, features = _judge_pool(run, bundle, committee, found, executor, opts.shard_images, labeled)
         prod = load_production(production, found, bundle, device=opts.device)
         table = _pool_table(found, bundle, fused, member_probs, prod, opts)
+        notes = _mark_known_pictures(table, found, run, features, labeled, bundle.classes_, progress)
         write_csv_atomic(table, run.file("pool_scores.csv"))
         with list_lock(run.file("selection.csv")):  # a reviewer's decision saved meanwhile is kept too
             selection, kept = keep_decisions(_rank(table, found, bundle, opts), run.file("selection.csv"))
             write_csv_atomic(selection, run.file("selection.csv"))
         summary = _summary(run, found, table, selection, opts, committee, bundle, time.time() - started)
+        summary.update({"notes": notes} if notes else {})
         summary.update({"decisions_kept": kept.kept} if kept.kept else {})
         summary.update({"decisions_saved_in": str(kept.saved_in)} if kept.saved_in else {})
         run.write_json("summary.json", summary)
@@ -137,10 +143,10 @@ def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: 
     run.path.mkdir(parents=True, exist_ok=True)
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
     fingerprint = data_fingerprint(listing)
-    images, problems, checksums, _ = _decoded_cache(
+    images, problems, checksums, sizes = _decoded_cache(
         run, listing, committee.cache_size_, fingerprint, progress, committee.config.cache_memory_gb
     )
-    return Pool(root, paths, images, problems, checksums, fingerprint)
+    return Pool(root, paths, images, problems, checksums, fingerprint, sizes)
 
 
 def load_production(production: Production, pool: Pool, committee: Committee, *, device: str = "auto") -> ProductionPredictions:
@@ -192,9 +198,10 @@ def _rank(table: pd.DataFrame, pool: Pool, committee: Committee, opts: SelectOpt
     """selection.csv: the candidates (not skipped, not a copy), most disagreement first (with
     `diverse`, the budget filled by k-center), ranked and marked in_budget; then copies, then
     unreadable files."""
-    duplicate = (table["detail"] != "").to_numpy()
+    leaked = (table["reason"] == "already_labeled").to_numpy()
+    duplicate = (table["detail"] != "").to_numpy() & ~leaked
     skipped = (table["reason"] == "skip").to_numpy()
-    candidates = table[~skipped & ~duplicate].sort_values(["disagreement", "path"], ascending=[False, True], kind="stable")
+    candidates = table[~skipped & ~duplicate & ~leaked].sort_values(["disagreement", "path"], ascending=[False, True], kind="stable")
     B = opts.budget if opts.budget is not None else len(candidates)
     if opts.diverse and len(candidates) > 1 and B > 0:
         top = candidates.head(opts.diverse_pool * B)
@@ -205,11 +212,12 @@ def _rank(table: pd.DataFrame, pool: Pool, committee: Committee, opts: SelectOpt
     candidates["rank"] = np.arange(1, len(candidates) + 1)
     candidates["in_budget"] = candidates["rank"] <= B
     copies = table[duplicate & ~skipped].assign(reason="duplicate")
+    known = table[leaked]
     unreadable = pd.DataFrame({
         "path": [pool.paths[i] for i in pool.problems], "reason": "unreadable", "detail": list(pool.problems.values()),
         "checksum": [pool.checksums[i] for i in pool.problems],
     })
-    selection = pd.concat([candidates, copies, unreadable], ignore_index=True)
+    selection = pd.concat([candidates, known, copies, unreadable], ignore_index=True)
     selection["detail"] = selection["detail"].fillna("")
     selection["rank"] = selection["rank"].astype("Int64")  # empty for copies and unreadable files
     selection["in_budget"] = selection["in_budget"].astype("boolean")
@@ -226,7 +234,8 @@ def _summary(run: RunDir, pool: Pool, table: pd.DataFrame, selection: pd.DataFra
         "skip_rule": f"same label and committee prob >= {opts.min_committee_prob} and production score >= {opts.min_production_score}",
         "candidates": len(ranked), "disagree": int((ranked["reason"] == "disagree").sum()),
         "low_confidence": int((ranked["reason"] == "low_confidence").sum()),
-        "duplicates": int((table["detail"] != "").sum()), "diverse": opts.diverse,
+        "duplicates": int(((table["detail"] != "") & (table["reason"] != "already_labeled")).sum()),
+        "already_labeled": int((table["reason"] == "already_labeled").sum()), "diverse": opts.diverse,
         "budget": opts.budget, "method": opts.method, "executor": opts.executor,
         "committee": str(Path(committee_dir).resolve()), "classes": committee.classes_,
         "wall_time_s": round(seconds, 1), "selection_csv": str(run.file("selection.csv")),
@@ -241,15 +250,17 @@ def _committee_key(committee_dir: str | Path) -> str:
 
 
 def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, executor,
-                shard_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fused probabilities (n, C) and member probabilities (n, M, C) of the pool's readable images,
-    judged in shards (jobs for `executor`), each shard saved under pool/ as it arrives and reused
-    on a re-run."""
+                shard_images: int, labeled: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fused probabilities (n, C), member probabilities (n, M, C) and, when the bundle records its
+    labeled images, compact features (n, d) of the pool's readable images, judged in shards (jobs
+    for `executor`), each shard saved under pool/ as it arrives and reused on a re-run."""
     idx = pool.readable
-    key = digest([_committee_key(committee_dir), pool.fingerprint, committee.config.device, shard_images])
+    mean = labeled["mean"] if labeled is not None else None
+    key = digest([_committee_key(committee_dir), pool.fingerprint, committee.config.device, shard_images, mean is not None])
     n, M, C = len(idx), len(committee.members_), len(committee.classes_)
     fused = np.zeros((n, C), dtype=np.float32)
     member_probs = np.zeros((n, M, C), dtype=np.float32)
+    features = np.zeros((n, labeled["features"].shape[1]), dtype=np.float16) if mean is not None else None
     starts = list(range(0, n, shard_images))
     shard_file = {s: run.file("pool", f"shard-{key}-{s}.npz") for s in starts}
     todo = []
@@ -257,6 +268,8 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
         if shard_file[s].is_file():
             with np.load(shard_file[s]) as saved:
                 fused[s : s + shard_images], member_probs[s : s + shard_images] = saved["fused"], saved["member_probs"]
+                if features is not None:
+                    features[s : s + shard_images] = saved["features"]
         else:
             todo.append(s)
     shared = Shared(committee)
@@ -264,14 +277,79 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
     gpus = max(m.gpus for m in committee.config.members)
     jobs = [
         Job(committee_job, dict(committee=shared, images=Rows(pool.images, idx[s : s + shard_images]),
-                                index=np.arange(s, min(n, s + shard_images)), desc=f"judge pool {s}/{n}"),
+                                index=np.arange(s, min(n, s + shard_images)), desc=f"judge pool {s}/{n}", health_mean=mean),
             desc="judge pool", cpus=cpus, gpus=gpus)
         for s in todo
     ]
     for i, result in executor.run(jobs):
         s = todo[i]
         buf = io.BytesIO()
-        np.savez(buf, fused=result["fused"], member_probs=result["member_probs"])
+        np.savez(buf, **result)
         write_bytes_atomic(shard_file[s], buf.getvalue())
         fused[s : s + shard_images], member_probs[s : s + shard_images] = result["fused"], result["member_probs"]
-    return fused, member_probs
+        if features is not None:
+            features[s : s + shard_images] = result["features"]
+    return fused, member_probs, features
+
+
+def _labeled_record(committee_dir) -> dict | None:
+    """The bundle's record of its labeled images (Committee.record_labeled), or None for a bundle without one."""
+    path = Path(committee_dir) / LABELED
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return dict(saved)
+
+
+def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features: np.ndarray | None, labeled: dict | None,
+                         classes: list[str], progress: Progress) -> list[str]:
+    """In `table` (pool_scores, one row per readable image): reason `already_labeled` for pool images that are
+    exact or near duplicates of the committee's labeled images (detail names the labeled file and its label),
+    and detail "near duplicate of X" for near copies of an earlier pool image (collapsed like exact copies).
+    Returns notes on what could not be checked."""
+    idx = pool.readable
+    facts = health_cache(run, pool.images, pool.sizes, f"{pool.images.shape[1]}-{pool.fingerprint}", progress)
+    hashes, digests = facts["phash"][idx], facts["digest"][idx]
+    t = health.thresholds(str(labeled["source"]) if labeled is not None and "source" in labeled else "backbone")
+    notes = []
+    # near copies inside the pool (exact copies are already marked by checksum)
+    pairs = [health.hash_pairs(hashes, t.max_bits)]
+    if features is not None:
+        sims, nbr = health.nearest(features, k=t.neighbours)
+        rows, cols = np.nonzero(health.close_pairs(sims, nbr, hashes, hashes, t))
+        pairs.append(np.stack([rows, nbr[rows, cols]], axis=1))
+    plain = facts["prop_entropy"][idx] < t.low_information  # flat images all look alike: only exact copies count
+    pairs = np.concatenate(pairs).astype(np.int64)
+    group = health.groups_from_pairs(len(idx), pairs[~plain[pairs].any(axis=1)])
+    copy = (group >= 0) & (group != np.arange(len(idx))) & (table["detail"] == "").to_numpy()
+    paths = table["path"].to_numpy(dtype=object)
+    table.loc[copy, "detail"] = ["near duplicate of " + paths[g] for g in group[copy]]
+    # the committee's labeled images
+    if labeled is None:
+        notes.append("this committee bundle records no labeled images (trained by an older version): "
+                     "pool images already in the labeled set are not recognised; re-run `train` to record them")
+        return notes
+    names = np.array(classes, dtype=object)
+    match = np.full(len(idx), -1, dtype=np.int64)
+    how = np.full(len(idx), "", dtype=object)
+    known = {d.tobytes(): j for j, d in enumerate(labeled["digest"])}
+    for i, d in enumerate(digests):
+        j = known.get(d.tobytes())
+        if j is not None:
+            match[i], how[i] = j, "same pixels as"
+    both = np.concatenate([hashes, labeled["phash"]])
+    cross = health.hash_pairs(both, t.max_bits)
+    cross = cross[(cross[:, 0] < len(idx)) & (cross[:, 1] >= len(idx))]
+    for i, j in cross:
+        if match[i] < 0 and not plain[i]:
+            match[i], how[i] = j - len(idx), "near duplicate of"
+    if features is not None and len(labeled["features"]):
+        sims, nbr = health.nearest(features, labeled["features"], k=t.neighbours)
+        close = health.close_pairs(sims, nbr, hashes, labeled["phash"], t)
+        for i in np.flatnonzero(close.any(axis=1) & (match < 0) & ~plain):
+            match[i], how[i] = nbr[i, np.argmax(close[i])], "near duplicate of"
+    leaked = match >= 0
+    lab_paths, lab_labels = labeled["paths"], labeled["labels"]
+    table.loc[leaked, "reason"] = "already_labeled"
+    table.loc[leaked, "detail"] = [f"{h} labeled {lab_paths[j]} (label {names[lab_labels[j]]})" for h, j in zip(how[leaked], match[leaked])]
+    return notes

@@ -4,15 +4,24 @@ Columns of scores.csv and review.csv (one row per image):
 
 path              image path relative to the dataset root
 given_label       the dataset's label
-suggested_label   the committees' label (argmax of the fused probabilities, mean over rounds)
+suggested_label   the committees' label (argmax of the fused probabilities, mean over rounds); for
+                  conflicting_labels the group's majority label, __drop__ for an outlier or an
+                  exact copy of a file kept
 suggested_prob    its fused probability
 given_label_prob  fused probability of the given label, mean over rounds
 label_quality     in [0, 1], lower = more likely mislabeled (= given_label_prob)
 flag_count        rounds that flagged the image
 rounds            rounds that judged the image
 vote_<member>     each member's label (its most frequent over the rounds that judged the image)
-issue             mislabel | low_confidence | unreadable | '' (not in review)
+issue             every issue of the image, most important first, ';'-separated ('' = none):
+                  label issues   mislabel | low_confidence (the committee), conflicting_labels (copies
+                                 of one picture carry different labels)
+                  data health    outlier, duplicate, near_duplicate, dark, light, blurry,
+                                 low_information, grayscale, odd_aspect_ratio, odd_size (health.py)
+                  or unreadable alone
 reason            why an image is unreadable, else ''
+detail            the health issues in words, naming the other files of a duplicate group
+duplicate_group   the first file of the image's duplicate / near-duplicate group, else ''
 checksum          sha256 prefix of the file as judged (`apply` refuses files changed since)
 reviewed_label    empty, for the annotator
 """
@@ -32,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .health import ISSUES, Health
 from .scoring import Scores
 
 CSV_CHUNK = 50_000  # rows per write
@@ -40,9 +50,12 @@ os.umask(_UMASK)
 
 COLUMNS = [
     "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
-    "flag_count", "rounds", "issue", "reason", "checksum", "reviewed_label",
+    "flag_count", "rounds", "issue", "reason", "detail", "duplicate_group", "checksum", "reviewed_label",
 ]
-TEXT_COLUMNS = ("path", "given_label", "suggested_label", "production_label", "reason", "detail")  # and vote_<member>
+TEXT_COLUMNS = ("path", "given_label", "suggested_label", "production_label", "reason", "detail",
+                "duplicate_group")  # and vote_<member>
+LABEL_ISSUES = ("mislabel", "low_confidence", "conflicting_labels")  # reviewed first
+DROP_LABEL = "__drop__"
 REVIEW_COLUMNS = ("reviewed_label", "reviewed_by", "reviewed_at")  # what people write into a list
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -77,18 +90,33 @@ def list_lock(path: Path):
 
 def score_table(
     paths: list[str], classes: list[str], scores: Scores, problems: dict[int, str], votes: dict[str, np.ndarray] | None = None,
+    health: Health | None = None,
 ) -> pd.DataFrame:
-    """Every image, in dataset order; `votes` ({member: (N,) label index or -1}) become vote_<member> columns."""
+    """Every image, in dataset order; `votes` ({member: (N,) label index or -1}) become vote_<member>
+    columns; `health` (health.assess) adds its issues after the committee's, and its suggestions."""
     names = np.array(classes + [""], dtype=object)  # index -1 (never judged) -> ''
-    issue = scores.issue
-    reason = np.full(len(paths), "", dtype=object)
+    N = len(paths)
+    issue = scores.issue.astype(object)
+    suggested = names[scores.suggested_label]
+    reason = np.full(N, "", dtype=object)
+    detail = np.full(N, "", dtype=object)
+    group = np.full(N, "", dtype=object)
+    if health is not None:
+        extra = np.array([";".join(h) for h in health.issues], dtype=object)
+        issue = np.where(issue == "", extra, np.where(extra == "", issue, issue + ";" + extra))
+        detail = health.detail.copy()
+        grouped = health.group >= 0
+        group[grouped] = np.asarray(paths, dtype=object)[health.group[grouped]]
+        # a suggestion of its own where the committee's label is not the question (conflicts: always)
+        own = (health.suggest != -1) & ((scores.issue == "") | (health.suggest >= 0))
+        suggested = np.where(own, np.where(health.suggest >= 0, names[np.maximum(health.suggest, 0)], DROP_LABEL), suggested)
     for i, why in problems.items():
-        issue[i], reason[i] = "unreadable", why
+        issue[i], reason[i], detail[i] = "unreadable", why, ""
     table = pd.DataFrame(
         {
             "path": paths,
             "given_label": names[scores.given_label],
-            "suggested_label": names[scores.suggested_label],
+            "suggested_label": suggested,
             "suggested_prob": np.round(scores.suggested_prob, 5),
             "given_label_prob": np.round(scores.given_label_prob, 5),
             "label_quality": np.round(scores.label_quality, 5),
@@ -96,6 +124,8 @@ def score_table(
             "rounds": scores.rounds,
             "issue": issue,
             "reason": reason,
+            "detail": detail,
+            "duplicate_group": group,
             "reviewed_label": "",
         },
         columns=[c for c in COLUMNS if c != "checksum"],
@@ -106,12 +136,30 @@ def score_table(
     return table
 
 
+def primary_issue(issue: pd.Series) -> pd.Series:
+    """Each row's most important issue: the first of its ';'-separated list."""
+    return issue.fillna("").astype(str).str.split(";", n=1).str[0]
+
+
+def has_issue(issue: pd.Series, name: str) -> pd.Series:
+    """Rows whose ';'-separated issue list holds `name`."""
+    return issue.fillna("").astype(str).str.split(";").map(lambda names: name in names)
+
+
 def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
-    """Flagged images, most suspect first (most flags, then lowest label_quality), unreadable files last."""
-    flagged = scores_table[scores_table["issue"].isin(["mislabel", "low_confidence"])]
-    flagged = flagged.sort_values(["flag_count", "label_quality", "path"], ascending=[False, True, True], kind="stable")
-    unreadable = scores_table[scores_table["issue"] == "unreadable"]
-    return pd.concat([flagged, unreadable]).reset_index(drop=True)
+    """Every image with an issue: label problems first (mislabel and low_confidence most suspect
+    first: most flags, then lowest label_quality; then conflicting labels by group), then the other
+    issues (most important first, a duplicate group's files together), unreadable files last."""
+    first = primary_issue(scores_table["issue"])
+    committee = scores_table[first.isin(["mislabel", "low_confidence"])]
+    committee = committee.sort_values(["flag_count", "label_quality", "path"], ascending=[False, True, True], kind="stable")
+    rank = {name: k for k, name in enumerate(ISSUES)}
+    others = scores_table[~first.isin(["", "mislabel", "low_confidence", "unreadable"])]
+    group = others["duplicate_group"] if "duplicate_group" in others else pd.Series("", index=others.index)
+    others = others.assign(_rank=first[others.index].map(rank), _group=group.where(group != "", others["path"]))
+    others = others.sort_values(["_rank", "_group", "path"], kind="stable").drop(columns=["_rank", "_group"])
+    unreadable = scores_table[first == "unreadable"]
+    return pd.concat([committee, others, unreadable]).reset_index(drop=True)
 
 
 def with_review_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -164,8 +164,9 @@ def test_diverse_keeps_a_burst_from_filling_the_budget(committee_dir, pool, tmp_
     wrong = [top]
     frame = np.asarray(Image.open(burst / wrong[0]))
     rng = np.random.default_rng(0)
-    for k in range(8):  # a burst of near-identical frames of one image production gets wrong
-        noisy = np.clip(frame.astype(int) + rng.integers(-3, 4, frame.shape), 0, 255).astype(np.uint8)
+    for k in range(8):  # a burst of frames of one image production gets wrong, each turned a little: alike, not copies
+        turned = Image.fromarray(frame).rotate(6 * (k // 2 + 1) * (-1) ** k, resample=Image.BILINEAR, fillcolor=int(frame[0, 0].mean()))
+        noisy = np.clip(np.asarray(turned).astype(int) + rng.integers(-3, 4, frame.shape), 0, 255).astype(np.uint8)
         Image.fromarray(noisy).save(burst / "cam0" / f"burst {k}.png")
     shutil.copy(burst / wrong[0], burst / "cam1" / "exact copy.png")
     burst_truth = {**truth, **{f"cam0/burst {k}.png": truth[wrong[0]] for k in range(8)}, "cam1/exact copy.png": truth[wrong[0]]}
@@ -184,8 +185,9 @@ def test_diverse_keeps_a_burst_from_filling_the_budget(committee_dir, pool, tmp_
         sel = pd.read_csv(out / "selection.csv", dtype=str, keep_default_na=False)
         in_budget = sel[sel["in_budget"] == "True"]["path"]
         counts[bool(flag)] = int(in_budget.str.contains("burst").sum() + in_budget.isin([wrong[0]]).sum())
-        dup = sel[sel["reason"] == "duplicate"]
-        assert len(dup) == 1 and "same file as" in dup["detail"].iloc[0]
+        dup = sel[sel["reason"] == "duplicate"]  # the exact copy, and any frame turned too little to tell apart
+        assert dup["detail"].str.startswith("same file as").sum() == 1 and len(dup) <= 3
+        assert dup["detail"].str.match(r"(same file as|near duplicate of) ").all()
     assert counts[True] <= 3 < counts[False]
 
 

@@ -136,6 +136,8 @@ class Listing:
     n_unreadable: int = 0
     copies: list = field(default_factory=list)
     n_copies: int = 0
+    health: list = field(default_factory=list)  # clean: rows whose first issue is a data-health one
+    n_health: int = 0
 
 
 def scan_list(run: Run, top: int) -> Listing:
@@ -150,7 +152,12 @@ def scan_list(run: Run, top: int) -> Listing:
         for col in keys + [score, "issue", "reason", "rank", "detail"]:
             if col not in chunk.columns:
                 chunk[col] = ""
-        subset = chunk[chunk["rank"] != ""] if select else chunk[chunk["issue"].isin(FLAGGED)]
+        first = chunk["issue"].astype(str).str.split(";").str[0]
+        subset = chunk[chunk["rank"] != ""] if select else chunk[first.isin(FLAGGED)]
+        if not select:
+            other = chunk[~first.isin((*FLAGGED, "", "unreadable"))]
+            found.n_health += len(other)
+            found.health += other.head(max(0, LISTED - len(found.health))).to_dict("records")
         for pair, n in subset.groupby(keys, sort=False).size().items():
             found.pairs[pair] += int(n)
         for row in subset.groupby(keys, sort=False).head(EXAMPLES_PER_PAIR).to_dict("records"):
@@ -351,9 +358,30 @@ def clean_report(run: Run, top: int) -> str:
         if len(quality) else '<p class="muted">No scores.csv in the run directory.</p>',
         "</section>",
         suspects(run, found, top),
+        health_section(run, found),
         listed_files("Unreadable files", "unreadable", found.unreadable, found.n_unreadable, "reason", "unreadable"),
     ]
     return "".join(parts)
+
+
+def health_section(run: Run, found: Listing) -> str:
+    """Counts per data-health issue (summary.json) and the first images whose main issue is one of them."""
+    counts = {k: n for k, n in (run.summary.get("issues") or {}).items() if k not in (*FLAGGED, "unreadable")}
+    if not counts and not found.n_health:
+        return ""
+    tiles = stats([(k, num(n), k.replace("_", " ")) for k, n in counts.items()])
+    notes = "".join(f'<p class="muted">{esc(n)}</p>' for n in run.summary.get("health_notes", []))
+    body = "".join(
+        f'<tr><td>{thumb(run, r, r["path"])}</td><td class="path">{esc(r["path"])}</td>'
+        f'<td>{esc(str(r.get("issue", "")).replace(";", ", "))}</td><td>{esc(r.get("suggested_label", ""))}</td>'
+        f'<td>{esc(r.get("detail", ""))}</td></tr>'
+        for r in found.health
+    )
+    more = f'<p class="muted">{found.n_health - len(found.health):,} more in the review list.</p>' if found.n_health > len(found.health) else ""
+    table = (f'<table class="files"><thead><tr><th></th><th>path</th><th>issue</th><th>suggested</th><th>why</th></tr></thead>'
+             f"<tbody>{body}</tbody></table>") if body else '<p class="muted">No image with a data-health issue.</p>'
+    return f'<section id="health"><h2>Data health ({found.n_health:,})</h2>{tiles}{notes}{table}{more}</section>'
+
 
 
 def scan_scores(run: Run) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -369,7 +397,7 @@ def scan_scores(run: Run) -> tuple[dict, np.ndarray, np.ndarray]:
     for chunk in chunks(path, ["given_label", "label_quality", "issue"]):
         given = chunk["given_label"].map(unneutralise)
         issue = chunk["issue"] if "issue" in chunk else pd.Series("", index=chunk.index)
-        is_flagged = issue.isin(FLAGGED)
+        is_flagged = issue.astype(str).str.split(";").str[0].isin(FLAGGED)
         for c, n in given.value_counts(sort=False).items():
             per_class.setdefault(c, [0, 0])[0] = (per_class[c][0] or 0) + int(n)
         for c, n in given[is_flagged].value_counts(sort=False).items():
@@ -536,7 +564,8 @@ def page(run: Run, body: str) -> str:
     sections = [("summary", "Summary"), ("pairs", "Label pairs"),
                 ("histogram", "Label quality" if kind == "clean" else "Disagreement"),
                 ("suspects" if kind == "clean" else "ranking", "Top suspects" if kind == "clean" else "Ranking")]
-    sections += [(a, t) for a, t in (("copies", "Copies"), ("unreadable", "Unreadable")) if f'id="{a}"' in body]
+    sections += [(a, t) for a, t in (("health", "Data health"), ("copies", "Copies"), ("unreadable", "Unreadable"))
+                 if f'id="{a}"' in body]
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in sections)
     made = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     return (

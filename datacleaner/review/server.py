@@ -77,7 +77,6 @@ class ReviewState:
         self.suggested = _text(t["suggested_label"]) if "suggested_label" in t else np.full(len(t), "", dtype=object)
         issue_col = "issue" if lst.kind == "clean" else "reason"
         self.issue = _text(t[issue_col]) if issue_col in t else np.full(len(t), "", dtype=object)
-        self.detail_col = "reason" if lst.kind == "clean" else "detail"
         self.references = self._references()
         self.allowed = set(self.paths) | {p for refs in self.references.values() for p in refs}
         self._lock = threading.Lock()  # guards the review columns and the open batch
@@ -123,9 +122,11 @@ class ReviewState:
 
     def mask(self, q: dict) -> np.ndarray:
         m = np.ones(len(self.paths), dtype=bool)
-        for key, column in (("given", self.given), ("suggested", self.suggested), ("issue", self.issue)):
+        for key, column in (("given", self.given), ("suggested", self.suggested)):
             if q.get(key):
                 m &= column == q[key]
+        if q.get("issue"):  # a row lists its issues ';'-separated: any of them matches
+            m &= np.array([q["issue"] in v.split(";") for v in self.issue], dtype=bool)
         status = q.get("status", "all")
         if status in ("reviewed", "unreviewed"):
             done = self.review["reviewed_label"] != ""
@@ -141,10 +142,16 @@ class ReviewState:
             "prob": _number(t["suggested_prob"].iat[i]) if "suggested_prob" in t else None,
             "score_name": score_col, "score": _number(t[score_col].iat[i]) if score_col in t else None,
             "votes": {c[len("vote_"):]: unneutralise(t[c].iat[i]) for c in self.lst.vote_columns},
-            "issue": self.issue[i], "detail": unneutralise(t[self.detail_col].iat[i]) if self.detail_col in t else "",
+            "issue": self.issue[i].replace(";", ", "), "detail": self._detail(i),
             "rank": t["rank"].iat[i] if "rank" in t else None,
             **{k: self.review[c][i] for k, c in (("reviewed", "reviewed_label"), ("by", "reviewed_by"), ("at", "reviewed_at"))},
         }
+
+    def _detail(self, i: int) -> str:
+        """Why: the unreadable reason, the health checks' words (clean), or the selection's detail."""
+        t = self.lst.table
+        cols = ["reason", "detail"] if self.lst.kind == "clean" else ["detail"]
+        return "; ".join(unneutralise(str(t[c].iat[i])) for c in cols if c in t and str(t[c].iat[i]) not in ("", "nan"))
 
     def rows(self, q: dict) -> dict:
         self.sync()
@@ -172,6 +179,10 @@ class ReviewState:
             v = pd.Series(values if among is None else values[among])
             return [[k, int(n)] for k, n in v[v != ""].value_counts().items()]
 
+        def issue_choices():
+            v = pd.Series(self.issue[self.issue != ""]).str.split(";").explode()
+            return [[k, int(n)] for k, n in v.value_counts().items()]
+
         differ = (self.given != "") & (self.suggested != "") & (self.given != self.suggested)
         pairs = pd.DataFrame({"g": self.given[differ], "s": self.suggested[differ]}).value_counts()
         with self._lock:
@@ -179,7 +190,7 @@ class ReviewState:
                 "list": str(lst.path), "kind": lst.kind, "classes": lst.classes, "drop": DROP, "reviewer": self.reviewer,
                 "score_name": lst.score_column, "given_name": "production" if lst.kind == "select" else "given",
                 "filters": {
-                    "given": choices(self.given), "suggested": choices(self.suggested), "issue": choices(self.issue),
+                    "given": choices(self.given), "suggested": choices(self.suggested), "issue": issue_choices(),
                     "pair": [[g, sug, int(n)] for (g, sug), n in pairs.items()],
                 },
                 "has_references": bool(self.references), **self.counts(),
