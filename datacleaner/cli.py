@@ -87,6 +87,7 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         _issue_line(summary),
         f"est. noise rate  {summary['estimated_noise_rate']:.1%} (confident joint); the committee disagrees with "
         f"{summary.get('committee_disagreement', 0):.1%} of the labels",
+        _expected_line(summary),
     ]
     lines = [line for line in lines if line]
     if "wall_time_s" in summary:
@@ -100,6 +101,18 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         lines.append(f"next             datacleaner review {run_dir}   (in the browser; or datacleaner report {run_dir})")
         lines.append(f"then             datacleaner apply {summary['review_csv']} --dataset {data or 'DATA'}   (a dry run; --yes applies)")
     typer.echo("\n".join(lines))
+
+
+def _expected_line(summary: dict) -> str | None:
+    """What error_prob expects a reviewer to find."""
+    first = summary.get("expected_wrong_in_first")
+    if first is None:
+        return None
+    line = f"expected         about {summary['expected_wrong_labels']:.0f} wrong labels in the dataset"
+    if first["rows"]:
+        line += (f"; reviewing the first {first['rows']} rows of the review list should find about "
+                 f"{first['wrong']:.0f} wrong labels")
+    return line
 
 
 def _issue_line(summary: dict) -> str | None:
@@ -136,6 +149,8 @@ LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="se
 Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
 Executor = Annotated[Optional[str], typer.Option(help="local (this process) or ray (jobs as Ray tasks; pip install 'datacleaner[ray]').")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (HOST:6379 or ray://HOST:10001); default: start Ray on this machine.")]
+MinErrorProb = Annotated[Optional[float], typer.Option(
+    "--min-error-prob", help="Keep in the review list only label problems whose error_prob is at least this (0..1).")]
 Checks = Annotated[Optional[str], typer.Option(
     help="Data-health checks: all (default), none, duplicates, properties, or issue names, comma-separated "
     "(conflicting_labels, outlier, duplicate, near_duplicate, dark, light, blurry, low_information, grayscale, "
@@ -171,6 +186,7 @@ def clean(
     ray_address: RayAddress = None,
     weights_dir: WeightsDir = None,
     checks: Checks = None,
+    min_error_prob: MinErrorProb = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
@@ -183,6 +199,7 @@ def clean(
         min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, seed=seed, members=_names(members),
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
         executor=executor, ray_address=ray_address, weights_dir=weights_dir, checks=checks,
+        min_error_prob=min_error_prob,
     )
     print_summary(result.summary, data)
 
@@ -199,6 +216,7 @@ def rescore(
     calibrate: Calibrate = None,
     fit_weights: FitWeights = None,
     checks: Checks = None,
+    min_error_prob: MinErrorProb = None,
     quiet: Quiet = False,
 ):
     """Re-score a run from its cached logits in seconds, without training (data-health checks re-applied
@@ -214,7 +232,7 @@ def rescore(
             raise DataCleanerError(f"--weight expects NAME=NUMBER, got '{item}'") from None
     result = run_rescore(
         run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, flag_rule=flag_rule,
-        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, checks=checks,
+        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, checks=checks, min_error_prob=min_error_prob,
         progress=_progress(quiet, False),
     )
     print_summary(result.summary)

@@ -581,7 +581,8 @@ def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarr
         mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights, votes=votes,
     )  # (R, N, C), (R, N)
     T = cfg.resolved_min_flags(judgements)
-    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality)
+    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality,
+                   min_error_prob=cfg.min_error_prob)
     return scores, fitted, majority_vote(votes)
 
 
@@ -622,6 +623,7 @@ def rescore(
     calibrate: bool | None = None,
     fit_weights: bool | None = None,
     checks: str | None = None,
+    min_error_prob: float | None = None,
     progress: Progress | None = None,
 ) -> CleanResult:
     """Re-score a finished run from its cached logits (no training), optionally with new tau, T, fusion
@@ -629,7 +631,8 @@ def rescore(
     or data-health `checks` (re-applied from the cached pixel facts and features: nothing is decoded
     again), and rewrite scores.csv, review.csv, summary.json and config.yaml."""
     changes = dict(tau=tau, min_flags=min_flags, fusion=fusion, flag_rule=flag_rule, label_quality=label_quality,
-                   calibrate=calibrate, fit_weights=fit_weights, checks=checks)
+                   calibrate=calibrate, fit_weights=fit_weights, checks=checks,
+                   min_error_prob=min_error_prob)
     with run_lock(run_dir, progress):
         return _rescore(RunDir(run_dir), changes, weights)
 
@@ -719,6 +722,15 @@ def _load_finished_run(run: RunDir, changes: dict, weights: dict[str, float]) ->
     return FinishedRun(cfg, info, manifest, plan, held_out)
 
 
+def _expected_summary(scores, in_review: pd.Series, first: int = 500) -> dict:
+    """How many wrong labels error_prob expects: in the dataset, among the label rows of review.csv,
+    and among its first `first` rows (the most probably wrong)."""
+    ep = np.sort(scores.error_prob[in_review.to_numpy()])[::-1]
+    k = min(first, len(ep))
+    return {"expected_wrong_labels": round(scores.expected_wrong(), 1), "expected_wrong_in_review": round(float(ep.sum()), 1),
+            "expected_wrong_in_first": {"rows": k, "wrong": round(float(ep[:k].sum()), 1)}}
+
+
 def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, fitted: dict) -> dict:
     cfg, classes, N = done.cfg, done.info["classes"], len(table)
     unreadable = int((table["issue"] == "unreadable").sum())
@@ -737,6 +749,7 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),
+        "min_error_prob": cfg.min_error_prob, "error_model": scores.noise_model, **_expected_summary(scores, in_review),
         "passes": cfg.passes, "scores_csv": str(run.file("scores.csv")), "review_csv": str(run.file("review.csv")),
     }
 

@@ -51,6 +51,51 @@ def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
     return float(joint.sum() - np.trace(joint))
 
 
+def error_model(probs: np.ndarray, labels: np.ndarray, *, fit_max: int = 50_000, seed: int = 0) -> tuple[np.ndarray, float, float]:
+    """((N,) probability that each given label is wrong, noise rate rho, temperature T).
+
+    A noisy-label model fitted to the labels themselves: an image's true class follows the
+    committee's probabilities re-tempered, pi = softmax(log(probs) / T); its given label is the
+    true class with probability 1 - rho, else one of the other C - 1 classes alike. T and rho are
+    fitted by maximum likelihood of the given labels (EM for rho on a grid of T; at most `fit_max`
+    images in the fit), and each label's posterior probability of being wrong is
+        rho / (C - 1) * (1 - pi_y)  /  ((1 - rho) * pi_y + rho / (C - 1) * (1 - pi_y)).
+    probs: (N, C) fused probabilities; labels: (N,) int."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    N, C = probs.shape
+    if N == 0 or C < 2:
+        return np.zeros(N), 0.0, 1.0
+    fit = np.arange(N) if N <= fit_max else np.random.default_rng(seed).choice(N, fit_max, replace=False)
+
+    def given_pi(T, rows):
+        z = np.log(np.clip(probs[rows], 1e-12, 1.0)) / T
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e[np.arange(len(rows)), labels[rows]] / e.sum(axis=1)
+
+    def fit_rho(pi):
+        rho = 0.1
+        for _ in range(200):
+            other = rho / (C - 1) * (1 - pi)
+            new = float(np.mean(other / np.maximum((1 - rho) * pi + other, 1e-300)))
+            if abs(new - rho) < 1e-7:
+                break
+            rho = new
+        rho = min(max(rho, 1e-6), 1 - 1e-6)
+        return rho, float(np.log((1 - rho) * pi + rho / (C - 1) * (1 - pi) + 1e-300).sum())
+
+    best = None
+    for T in np.geomspace(0.25, 4.0, 25):
+        rho, ll = fit_rho(given_pi(T, fit))
+        if best is None or ll > best[2]:
+            best = (float(T), rho, ll)
+    T, rho, _ = best
+    pi = np.concatenate([given_pi(T, np.arange(s, min(N, s + 16384))) for s in range(0, N, 16384)])  # bounded memory at many classes
+    other = rho / (C - 1) * (1 - pi)
+    return other / np.maximum((1 - rho) * pi + other, 1e-300), rho, T
+
+
 def round_flags(
     fused_probs: np.ndarray, labels: np.ndarray, *, tau: float, rule: str = "fixed", quality: str = "self_confidence"
 ) -> np.ndarray:
@@ -110,6 +155,8 @@ class Scores:
     suggested_prob: np.ndarray
     given_label_prob: np.ndarray  # mean_probs at the given label
     label_quality: np.ndarray  # in [0, 1], lower = more likely wrong (NaN if never judged)
+    error_prob: np.ndarray  # in [0, 1]: estimated probability that the given label is wrong (error_model)
+    noise_model: dict  # error_model's fitted noise rate and temperature
 
     @property
     def issue(self) -> np.ndarray:
@@ -127,6 +174,11 @@ class Scores:
             return 0.0
         return estimated_error_count(self.mean_probs[judged], self.given_label[judged]) / int(judged.sum())
 
+    def expected_wrong(self, rows: np.ndarray | None = None) -> float:
+        """Expected number of wrong labels among `rows` (bool or indices; default every judged image)."""
+        ep = self.error_prob if rows is None else self.error_prob[rows]
+        return float(np.nansum(ep))
+
     def disagreement_rate(self) -> float:
         """Share of judged images whose committee label differs from the given label."""
         judged = self.rounds > 0
@@ -135,14 +187,15 @@ class Scores:
 
 def score(
     fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed",
-    quality: str = "self_confidence",
+    quality: str = "self_confidence", min_error_prob: float = 0.0,
 ) -> Scores:
     """Flag every judged image in every round and aggregate.
 
     fused: (R, N, C) fused probabilities (any value where not judged).
     judged: (R, N) bool. labels: (N,) int. An image goes to review when flagged
     in at least `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the
-    label_quality score computed from the round-averaged probabilities.
+    label_quality score computed from the round-averaged probabilities; `min_error_prob` keeps
+    out of review the images whose error_prob (error_model) is lower.
     """
     fused = np.asarray(fused)
     judged = np.asarray(judged, dtype=bool)
@@ -160,16 +213,20 @@ def score(
     mean_probs[seen] /= rounds[seen, None]
     suggested = np.where(seen, mean_probs.argmax(axis=1), -1)
     given_prob = np.where(seen, mean_probs[np.arange(N), labels], np.nan)
+    error_prob = np.full(N, np.nan)
+    error_prob[seen], rho, T = error_model(mean_probs[seen], labels[seen])
     return Scores(
         given_label=labels,
         flag_count=flag_count,
         rounds=rounds,
-        in_review=seen & (flag_count >= min_flags),
+        in_review=seen & (flag_count >= min_flags) & (np.nan_to_num(error_prob) >= min_error_prob),
         mean_probs=mean_probs,
         suggested_label=suggested,
         suggested_prob=np.where(seen, mean_probs.max(axis=1), np.nan),
         given_label_prob=given_prob,
         label_quality=np.where(seen, label_quality_scores(mean_probs, labels, method=quality), np.nan),
+        error_prob=error_prob,
+        noise_model={"noise_rate": round(rho, 4), "temperature": round(T, 3)},
     )
 
 

@@ -10,6 +10,8 @@ suggested_label   the committees' label (argmax of the fused probabilities, mean
 suggested_prob    its fused probability
 given_label_prob  fused probability of the given label, mean over rounds
 label_quality     in [0, 1], lower = more likely mislabeled (= given_label_prob)
+error_prob        estimated probability that the given label is wrong (scoring.error_model): the
+                  running mean down review.csv estimates the share of wrong labels found so far
 flag_count        rounds that flagged the image
 rounds            rounds that judged the image
 vote_<member>     each member's label (its most frequent over the rounds that judged the image)
@@ -49,7 +51,7 @@ _UMASK = os.umask(0)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
 
 COLUMNS = [
-    "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality",
+    "path", "given_label", "suggested_label", "suggested_prob", "given_label_prob", "label_quality", "error_prob",
     "flag_count", "rounds", "issue", "reason", "detail", "duplicate_group", "checksum", "reviewed_label",
 ]
 TEXT_COLUMNS = ("path", "given_label", "suggested_label", "production_label", "reason", "detail",
@@ -120,6 +122,7 @@ def score_table(
             "suggested_prob": np.round(scores.suggested_prob, 5),
             "given_label_prob": np.round(scores.given_label_prob, 5),
             "label_quality": np.round(scores.label_quality, 5),
+            "error_prob": np.round(scores.error_prob, 4),
             "flag_count": scores.flag_count,
             "rounds": scores.rounds,
             "issue": issue,
@@ -147,12 +150,14 @@ def has_issue(issue: pd.Series, name: str) -> pd.Series:
 
 
 def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
-    """Every image with an issue: label problems first (mislabel and low_confidence most suspect
-    first: most flags, then lowest label_quality; then conflicting labels by group), then the other
+    """Every image with an issue: label problems first (mislabel and low_confidence most probably
+    wrong first: highest error_prob, then most flags, then lowest label_quality; then conflicting
+    labels by group), then the other
     issues (most important first, a duplicate group's files together), unreadable files last."""
     first = primary_issue(scores_table["issue"])
     committee = scores_table[first.isin(["mislabel", "low_confidence"])]
-    committee = committee.sort_values(["flag_count", "label_quality", "path"], ascending=[False, True, True], kind="stable")
+    committee = committee.sort_values(["error_prob", "flag_count", "label_quality", "path"], ascending=[False, False, True, True],
+                                      kind="stable")
     rank = {name: k for k, name in enumerate(ISSUES)}
     others = scores_table[~first.isin(["", "mislabel", "low_confidence", "unreadable"])]
     group = others["duplicate_group"] if "duplicate_group" in others else pd.Series("", index=others.index)

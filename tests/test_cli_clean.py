@@ -152,3 +152,50 @@ def test_demo_runs_with_its_default_profile_on_a_subset(tmp_path):
     assert "precision" in r.output and "recall" in r.output
     config = (tmp_path / "demo" / "run" / "config.yaml").read_text()
     assert "resnet10t" in config and "regnetx_002" in config
+
+
+def test_error_prob_is_monotone_down_the_list_and_calibrated_on_digits(finished_run):
+    """error_prob in [0, 1], falling down review.csv's label rows; on digits with 10% of labels
+    flipped, the share of flipped labels among images in each error_prob bin is within 0.25 of
+    the bin's mean error_prob (bins with at least 10 images), and the expected count of wrong
+    labels is within 40% of the true count, in the dataset and in the review list."""
+    import numpy as np
+
+    _, truth, out, output = finished_run
+    scores = read(out / "scores.csv")
+    judged = scores[scores["issue"] != "unreadable"].merge(truth, on="path")
+    ep = judged["error_prob"].astype(float).to_numpy()
+    assert ((ep >= 0) & (ep <= 1)).all()
+    flipped = judged["flipped"].to_numpy(bool)
+    for lo, hi in [(0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 1.01)]:
+        m = (ep >= lo) & (ep < hi)
+        if m.sum() >= 10:
+            assert abs(flipped[m].mean() - ep[m].mean()) <= 0.25, (lo, hi, m.sum(), flipped[m].mean(), ep[m].mean())
+    summary = json.loads((out / "summary.json").read_text())
+    assert abs(summary["expected_wrong_labels"] - flipped.sum()) <= 0.4 * flipped.sum()
+    review = read(out / "review.csv")
+    labels = review[review["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])]
+    rows = labels["error_prob"].astype(float).to_numpy()
+    assert (np.diff(rows) <= 1e-9).all()  # most probably wrong first
+    wrong_in_list = int(labels.merge(truth, on="path")["flipped"].sum())
+    assert abs(summary["expected_wrong_in_review"] - wrong_in_list) <= 0.4 * wrong_in_list
+    assert "reviewing the first" in output and "wrong labels" in output
+
+
+def test_min_error_prob_cuts_the_review_list(finished_run, tmp_path):
+    import shutil
+
+    _, _, out, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    r = runner.invoke(app, ["rescore", str(copy), "--min-error-prob", "0.9", "--quiet"])
+    assert r.exit_code == 0, r.output
+    before = read(out / "review.csv")
+    after = read(copy / "review.csv")
+    label_rows = after[after["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])]
+    assert len(label_rows) and (label_rows["error_prob"].astype(float) >= 0.9).all()
+    was = before[before["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])]
+    assert len(label_rows) < len(was)
+    assert json.loads((copy / "summary.json").read_text())["min_error_prob"] == 0.9
+    r = runner.invoke(app, ["rescore", str(copy), "--min-error-prob", "1.5", "--quiet"])
+    assert r.exit_code != 0 and "min_error_prob" in r.output and "Traceback" not in r.output

@@ -161,3 +161,29 @@ def test_views_reduced_chunk_by_chunk_from_memory_mapped_files_equal_the_dense_f
         monkeypatch.undo()
         np.testing.assert_allclose(chunked[0], dense[0], atol=1e-6)
         assert chunked[2] == dense[2]
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+def test_error_model_recovers_the_noise_rate_and_is_calibrated(noise):
+    """A committee whose probabilities are the true posterior, made 3x too confident, on labels with
+    `noise` of them replaced by another class: error_model finds the temperature back, the noise
+    rate within 0.03 and error_prob calibrated within 0.07 per bin."""
+    from datacleaner.scoring import error_model
+
+    rng = np.random.default_rng(0)
+    N, C = 20_000, 10
+    logits = rng.normal(0, 2.5, (N, C))
+    posterior = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(C, p=p) for p in posterior])
+    labels = truth.copy()
+    flip = rng.random(N) < noise
+    labels[flip] = (truth[flip] + rng.integers(1, C, flip.sum())) % C
+    sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
+    ep, rho, T = error_model(sharp, labels)
+    assert abs(rho - noise) <= 0.03 and 2.5 <= T <= 3.6
+    wrong = labels != truth
+    for lo, hi in [(0, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 1.01)]:
+        m = (ep >= lo) & (ep < hi)
+        if m.sum() >= 200:
+            assert abs(wrong[m].mean() - ep[m].mean()) <= 0.07, (lo, hi, wrong[m].mean(), ep[m].mean())
+    assert abs(ep.sum() - wrong.sum()) <= 0.1 * max(wrong.sum(), 100)
