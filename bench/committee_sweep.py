@@ -1,0 +1,295 @@
+"""Which frozen committee for the cpu profile, and how its flags behave on clean labels (CIFAR-10N).
+
+Reads ../shared/data/cifar10n_20k.npz and ../shared/weights/ (beside the repository, not part of
+it: see bench/paths.py). Called by `python bench/real_noise.py --sweep ...`, or on its own.
+
+Step 1, features (slow, cached in --work): for each architecture and input size, the real `clean`
+(cpu profile settings: frozen ImageNet backbone, TTA identity + hflip, 5-fold cv) runs on a
+class-folder tree of CIFAR images [offset, offset + n); its backbone features (N, 2, D) and the
+time the run spent on them are kept. The features do not depend on the labels.
+
+Step 2, committees (fast): for every label set (clean_label, aggre, random1, worse) and every
+committee of those architectures, exactly what `clean` does with frozen members: the same fold
+plan (`make_fold_plan` on the given labels), a logistic head per round and member
+(`fit_view_head`), fused and scored by `judge_outputs` with the profile's rule, pass 2 refitting
+every head without pass 1's flagged images. (`--check` compares this with the pipeline's own
+scores for one committee.) Columns: share flagged, precision / recall / F1 of the flagged set,
+AUROC of label_quality, precision at k, and wall time per 1,000 images (features, both passes'
+heads).
+
+    python bench/real_noise.py --sweep --sizes 128 --n 20000
+    python bench/real_noise.py --sweep --sizes 160 224 --n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from datacleaner.config import MemberConfig, load_config  # noqa: E402
+from datacleaner.folds import make_fold_plan  # noqa: E402
+from datacleaner.progress import QUIET  # noqa: E402
+from datacleaner.runs import RunDir, clean, judge_outputs  # noqa: E402
+from datacleaner.scoring import error_model  # noqa: E402
+from datacleaner.training import fit_view_head  # noqa: E402
+
+from paths import CIFAR, ROOT, WEIGHTS  # noqa: E402
+from real_noise import CLASSES, write_tree  # noqa: E402
+
+ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
+LABELS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
+
+
+def base_config(size: int, archs: list[str]):
+    cfg = load_config("cpu", {"weights_dir": WEIGHTS, "checks": "none", "passes": 1})
+    cfg.members = [MemberConfig(arch=ARCHS[a], name=a, pretrained=True, frozen=True, img_size=size, head_l2=0.03) for a in archs]
+    return cfg
+
+
+def member_features(work: Path, arrays, offset: int, n: int, size: int, arch: str, quiet: bool) -> dict:
+    """{'features': (n, V, D) in CIFAR order, 'seconds': feature time} for one architecture and size."""
+    sel = np.arange(offset, offset + n)
+    tree = work / f"tree-{offset}-{n}"
+    write_tree(tree, arrays["images"][sel], arrays["clean_label"][sel], arrays["index"][sel])
+    out = work / f"features-{arch}-{size}-{offset}-{n}.npy"
+    meta = out.with_suffix(".json")
+    if out.is_file() and meta.is_file():
+        return {"features": np.load(out, mmap_mode="r"), **json.loads(meta.read_text())}
+    cfg = base_config(size, [arch])
+    run_dir = work / f"run-{arch}-{size}-{offset}-{n}"
+    t = time.time()
+    result = clean(tree, run_dir, cfg, progress=QUIET if quiet else None)
+    run = RunDir(run_dir)
+    info = run.read_json("run.json")
+    feats = np.load(run.features_path(cfg, cfg.members[0], info), mmap_mode="r")
+    manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str}, keep_default_na=False)
+    position = {int(i): k for k, i in enumerate(arrays["index"][sel])}
+    order = np.array([position[int(Path(p).stem)] for p in manifest["path"]])  # manifest row -> position in sel
+    ordered = np.empty_like(np.asarray(feats))
+    ordered[order] = feats
+    np.save(out, ordered)
+    seconds = {"seconds": result.summary["timings_s"].get("features", time.time() - t), "decode_s": result.summary["timings_s"].get("decode", 0.0)}
+    meta.write_text(json.dumps(seconds))
+    shutil.rmtree(run_dir)  # the decoded cache (about 1 GB per 20,000 images at 128 px) is not needed again
+    return {"features": np.load(out, mmap_mode="r"), **seconds}
+
+
+def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
+                 key) -> tuple[list, float]:
+    """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`."""
+    C = len(CLASSES)
+    outs, seconds = [], 0.0
+    for r in range(plan.n_rounds):
+        t = plan.train_idx(r)
+        if exclude is not None:
+            t = t[~exclude[t]]
+        judge = plan.judge_idx(r)
+        parts = []
+        for m in cfg.members:
+            k = (key, m.name, r)
+            if k not in cache:
+                t0 = time.perf_counter()
+                F = feats[m.name]
+                W, b = fit_view_head(np.asarray(F[t]), labels[t], C, m)
+                cache[k] = (np.asarray(F[judge], dtype=np.float32) @ W.T + b).astype(np.float32)
+                cache[k, "s"] = time.perf_counter() - t0
+            parts.append(cache[k])
+            seconds += cache[k, "s"]
+        outs.append((judge, parts))
+    return outs, seconds
+
+
+def committee_scores(feats, labels, cfg, cache, label_key, passes: int = 2):
+    """(pass-1 Scores, final Scores, head seconds) as `clean` computes them for frozen members."""
+    plan = make_fold_plan(labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed)
+    J = plan.judgements_per_image
+    outs, s1 = round_logits(feats, labels, cfg, plan, None, cache, (label_key, "p1"))
+    first = judge_outputs(outs, labels, cfg, J)[0]
+    if passes == 1:
+        return first, first, s1
+    held = tuple(np.flatnonzero(first.in_review))
+    outs2, s2 = round_logits(feats, labels, cfg, plan, first.in_review, cache, (label_key, "p2", hash(held)))
+    return first, judge_outputs(outs2, labels, cfg, J)[0], s1 + s2, outs2
+
+
+def member_votes(outs, N: int) -> np.ndarray:
+    """(N, M) each member's label (argmax of its view-averaged logits) in the round that judged the image."""
+    votes = np.full((N, len(outs[0][1])), -1)
+    for idx, parts in outs:
+        for m, logits in enumerate(parts):
+            votes[idx, m] = np.asarray(logits).mean(axis=1).argmax(axis=1)
+    return votes
+
+
+def knn_labels(feats: dict, combo, labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """(N, C) share of each class among an image's k nearest neighbours (compact features of the
+    committee's backbones, concatenated; the image itself left out)."""
+    from datacleaner import health
+
+    parts = [health.compact_features(np.asarray(feats[a], dtype=np.float32))[0].astype(np.float32) for a in combo]
+    x = np.concatenate(parts, axis=1)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    _, idx = health.nearest(x.astype(np.float16), k=k)
+    q = np.zeros((len(labels), len(CLASSES)))
+    for j in range(idx.shape[1]):
+        ok = idx[:, j] >= 0
+        q[np.flatnonzero(ok), labels[idx[ok, j]]] += 1
+    return q / np.maximum(q.sum(axis=1, keepdims=True), 1)
+
+
+def variants(final, labels, is_error, votes, q) -> list[tuple[str, dict]]:
+    """Other flag rules and scores on the same committee, as (name, metrics) rows."""
+    from datacleaner.scoring import score
+
+    out = []
+    ep = final.error_prob
+    N = len(labels)
+
+    def flagged_metrics(flag, quality):
+        tp = int((flag & is_error).sum())
+        p, r = tp / max(1, flag.sum()), tp / max(1, is_error.sum())
+        return {"flagged": int(flag.sum()), "flagged_share": float(flag.mean()), "precision": p, "recall": r,
+                "f1": 2 * p * r / max(1e-12, p + r),
+                "auroc": roc_auc_score(is_error, -quality) if 0 < is_error.sum() < N else float("nan")}
+
+    lq = final.label_quality
+    out.append(("error_prob >= 0.5 (Bayes rule)", flagged_metrics(ep >= 0.5, lq)))
+    n = int(round(np.nansum(ep)))
+    top = np.zeros(N, bool)
+    top[np.argsort(lq, kind="stable")[:n]] = True
+    out.append(("noise_rate with n = sum of error_prob", flagged_metrics(top, lq)))
+    for c in (0.6, 0.8):
+        out.append((f"noise_rate and suggested_prob >= {c}", flagged_metrics(final.in_review & (final.suggested_prob >= c), lq)))
+    every = (votes != labels[:, None]).all(axis=1)
+    out.append(("noise_rate and every member against the label", flagged_metrics(final.in_review & every, lq)))
+    for lam in (0.25, 0.5):
+        mixed = (1 - lam) * final.mean_probs + lam * q
+        s2 = score(mixed[None], np.ones((1, N), bool), labels, tau=0.1, min_flags=1, rule="noise_rate")
+        out.append((f"+ kNN labels (k 10, weight {lam})", flagged_metrics(s2.in_review, s2.label_quality)))
+    return out
+
+
+def calibration(is_error: np.ndarray, s, labels) -> dict:
+    """error_prob (scoring.error_model) against the truth, down the review list (flagged images,
+    most probably wrong first): the largest gap between the running mean of error_prob over the
+    first k rows and the precision at k (k = 50, 100, ... up to the list's length), the expected
+    and true number of wrong labels in the list and in the dataset, and the Bayes flag rule
+    (error_prob >= 0.5) as an alternative list."""
+    ep, rho, T = error_model(s.mean_probs, labels)
+    flagged = np.flatnonzero(s.in_review)
+    order = flagged[np.argsort(-ep[flagged], kind="stable")]
+    ks = [k for k in range(50, len(order) + 1, 50)] or [len(order)]
+    gaps = [abs(ep[order[:k]].mean() - is_error[order[:k]].mean()) for k in ks if k]
+    bayes = ep >= 0.5
+    tp = int((bayes & is_error).sum())
+    p, r = tp / max(1, bayes.sum()), tp / max(1, is_error.sum())
+    return {"rho": rho, "T": T, "cal_gap": max(gaps) if gaps else float("nan"),
+            "cal_gap_at": ks[int(np.argmax(gaps))] if gaps else 0,
+            "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
+            "expected_wrong": float(ep.sum()), "wrong": int(is_error.sum()),
+            "bayes_flagged_share": float(bayes.mean()), "bayes_f1": 2 * p * r / max(1e-12, p + r)}
+
+
+def metrics(is_error: np.ndarray, s, ks=(100, 300, 500, 1000)) -> dict:
+    flagged = s.in_review
+    tp = int((flagged & is_error).sum())
+    p, r = tp / max(1, flagged.sum()), tp / max(1, is_error.sum())
+    order = np.lexsort((np.nan_to_num(s.label_quality, nan=2.0), -s.flag_count))
+    row = {"flagged": int(flagged.sum()), "flagged_share": float(flagged.mean()), "precision": p, "recall": r,
+           "f1": 2 * p * r / max(1e-12, p + r),
+           "auroc": roc_auc_score(is_error, -s.label_quality) if 0 < is_error.sum() < len(is_error) else float("nan")}
+    for k in ks:
+        row[f"p@{k}"] = float(is_error[order[:k]].mean())
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128])
+    ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--offset", type=int, default=0, help="judge images [offset, offset + n)")
+    ap.add_argument("--features-n", type=int, default=None,
+                    help="features of images [0, features-n) (default offset + n): one feature run serves both halves")
+    ap.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-committee-sweep")
+    ap.add_argument("--features-only", action="store_true", help="step 1 only")
+    ap.add_argument("--min-members", type=int, default=1, help="smallest committee measured (2: pairs and up)")
+    ap.add_argument("--variants", nargs="*", default=None,
+                    help="also other flag rules and the kNN label signal, for the full committee and these (e.g. lite0+mnv2)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    arrays = dict(np.load(CIFAR))
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    fn = args.features_n or args.offset + args.n
+    for size in args.sizes:
+        feats, secs = {}, {}
+        for a in args.archs:
+            got = member_features(args.work, arrays, 0, fn, size, a, args.quiet)
+            feats[a], secs[a] = got["features"][args.offset : args.offset + args.n], got["seconds"] * args.n / fn
+            print(f"[features {a} {size} px: {got['seconds']:.0f} s for {fn} images]", file=sys.stderr, flush=True)
+        if args.features_only:
+            continue
+        sel = np.arange(args.offset, args.offset + args.n)
+        truth = arrays["clean_label"][sel]
+        for name in args.labels:
+            labels = arrays[LABELS[name]][sel].astype(np.int64)
+            is_error = labels != truth
+            cache: dict = {}
+            for k in range(args.min_members, len(args.archs) + 1):
+                for combo in itertools.combinations(args.archs, k):
+                    cfg = copy.deepcopy(base_config(size, list(combo)))
+                    cfg.passes = 2
+                    first, final, head_s, outs2 = committee_scores(feats, labels, cfg, cache, name)
+                    feature_s = sum(secs[a] for a in combo)
+                    rows.append({"size": size, "labels": name, "committee": "+".join(combo), "true_noise": float(is_error.mean()),
+                                 **metrics(is_error, final), **calibration(is_error, final, labels),
+                                 "pass1_flagged_share": float(first.in_review.mean()),
+                                 "s_per_1000": 1000 * (feature_s + head_s) / args.n})
+                    r = rows[-1]
+                    if args.json:  # as it goes: a long sweep keeps what it measured
+                        args.json.write_text(json.dumps(rows, indent=1))
+                    if args.variants is not None and (k == len(args.archs) or "+".join(combo) in args.variants):
+                        q = knn_labels(feats, combo, labels)
+                        for vname, m in variants(final, labels, is_error, member_votes(outs2, len(labels)), q):
+                            rows.append({**r, **m, **{f"p@{kk}": float("nan") for kk in (100, 300, 500, 1000)}, "committee": f"{r['committee']}: {vname}"})
+                            print(f"    {vname:45s} flagged {m['flagged_share']:.3f} F1 {m['f1']:.3f} AUROC {m['auroc']:.3f}",
+                                  file=sys.stderr, flush=True)
+                    print(f"{size} {name:8s} {r['committee']:18s} flagged {r['flagged_share']:.3f} F1 {r['f1']:.3f} "
+                          f"AUROC {r['auroc']:.3f} P@500 {r['p@500']:.2f} {r['s_per_1000']:.1f} s/1k | rho {r['rho']:.3f} T {r['T']:.2f} "
+                          f"gap {r['cal_gap']:.3f}@{r['cal_gap_at']} exp {r['expected_wrong_in_list']:.0f}/{r['wrong_in_list']} "
+                          f"all {r['expected_wrong']:.0f}/{r['wrong']} bayes {r['bayes_flagged_share']:.3f} F1 {r['bayes_f1']:.3f}",
+                          file=sys.stderr, flush=True)
+    if rows:
+        print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    head = ["size", "labels", "committee", "flagged", "precision", "recall", "F1", "AUROC", "P@100", "P@500", "P@1000", "s / 1,000 images"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['labels']} | {r['committee']} | {r['flagged_share']:.1%} | {r['precision']:.3f} | "
+                     f"{r['recall']:.3f} | {r['f1']:.3f} | {r['auroc']:.3f} | {r['p@100']:.2f} | {r['p@500']:.2f} | "
+                     f"{r['p@1000']:.2f} | {r['s_per_1000']:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
