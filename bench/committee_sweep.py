@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,11 +41,10 @@ from datacleaner.config import MemberConfig, load_config  # noqa: E402
 from datacleaner.folds import make_fold_plan  # noqa: E402
 from datacleaner.progress import QUIET  # noqa: E402
 from datacleaner.runs import RunDir, clean, judge_outputs  # noqa: E402
-from datacleaner.scoring import error_model  # noqa: E402
 from datacleaner.training import fit_view_head  # noqa: E402
 
 from paths import CIFAR, ROOT, WEIGHTS  # noqa: E402
-from real_noise import CLASSES, write_tree  # noqa: E402
+from real_noise import CLASSES, metrics as list_metrics, review_order, write_tree  # noqa: E402
 
 ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
 LABELS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
@@ -158,11 +156,7 @@ def variants(final, labels, is_error, votes, q) -> list[tuple[str, dict]]:
     N = len(labels)
 
     def flagged_metrics(flag, quality):
-        tp = int((flag & is_error).sum())
-        p, r = tp / max(1, flag.sum()), tp / max(1, is_error.sum())
-        return {"flagged": int(flag.sum()), "flagged_share": float(flag.mean()), "precision": p, "recall": r,
-                "f1": 2 * p * r / max(1e-12, p + r),
-                "auroc": roc_auc_score(is_error, -quality) if 0 < is_error.sum() < N else float("nan")}
+        return metrics(is_error, flag, quality, np.argsort(quality, kind="stable"), ks=())
 
     lq = final.label_quality
     out.append(("error_prob >= 0.5 (Bayes rule)", flagged_metrics(ep >= 0.5, lq)))
@@ -187,32 +181,23 @@ def calibration(is_error: np.ndarray, s, labels) -> dict:
     first k rows and the precision at k (k = 50, 100, ... up to the list's length), the expected
     and true number of wrong labels in the list and in the dataset, and the Bayes flag rule
     (error_prob >= 0.5) as an alternative list."""
-    ep, rho, T = error_model(s.mean_probs, labels)
+    ep, rho, T = s.error_prob, s.noise_model["noise_rate"], s.noise_model["temperature"]
     flagged = np.flatnonzero(s.in_review)
     order = flagged[np.argsort(-ep[flagged], kind="stable")]
     ks = [k for k in range(50, len(order) + 1, 50)] or [len(order)]
     gaps = [abs(ep[order[:k]].mean() - is_error[order[:k]].mean()) for k in ks if k]
     bayes = ep >= 0.5
-    tp = int((bayes & is_error).sum())
-    p, r = tp / max(1, bayes.sum()), tp / max(1, is_error.sum())
     return {"rho": rho, "T": T, "cal_gap": max(gaps) if gaps else float("nan"),
             "cal_gap_at": ks[int(np.argmax(gaps))] if gaps else 0,
             "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
             "expected_wrong": float(ep.sum()), "wrong": int(is_error.sum()),
-            "bayes_flagged_share": float(bayes.mean()), "bayes_f1": 2 * p * r / max(1e-12, p + r)}
+            "bayes_flagged_share": float(bayes.mean()), "bayes_f1": metrics(is_error, bayes, s.label_quality, np.arange(0), ())["f1"]}
 
 
-def metrics(is_error: np.ndarray, s, ks=(100, 300, 500, 1000)) -> dict:
-    flagged = s.in_review
-    tp = int((flagged & is_error).sum())
-    p, r = tp / max(1, flagged.sum()), tp / max(1, is_error.sum())
-    order = np.lexsort((np.nan_to_num(s.label_quality, nan=2.0), -s.flag_count))
-    row = {"flagged": int(flagged.sum()), "flagged_share": float(flagged.mean()), "precision": p, "recall": r,
-           "f1": 2 * p * r / max(1e-12, p + r),
-           "auroc": roc_auc_score(is_error, -s.label_quality) if 0 < is_error.sum() < len(is_error) else float("nan")}
-    for k in ks:
-        row[f"p@{k}"] = float(is_error[order[:k]].mean())
-    return row
+def metrics(is_error: np.ndarray, flagged: np.ndarray, quality: np.ndarray, order: np.ndarray, ks=(100, 300, 500, 1000)) -> dict:
+    """real_noise.py's metrics, with NaN where a ranking cannot be judged (clean labels: no wrong label)."""
+    row = list_metrics(is_error, flagged, quality, order, ks)
+    return {k: float("nan") if v is None else v for k, v in row.items()}
 
 
 def main(argv=None) -> int:
@@ -257,7 +242,9 @@ def main(argv=None) -> int:
                     first, final, head_s, outs2 = committee_scores(feats, labels, cfg, cache, name)
                     feature_s = sum(secs[a] for a in combo)
                     rows.append({"size": size, "labels": name, "committee": "+".join(combo), "true_noise": float(is_error.mean()),
-                                 **metrics(is_error, final), **calibration(is_error, final, labels),
+                                 **metrics(is_error, final.in_review, final.label_quality,
+                                           review_order(final.flag_count, final.label_quality)),
+                                 **calibration(is_error, final, labels),
                                  "pass1_flagged_share": float(first.in_review.mean()),
                                  "s_per_1000": 1000 * (feature_s + head_s) / args.n})
                     r = rows[-1]

@@ -12,6 +12,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
+from .tables import primary_issue
+
 
 def write_noisy_digits(
     out: str | Path, *, noise: float = 0.1, seed: int = 0, size: int = 32, per_class: int | None = None,
@@ -51,7 +53,7 @@ def review_metrics(scores: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
     scores: scores.csv as a table; truth: path + flipped (bool)."""
     merged = scores.merge(truth[["path", "flipped"]], on="path", how="inner")
-    reviewed = merged["issue"].astype(str).str.split(";").str[0].isin(["mislabel", "low_confidence"]).to_numpy()
+    reviewed = primary_issue(merged["issue"]).isin(["mislabel", "low_confidence"]).to_numpy()
     flipped = merged["flipped"].to_numpy(dtype=bool)
     tp = int((reviewed & flipped).sum())
     precision = tp / max(1, int(reviewed.sum()))

@@ -118,9 +118,15 @@ def _p90(x: np.ndarray) -> float:
     return float(np.percentile(x, 90)) if len(x) else 0.0
 
 
+def is_flat(entropy: np.ndarray, t: Thresholds = Thresholds()) -> np.ndarray:
+    """(N,) bool: low_information images (few grey levels). Flat images all look alike to a hash and to
+    a backbone, so they take part in exact duplicates only."""
+    return np.asarray(entropy) < t.low_information
+
+
 def property_issues(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) -> dict[str, np.ndarray]:
     """{issue: (N,) bool} for the image-property issues."""
-    low_info = props["entropy"] < t.low_information
+    low_info = is_flat(props["entropy"], t)
     issues = {
         "dark": props["p99"] < t.dark,
         "light": props["p5"] > t.light,
@@ -523,9 +529,9 @@ def assess(
             close = close_pairs(sims, idx, hashes, hashes, t)
             rows, cols = np.nonzero(close)
             pairs.append(np.stack([rows, idx[rows, cols]], axis=1))
-        plain = props["entropy"] < t.low_information if props is not None else np.zeros(N, dtype=bool)
+        plain = is_flat(props["entropy"], t) if props is not None else np.zeros(N, dtype=bool)
         near_pairs = np.concatenate(pairs[1:]).astype(np.int64) if len(pairs) > 1 else np.zeros((0, 2), np.int64)
-        near_pairs = near_pairs[~plain[near_pairs].any(axis=1)]  # flat images all look alike: only exact copies count
+        near_pairs = near_pairs[~plain[near_pairs].any(axis=1)]
         pairs = np.concatenate([pairs[0].astype(np.int64), near_pairs])
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         group = groups_from_pairs(N, pairs)

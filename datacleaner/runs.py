@@ -118,6 +118,10 @@ class RunDir:
         key = digest([backbone, views, info["fingerprint"], info["cache_size"], self._weights(info, member)])
         return self.file("features", f"{member.label}-{key}.npy")
 
+    def health_facts_path(self, size: int, fingerprint: str) -> Path:
+        """Pixel facts for the health checks (health_cache) of the decoded cache of `size` px."""
+        return self.file("cache", f"health-{size}-{fingerprint}.npz")
+
     def health_features_path(self, cfg, info) -> Path:
         """Compact features (health.compact_features) of every image, for near duplicates and outliers:
         from the first pretrained member's backbone as pretrained (never fine-tuned: fine-tuning bunches
@@ -186,10 +190,10 @@ def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
     return np.array(images) if images.nbytes <= memory_gb * 2**30 else images
 
 
-def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, key: str, progress: Progress) -> dict[str, np.ndarray]:
-    """What the data-health checks need from the pixels, computed once per decoded cache (cache/health-KEY.npz):
+def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, fingerprint: str, progress: Progress) -> dict[str, np.ndarray]:
+    """What the data-health checks need from the pixels, computed once per decoded cache (RunDir.health_facts_path):
     property scores, perceptual hashes and pixel digests (health.py). Re-scoring reads it: no decoding again."""
-    path = run.file("cache", f"health-{key}.npz")
+    path = run.health_facts_path(images.shape[1], fingerprint)
     if path.is_file():
         with np.load(path) as saved:
             return dict(saved)
@@ -249,7 +253,7 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     with watch.stage("health"):
-        health_cache(run, images, sizes, f"{size}-{fingerprint}", progress)
+        health_cache(run, images, sizes, fingerprint, progress)
     if problems:
         listing = "; ".join(f"{labeled.paths[i]} ({why})" for i, why in list(problems.items())[:5])
         progress.info(f"{len(problems)} unreadable file(s) left out of training: {listing}" + (" ..." if len(problems) > 5 else ""))
@@ -494,10 +498,10 @@ def _health_features(ctx: RunContext) -> None:
         ]
         parts = dict(ctx.executor.run(jobs))
         feats = np.concatenate([parts[i] for i in range(len(starts))]) if starts else np.zeros((0, 1, 1), np.float16)
-    compact, mean = health.compact_features(feats)
+    compact = health.compact_features(feats)[0]
     lonely = health.compact_features(feats, centre=False)[0] if member is not None else compact
     buf = io.BytesIO()
-    np.savez(buf, features=compact, mean=mean, outlier_features=lonely, source="pixels" if member is None else "backbone")
+    np.savez(buf, features=compact, outlier_features=lonely, source="pixels" if member is None else "backbone")
     write_bytes_atomic(path, buf.getvalue())
 
 
@@ -667,7 +671,7 @@ def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | Non
         return None, []
     notes = []
     info = done.info
-    cache = run.file("cache", f"health-{info['cache_size']}-{info['fingerprint']}.npz")
+    cache = run.health_facts_path(info["cache_size"], info["fingerprint"])
     facts = {}
     if cache.is_file():
         with np.load(cache) as saved:

@@ -308,7 +308,7 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
     and detail "near duplicate of X" for near copies of an earlier pool image (collapsed like exact copies).
     Returns notes on what could not be checked."""
     idx = pool.readable
-    facts = health_cache(run, pool.images, pool.sizes, f"{pool.images.shape[1]}-{pool.fingerprint}", progress)
+    facts = health_cache(run, pool.images, pool.sizes, pool.fingerprint, progress)
     hashes, digests = facts["phash"][idx], facts["digest"][idx]
     t = health.thresholds(str(labeled["source"]) if labeled is not None and "source" in labeled else "backbone")
     notes = []
@@ -318,7 +318,7 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
         sims, nbr = health.nearest(features, k=t.neighbours)
         rows, cols = np.nonzero(health.close_pairs(sims, nbr, hashes, hashes, t))
         pairs.append(np.stack([rows, nbr[rows, cols]], axis=1))
-    plain = facts["prop_entropy"][idx] < t.low_information  # flat images all look alike: only exact copies count
+    plain = health.is_flat(facts["prop_entropy"][idx], t)
     pairs = np.concatenate(pairs).astype(np.int64)
     group = health.groups_from_pairs(len(idx), pairs[~plain[pairs].any(axis=1)])
     copy = (group >= 0) & (group != np.arange(len(idx))) & (table["detail"] == "").to_numpy()

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataCleanerError
-from ..tables import unneutralise, write_text_atomic
+from ..tables import primary_issue, unneutralise, write_text_atomic
 from .lists import LIST_NAMES, inside
 from .thumbs import render
 
@@ -152,7 +152,7 @@ def scan_list(run: Run, top: int) -> Listing:
         for col in keys + [score, "issue", "reason", "rank", "detail"]:
             if col not in chunk.columns:
                 chunk[col] = ""
-        first = chunk["issue"].astype(str).str.split(";").str[0]
+        first = primary_issue(chunk["issue"])
         subset = chunk[chunk["rank"] != ""] if select else chunk[first.isin(FLAGGED)]
         if not select:
             other = chunk[~first.isin((*FLAGGED, "", "unreadable"))]
@@ -383,7 +383,6 @@ def health_section(run: Run, found: Listing) -> str:
     return f'<section id="health"><h2>Data health ({found.n_health:,})</h2>{tiles}{notes}{table}{more}</section>'
 
 
-
 def scan_scores(run: Run) -> tuple[dict, np.ndarray, np.ndarray]:
     """From scores.csv (three columns, in chunks): {class: [images, flagged]}, label_quality of
     readable images, of flagged ones. Without scores.csv: flagged counts from the summary only."""
@@ -397,7 +396,7 @@ def scan_scores(run: Run) -> tuple[dict, np.ndarray, np.ndarray]:
     for chunk in chunks(path, ["given_label", "label_quality", "issue"]):
         given = chunk["given_label"].map(unneutralise)
         issue = chunk["issue"] if "issue" in chunk else pd.Series("", index=chunk.index)
-        is_flagged = issue.astype(str).str.split(";").str[0].isin(FLAGGED)
+        is_flagged = primary_issue(issue).isin(FLAGGED)
         for c, n in given.value_counts(sort=False).items():
             per_class.setdefault(c, [0, 0])[0] = (per_class[c][0] or 0) + int(n)
         for c, n in given[is_flagged].value_counts(sort=False).items():
