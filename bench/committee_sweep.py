@@ -84,6 +84,29 @@ def member_features(work: Path, arrays, offset: int, n: int, size: int, arch: st
     return {"features": np.load(out, mmap_mode="r"), **seconds}
 
 
+def timed_features(work: Path, arrays, n: int, size: int, arch: str) -> dict:
+    """Seconds per image of one member's features and of decoding, from a `clean` of images [0, n)
+    run alone (nothing else on the machine): the sweep's own feature runs may share the cores."""
+    out = work / f"timing-{arch}-{size}-{n}.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    sel = np.arange(n)
+    tree = work / f"tree-0-{n}"
+    write_tree(tree, arrays["images"][sel], arrays["clean_label"][sel], arrays["index"][sel])
+    cfg = base_config(size, [arch])
+    run_dir = work / f"run-time-{arch}-{size}-{n}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    t = time.time()
+    result = clean(tree, run_dir, cfg, progress=QUIET)
+    wall = time.time() - t
+    timings = result.summary["timings_s"]
+    got = {"features_s_per_image": timings["features"] / n, "decode_s_per_image": timings.get("decode", 0.0) / n,
+           "wall_s_per_image": wall / n, "n": n}
+    shutil.rmtree(run_dir)
+    out.write_text(json.dumps(got))
+    return got
+
+
 def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
                  key) -> tuple[list, float]:
     """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`."""
@@ -181,17 +204,54 @@ def calibration(is_error: np.ndarray, s, labels) -> dict:
     first k rows and the precision at k (k = 50, 100, ... up to the list's length), the expected
     and true number of wrong labels in the list and in the dataset, and the Bayes flag rule
     (error_prob >= 0.5) as an alternative list."""
-    ep, rho, T = s.error_prob, s.noise_model["noise_rate"], s.noise_model["temperature"]
+    ep, rho, seen = s.error_prob, s.noise_model["noise_rate"], s.noise_model["seen_noise_rate"]
     flagged = np.flatnonzero(s.in_review)
-    order = flagged[np.argsort(-ep[flagged], kind="stable")]
-    ks = [k for k in range(50, len(order) + 1, 50)] or [len(order)]
-    gaps = [abs(ep[order[:k]].mean() - is_error[order[:k]].mean()) for k in ks if k]
+    gap, at = list_gap(ep, is_error, flagged)
     bayes = ep >= 0.5
-    return {"rho": rho, "T": T, "cal_gap": max(gaps) if gaps else float("nan"),
-            "cal_gap_at": ks[int(np.argmax(gaps))] if gaps else 0,
+    return {"rho": rho, "rho_seen": seen, "cal_gap": gap, "cal_gap_at": at,
             "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
             "expected_wrong": float(ep.sum()), "wrong": int(is_error.sum()),
             "bayes_flagged_share": float(bayes.mean()), "bayes_f1": metrics(is_error, bayes, s.label_quality, np.arange(0), ())["f1"]}
+
+
+def list_gap(ep: np.ndarray, is_error: np.ndarray, listed: np.ndarray) -> tuple[float, int]:
+    """(signed gap, k): the largest difference between the running mean of error_prob over the first
+    k rows of the list (`listed` indices, most probably wrong first) and the share of wrong labels
+    among them, k = 50, 100, ... up to the list's length."""
+    order = listed[np.argsort(-ep[listed], kind="stable")]
+    ks = [k for k in range(50, len(order) + 1, 50)] or [len(order)]
+    if not len(order):
+        return float("nan"), 0
+    gaps = [ep[order[:k]].mean() - is_error[order[:k]].mean() for k in ks]
+    i = int(np.argmax(np.abs(gaps)))
+    return float(gaps[i]), ks[i]
+
+
+def fit_link(sets: dict) -> list[tuple]:
+    """error_model's link and sharpening fitted to label sets {name: (mean_probs, labels, is_error,
+    listed)}: every (gain, power, sharpen) on a grid, sorted by the worst of |calibration gap down
+    the list| and |fitted noise rate - true noise rate| over the sets. The seen noise rate, the
+    temperature and the noise structure do not depend on them: fitted once per set."""
+    from datacleaner.scoring import _tempered, linked_noise_rate, noise_structure, seen_noise_rate, wrong_label_posterior
+
+    fitted = {}
+    for name, (probs, labels, is_error, listed) in sets.items():
+        probs = np.asarray(probs, dtype=np.float64)
+        seen, T = seen_noise_rate(probs, labels)
+        fitted[name] = (probs, seen, T, noise_structure(_tempered(probs, T), labels, seen) if seen > 0 else None)
+    rows = []
+    for gain, power, sharpen in itertools.product([1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8], [0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0],
+                                                  [0.8, 0.85, 0.9, 0.95, 1.0]):
+        worst, per = 0.0, {}
+        for name, (_, labels, is_error, listed) in sets.items():
+            probs, seen, T, structure = fitted[name]
+            rho = min(linked_noise_rate(seen, (gain, power)), 0.9)
+            ep = np.zeros(len(labels)) if rho == 0 else wrong_label_posterior(probs, labels, rho, structure, T * sharpen)
+            gap = list_gap(ep, is_error, np.flatnonzero(listed))[0]
+            per[name] = (gap, rho - float(is_error.mean()))
+            worst = max(worst, abs(gap), abs(per[name][1]))
+        rows.append((worst, gain, power, sharpen, per))
+    return sorted(rows, key=lambda r: r[0])
 
 
 def metrics(is_error: np.ndarray, flagged: np.ndarray, quality: np.ndarray, order: np.ndarray, ks=(100, 300, 500, 1000)) -> dict:
@@ -207,7 +267,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--offset", type=int, default=0, help="judge images [offset, offset + n)")
     ap.add_argument("--features-n", type=int, default=None,
-                    help="features of images [0, features-n) (default offset + n): one feature run serves both halves")
+                    help="use features of images [0, features-n) (default: features of [offset, offset + n) alone)")
     ap.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-committee-sweep")
     ap.add_argument("--features-only", action="store_true", help="step 1 only")
@@ -216,17 +276,28 @@ def main(argv=None) -> int:
                     help="also other flag rules and the kNN label signal, for the full committee and these (e.g. lite0+mnv2)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--calibration", action="store_true",
+                    help="also fit error_model's link and sharpening per committee over the label sets measured "
+                         "(fit on one half of the images, check the shipped values on the other)")
+    ap.add_argument("--time", type=int, default=None, metavar="N",
+                    help="time each member's features on N images in a run of its own (cached in --work) and use "
+                         "those timings for s / 1,000 images: run it with nothing else on the machine")
     args = ap.parse_args(argv)
     arrays = dict(np.load(CIFAR))
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = []
-    fn = args.features_n or args.offset + args.n
+    rows, cal_sets = [], {}
+    fo, fn = (0, args.features_n) if args.features_n else (args.offset, args.n)
     for size in args.sizes:
         feats, secs = {}, {}
         for a in args.archs:
-            got = member_features(args.work, arrays, 0, fn, size, a, args.quiet)
-            feats[a], secs[a] = got["features"][args.offset : args.offset + args.n], got["seconds"] * args.n / fn
+            got = member_features(args.work, arrays, fo, fn, size, a, args.quiet)
+            feats[a], secs[a] = got["features"][args.offset - fo : args.offset - fo + args.n], got["seconds"] * args.n / fn
             print(f"[features {a} {size} px: {got['seconds']:.0f} s for {fn} images]", file=sys.stderr, flush=True)
+            if args.time:
+                tm = timed_features(args.work, arrays, args.time, size, a)
+                secs[a], secs["decode"] = tm["features_s_per_image"] * args.n, tm["decode_s_per_image"] * args.n
+                print(f"[alone: {a} {size} px features {1000 * tm['features_s_per_image']:.1f} s, decode "
+                      f"{1000 * tm['decode_s_per_image']:.1f} s per 1,000 images]", file=sys.stderr, flush=True)
         if args.features_only:
             continue
         sel = np.arange(args.offset, args.offset + args.n)
@@ -240,7 +311,7 @@ def main(argv=None) -> int:
                     cfg = copy.deepcopy(base_config(size, list(combo)))
                     cfg.passes = 2
                     first, final, head_s, outs2 = committee_scores(feats, labels, cfg, cache, name)
-                    feature_s = sum(secs[a] for a in combo)
+                    feature_s = sum(secs[a] for a in combo) + secs.get("decode", 0.0)
                     rows.append({"size": size, "labels": name, "committee": "+".join(combo), "true_noise": float(is_error.mean()),
                                  **metrics(is_error, final.in_review, final.label_quality,
                                            review_order(final.flag_count, final.label_quality)),
@@ -248,6 +319,8 @@ def main(argv=None) -> int:
                                  "pass1_flagged_share": float(first.in_review.mean()),
                                  "s_per_1000": 1000 * (feature_s + head_s) / args.n})
                     r = rows[-1]
+                    if args.calibration:
+                        cal_sets.setdefault((size, "+".join(combo)), {})[name] = (final.mean_probs, labels, is_error, final.in_review)
                     if args.json:  # as it goes: a long sweep keeps what it measured
                         args.json.write_text(json.dumps(rows, indent=1))
                     if args.variants is not None and (k == len(args.archs) or "+".join(combo) in args.variants):
@@ -257,10 +330,19 @@ def main(argv=None) -> int:
                             print(f"    {vname:45s} flagged {m['flagged_share']:.3f} F1 {m['f1']:.3f} AUROC {m['auroc']:.3f}",
                                   file=sys.stderr, flush=True)
                     print(f"{size} {name:8s} {r['committee']:18s} flagged {r['flagged_share']:.3f} F1 {r['f1']:.3f} "
-                          f"AUROC {r['auroc']:.3f} P@500 {r['p@500']:.2f} {r['s_per_1000']:.1f} s/1k | rho {r['rho']:.3f} T {r['T']:.2f} "
+                          f"AUROC {r['auroc']:.3f} P@500 {r['p@500']:.2f} {r['s_per_1000']:.1f} s/1k | rho {r['rho']:.3f} (seen {r['rho_seen']:.3f}) "
                           f"gap {r['cal_gap']:.3f}@{r['cal_gap_at']} exp {r['expected_wrong_in_list']:.0f}/{r['wrong_in_list']} "
                           f"all {r['expected_wrong']:.0f}/{r['wrong']} bayes {r['bayes_flagged_share']:.3f} F1 {r['bayes_f1']:.3f}",
                           file=sys.stderr, flush=True)
+    for (size, combo), sets in cal_sets.items():
+        fitted = fit_link(sets)
+        print(f"\nerror_model link fitted for {combo} at {size} px (worst |gap| or |noise rate error| over {', '.join(sets)}):")
+        from datacleaner.scoring import NOISE_LINK, SHARPEN
+
+        shipped = [r for r in fitted if (r[1], r[2], r[3]) == (*NOISE_LINK, SHARPEN)]
+        for worst, gain, power, sharpen, per in fitted[:5] + [("shipped", *r[1:]) for r in shipped]:
+            cells = ", ".join(f"{k} {g:+.3f} / {d:+.3f}" for k, (g, d) in per.items())
+            print(f"  {worst if isinstance(worst, str) else f'{worst:.3f}'}: gain {gain}, power {power}, sharpen {sharpen} | gap / noise-rate error: {cells}")
     if rows:
         print(table(rows))
     if args.json:

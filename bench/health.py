@@ -32,8 +32,8 @@ near-duplicate recall per alteration and false-alarm pairs for max_bits 0..10, e
 and conflicting-label recall, and for each property its threshold swept (recall on the planted
 images, false alarms on the untouched base).
 
-Features (skipped with --no-features): everything decoded again at 128 px as `clean` with the cpu
-profile does; the profile's first member (tf_efficientnet_lite0, ImageNet weights, frozen, TTA
+Features (skipped with --no-features): everything decoded again at the cpu profile's size as `clean`
+with that profile does; the profile's first member (ImageNet weights, frozen, TTA
 identity + hflip) gives penultimate features, `compact_features` makes them 128-d, and an
 out-of-fold logistic head (`fit_view_head`) gives class probabilities. Swept: the feature
 near-duplicate rule (neighbours x min_similarity x ratio x loose rule) against the hash alone,
@@ -65,6 +65,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datacleaner import health  # noqa: E402
+from datacleaner.config import load_config  # noqa: E402
 from datacleaner.dataset import decode_images  # noqa: E402
 
 from paths import CIFAR  # noqa: E402
@@ -340,8 +341,8 @@ def cross_table(flags: dict, items: list[Item], names: list[str]) -> str:
 
 # Features: near duplicates and outliers --------------------------------------------------------
 
-ARCH = "tf_efficientnet_lite0"  # the cpu profile's first frozen member: the product's health features
-FEATURE_SIZE = 128  # its img_size, and so the decode size of `clean` with the cpu profile
+_FIRST = load_config("cpu").members[0]  # the cpu profile's first frozen member: the product's health features
+ARCH, FEATURE_SIZE = _FIRST.arch, _FIRST.img_size  # its img_size is the decode size of `clean` with the cpu profile
 SIM_SWEEP = [0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98]  # features alone
 COMBINED_SIMS = [0.80, 0.85, 0.90, 0.95, 0.98]  # min_similarity in the combined rule
 RATIO_SWEEP = [1.0, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1]  # 1.0: no ratio condition
@@ -377,7 +378,7 @@ def rule_name(m=None, ratio=None, lb=None, ls=None, k=None) -> str:
 
 def member_features(pixels: np.ndarray) -> np.ndarray:
     """(N, 2, D) float16 penultimate features of the cpu profile's first member, as `clean` computes
-    them for a frozen member: ImageNet weights from ../shared/weights, 128 px, TTA identity + hflip."""
+    them for a frozen member: ImageNet weights from ../shared/weights, FEATURE_SIZE px, TTA identity + hflip."""
     import torch
 
     from datacleaner.config import AugmentConfig, MemberConfig, TTAConfig
@@ -1023,17 +1024,17 @@ def run(root: Path, args) -> int:
         print("\nfeature-based near duplicates, outliers and the whole verdict: skipped (--no-features)")
     else:
         t = time.perf_counter()
-        pixels128, _ = decode_images(files, FEATURE_SIZE)
+        pixels_f, _ = decode_images(files, FEATURE_SIZE)
         timings[f"decode at {FEATURE_SIZE} px (2 threads)"] = time.perf_counter() - t
         del pixels64
         t = time.perf_counter()
-        props128 = health.properties(pixels128, sizes)
+        props_f = health.properties(pixels_f, sizes)
         timings[f"properties ({FEATURE_SIZE} px)"] = time.perf_counter() - t
         t = time.perf_counter()
-        hashes128 = health.phash(pixels128)
+        hashes_f = health.phash(pixels_f)
         timings[f"phash ({FEATURE_SIZE} px)"] = time.perf_counter() - t
         t = time.perf_counter()
-        digests = health.pixel_digests(pixels128, sizes)
+        digests = health.pixel_digests(pixels_f, sizes)
         timings[f"pixel_digests ({FEATURE_SIZE} px)"] = time.perf_counter() - t
         cache = args.features_cache
         feats = np.load(cache) if cache is not None and cache.is_file() else None
@@ -1042,12 +1043,12 @@ def run(root: Path, args) -> int:
             feats = None
         if feats is None:
             t = time.perf_counter()
-            feats = member_features(pixels128)
+            feats = member_features(pixels_f)
             step = f"features: {ARCH}, 2 views at {FEATURE_SIZE} px (2 threads; `clean` computes them anyway)"
             timings[step] = time.perf_counter() - t
             if cache is not None:
                 np.save(cache, feats)
-        del pixels128
+        del pixels_f
         t = time.perf_counter()
         compact, _ = health.compact_features(feats)
         timings["compact_features"] = time.perf_counter() - t
@@ -1057,7 +1058,7 @@ def run(root: Path, args) -> int:
         step = f"nearest (k {health.Thresholds().neighbours}, exact: at most {health.EXACT_SEARCH} images)"
         timings[step] = time.perf_counter() - t
         sims, idx = health.nearest(compact, k=max(K_SWEEP))
-        pick_near, _, comb_found = near_feature_section(items, hashes128, sims, idx)
+        pick_near, _, comb_found = near_feature_section(items, hashes_f, sims, idx)
         lonely, _ = health.compact_features(feats, centre=False)
         pick_out = outlier_section(items, lonely, compact, probs, RECOMMENDED["neighbours"])
         del feats
@@ -1066,8 +1067,8 @@ def run(root: Path, args) -> int:
         print(f"\n## The whole verdict: `assess` with the recommended thresholds, everything at {FEATURE_SIZE} px\n")
         print("Thresholds: " + ", ".join(f"{k} {v:g}" for k, v in dataclasses.asdict(chosen).items()) + "\n")
         t = time.perf_counter()
-        verdict = health.assess([str(f) for f in files], labels, CLASSES, usable, health.ISSUES, props=props128,
-                                hashes=hashes128, digests=digests, features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1),
+        verdict = health.assess([str(f) for f in files], labels, CLASSES, usable, health.ISSUES, props=props_f,
+                                hashes=hashes_f, digests=digests, features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1),
                                 suggested_prob=probs.max(axis=1), t=chosen)
         timings["assess (all checks, from the above)"] = time.perf_counter() - t
         verdict_section(items, verdict)
@@ -1088,7 +1089,7 @@ def run(root: Path, args) -> int:
             compare_cleanvision(result, items, ours, exact, near, found_at, feat)
     if not args.no_scale:
         scale_section([100_000, *([1_000_000] if args.scale_million else [])], thresholds(**RECOMMENDED),
-                      None if feat is None else compact, items, None if feat is None else hashes128)
+                      None if feat is None else compact, items, None if feat is None else hashes_f)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

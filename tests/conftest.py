@@ -52,7 +52,7 @@ def weights_dir(tmp_path_factory):
     from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("weights")
-    for arch, name in [("tf_efficientnet_lite0", "tf_efficientnet_lite0.in1k"), ("mobilenetv2_100", "mobilenetv2_100")]:
+    for arch, name in [("tf_efficientnet_lite2", "tf_efficientnet_lite2.in1k"), ("mobilenetv2_100", "mobilenetv2_100")]:
         torch.manual_seed(0)
         model = timm.create_model(arch, num_classes=1000)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))

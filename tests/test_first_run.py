@@ -45,7 +45,7 @@ def test_clean_without_config_runs_the_cpu_profile_with_weights_from_a_folder(no
     assert "profile          cpu (no --config given and no CUDA GPU found)" in r.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["profile"] == "cpu" and summary["profile_reason"] == "no --config given and no CUDA GPU found"
-    assert list(summary["members"]) == ["tf_efficientnet_lite0", "mobilenetv2_100"] and summary["passes"] == 2
+    assert list(summary["members"]) == ["tf_efficientnet_lite2", "mobilenetv2_100"] and summary["passes"] == 2
     assert len(list((out / "features").glob("*.npy"))) == 2  # both frozen backbones ran on every image
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False).merge(truth, on="path")
     flagged = scores["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])
@@ -60,7 +60,7 @@ def test_train_without_config_takes_weights_from_the_environment(noisy_digits, w
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "committee" / "summary.json").read_text())
     assert summary["profile"] == "cpu" and "no --config given" in summary["profile_reason"]
-    assert summary["members"] == ["tf_efficientnet_lite0", "mobilenetv2_100"]
+    assert summary["members"] == ["tf_efficientnet_lite2", "mobilenetv2_100"]
     assert "profile          cpu" in r.output
 
 
@@ -90,7 +90,7 @@ def test_a_weights_file_from_the_folder_is_the_one_loaded(weights_dir):
 
     cfg = load_config("cpu", {"weights_dir": weights_dir})
     found = resolve_weights(cfg)
-    assert found == {"tf_efficientnet_lite0": str(weights_dir / "tf_efficientnet_lite0.in1k.safetensors"),
+    assert found == {"tf_efficientnet_lite2": str(weights_dir / "tf_efficientnet_lite2.in1k.safetensors"),
                      "mobilenetv2_100": str(weights_dir / "mobilenetv2_100.safetensors")}
     member = cfg.members[1]
     model = create_member_model(member, 4, pretrained_path=found[member.label])
@@ -109,8 +109,8 @@ def test_no_weights_and_no_hub_is_one_line_within_a_minute(noisy_digits, tmp_pat
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert lines[0].startswith("error: member 'tf_efficientnet_lite0' has no pretrained weights")
-    for needed in ("tf_efficientnet_lite0.safetensors", "--weights-dir", "DATACLEANER_WEIGHTS_DIR", "hub"):
+    assert lines[0].startswith("error: member 'tf_efficientnet_lite2' has no pretrained weights")
+    for needed in ("tf_efficientnet_lite2.safetensors", "--weights-dir", "DATACLEANER_WEIGHTS_DIR", "hub"):
         assert needed in lines[0]
     assert not out.exists()  # stopped before writing anything
 
@@ -132,8 +132,8 @@ def test_a_hub_that_never_answers_does_not_hang_the_run(noisy_digits, tmp_path):
     finally:
         server.close()
     assert r.returncode == 1 and elapsed < 60, (elapsed, r.stderr)
-    assert "did not answer within" in r.stderr and "problem: member 'tf_efficientnet_lite0'" in r.stderr
-    assert "member tf_efficientnet_lite0  NO WEIGHTS" in r.stdout
+    assert "did not answer within" in r.stderr and "problem: member 'tf_efficientnet_lite2'" in r.stderr
+    assert "member tf_efficientnet_lite2  NO WEIGHTS" in r.stdout
     assert "Traceback" not in r.stderr
 
 
@@ -142,7 +142,7 @@ def test_doctor_reports_versions_device_and_weights(weights_dir):
     assert r.exit_code == 0, r.output
     for key in ("python", "torch", "timm", "device", "ray", "profile"):
         assert any(line.startswith(key) for line in r.output.splitlines()), key
-    assert str(weights_dir / "tf_efficientnet_lite0.in1k.safetensors") in r.output
+    assert str(weights_dir / "tf_efficientnet_lite2.in1k.safetensors") in r.output
     assert "ready: a run with this config has everything it needs" in r.output
     r = runner.invoke(app, ["doctor", "--config", "small"])
     assert r.exit_code == 0 and "trained from scratch: needs no weights" in r.output
@@ -159,7 +159,7 @@ def test_version_and_profiles_commands():
     lines = r.output.splitlines()
     assert r.exit_code == 0 and [line.split()[0] for line in lines[:3]] == ["cpu", "gpu", "small"]
     r = runner.invoke(app, ["profiles", "show", "cpu"])
-    assert r.exit_code == 0 and "frozen: true" in r.output and "tf_efficientnet_lite0" in r.output
+    assert r.exit_code == 0 and "frozen: true" in r.output and "tf_efficientnet_lite2" in r.output
     r = runner.invoke(app, ["profiles", "show", "nosuch"])
     assert r.exit_code == 1 and "no built-in profile 'nosuch'" in r.output
 
