@@ -17,8 +17,8 @@ scores for one committee.) Columns: share flagged, precision / recall / F1 of th
 AUROC of label_quality, precision at k, and wall time per 1,000 images (features, both passes'
 heads).
 
-    python bench/real_noise.py --sweep --sizes 128 --n 20000
-    python bench/real_noise.py --sweep --sizes 160 224 --n 10000
+    python bench/real_noise.py --sweep --sizes 128 160 224 --n 10000 --min-members 2 --time 1000
+    python bench/real_noise.py --sweep --sizes 160 --offset 10000 --n 10000 --calibration 160:mnv2+lite2
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def calibration(is_error: np.ndarray, s, labels) -> dict:
     bayes = ep >= 0.5
     return {"rho": rho, "rho_seen": seen, "cal_gap": gap, "cal_gap_at": at,
             "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
-            "expected_wrong": float(ep.sum()), "wrong": int(is_error.sum()),
+            "expected_wrong": float(rho * len(ep)), "wrong": int(is_error.sum()),
             "bayes_flagged_share": float(bayes.mean()), "bayes_f1": metrics(is_error, bayes, s.label_quality, np.arange(0), ())["f1"]}
 
 
@@ -232,13 +232,13 @@ def fit_link(sets: dict) -> list[tuple]:
     listed)}: every (gain, power, sharpen) on a grid, sorted by the worst of |calibration gap down
     the list| and |fitted noise rate - true noise rate| over the sets. The seen noise rate, the
     temperature and the noise structure do not depend on them: fitted once per set."""
-    from datacleaner.scoring import _tempered, linked_noise_rate, noise_structure, seen_noise_rate, wrong_label_posterior
+    from datacleaner.scoring import linked_noise_rate, noise_structure, seen_noise_rate, tempered, wrong_label_posterior
 
     fitted = {}
     for name, (probs, labels, is_error, listed) in sets.items():
         probs = np.asarray(probs, dtype=np.float64)
         seen, T = seen_noise_rate(probs, labels)
-        fitted[name] = (probs, seen, T, noise_structure(_tempered(probs, T), labels, seen) if seen > 0 else None)
+        fitted[name] = (probs, seen, T, noise_structure(tempered(probs, T), labels, seen) if seen > 0 else None)
     rows = []
     for gain, power, sharpen in itertools.product([1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 1.8], [0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0],
                                                   [0.8, 0.85, 0.9, 0.95, 1.0]):
@@ -276,9 +276,10 @@ def main(argv=None) -> int:
                     help="also other flag rules and the kNN label signal, for the full committee and these (e.g. lite0+mnv2)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--calibration", action="store_true",
-                    help="also fit error_model's link and sharpening per committee over the label sets measured "
-                         "(fit on one half of the images, check the shipped values on the other)")
+    ap.add_argument("--calibration", nargs="*", default=None, metavar="SIZE:COMMITTEE",
+                    help="also fit error_model's link and sharpening jointly over the label sets of these committees "
+                         "(e.g. 128:lite0+mnv2 160:mnv2+lite2; none named: every committee measured) and show the "
+                         "shipped values' fit (fit on one half of the images, check on the other)")
     ap.add_argument("--time", type=int, default=None, metavar="N",
                     help="time each member's features on N images in a run of its own (cached in --work) and use "
                          "those timings for s / 1,000 images: run it with nothing else on the machine")
@@ -319,8 +320,8 @@ def main(argv=None) -> int:
                                  "pass1_flagged_share": float(first.in_review.mean()),
                                  "s_per_1000": 1000 * (feature_s + head_s) / args.n})
                     r = rows[-1]
-                    if args.calibration:
-                        cal_sets.setdefault((size, "+".join(combo)), {})[name] = (final.mean_probs, labels, is_error, final.in_review)
+                    if args.calibration is not None and (not args.calibration or f"{size}:{r['committee']}" in args.calibration):
+                        cal_sets[f"{size}:{r['committee']}:{name}"] = (final.mean_probs, labels, is_error, final.in_review)
                     if args.json:  # as it goes: a long sweep keeps what it measured
                         args.json.write_text(json.dumps(rows, indent=1))
                     if args.variants is not None and (k == len(args.archs) or "+".join(combo) in args.variants):
@@ -334,15 +335,16 @@ def main(argv=None) -> int:
                           f"gap {r['cal_gap']:.3f}@{r['cal_gap_at']} exp {r['expected_wrong_in_list']:.0f}/{r['wrong_in_list']} "
                           f"all {r['expected_wrong']:.0f}/{r['wrong']} bayes {r['bayes_flagged_share']:.3f} F1 {r['bayes_f1']:.3f}",
                           file=sys.stderr, flush=True)
-    for (size, combo), sets in cal_sets.items():
-        fitted = fit_link(sets)
-        print(f"\nerror_model link fitted for {combo} at {size} px (worst |gap| or |noise rate error| over {', '.join(sets)}):")
+    if cal_sets:
         from datacleaner.scoring import NOISE_LINK, SHARPEN
 
+        fitted = fit_link(cal_sets)
+        print(f"\nerror_model link fitted jointly over {', '.join(cal_sets)} (worst |gap| or |noise rate error|):")
         shipped = [r for r in fitted if (r[1], r[2], r[3]) == (*NOISE_LINK, SHARPEN)]
         for worst, gain, power, sharpen, per in fitted[:5] + [("shipped", *r[1:]) for r in shipped]:
             cells = ", ".join(f"{k} {g:+.3f} / {d:+.3f}" for k, (g, d) in per.items())
-            print(f"  {worst if isinstance(worst, str) else f'{worst:.3f}'}: gain {gain}, power {power}, sharpen {sharpen} | gap / noise-rate error: {cells}")
+            print(f"  {worst if isinstance(worst, str) else f'{worst:.3f}'}: gain {gain}, power {power}, sharpen {sharpen} | "
+                  f"gap / noise-rate error: {cells}")
     if rows:
         print(table(rows))
     if args.json:

@@ -71,7 +71,8 @@ def linked_noise_rate(seen: float, link: tuple[float, float] = NOISE_LINK, knee:
     return gain * seen ** power if seen >= knee else seen * gain * knee ** (power - 1)
 
 
-def _tempered(probs: np.ndarray, T: float) -> np.ndarray:
+def tempered(probs: np.ndarray, T: float) -> np.ndarray:
+    """(N, C) softmax(log probs / T): T < 1 sharpens, T > 1 flattens."""
     z = np.log(np.clip(probs, 1e-12, 1.0)) / T
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -89,7 +90,7 @@ def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: floa
     C = probs.shape[1]
     best, best0 = None, None
     for T in np.geomspace(0.25, 1.0, 13):
-        pi = _tempered(probs, T)[np.arange(len(labels)), labels]
+        pi = tempered(probs, T)[np.arange(len(labels)), labels]
         rho = 0.1
         for _ in range(500):
             other = rho / (C - 1) * (1 - pi)
@@ -157,7 +158,7 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
     if rho == 0.0:
         return np.zeros(N), model
     part = fit[:structure_max]  # the structure's EM holds (n, C) arrays: bounded at many classes
-    structure = noise_structure(_tempered(probs[part], T), labels[part], seen)
+    structure = noise_structure(tempered(probs[part], T), labels[part], seen)
     return wrong_label_posterior(probs, labels, rho, structure, T * sharpen), model
 
 
@@ -169,7 +170,7 @@ def wrong_label_posterior(probs: np.ndarray, labels: np.ndarray, rho: float, str
     out = np.empty(len(labels))
     for s in range(0, len(labels), 16384):  # bounded memory at many classes
         rows = slice(s, min(len(labels), s + 16384))
-        pt = _tempered(probs[rows], T)
+        pt = tempered(probs[rows], T)
         y = labels[rows]
         given = pt[np.arange(len(y)), y] * M[y, y]
         out[rows] = 1 - given / np.maximum((pt * M[:, y].T).sum(axis=1), 1e-300)
