@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fuse import softmax
+
 ISSUES = ("mislabel", "low_confidence", "unreadable")
 FLAG_RULES = ("fixed", "class_adaptive", "noise_rate")
 QUALITY_METHODS = ("self_confidence", "normalized_margin")
@@ -73,10 +75,7 @@ def linked_noise_rate(seen: float, link: tuple[float, float] = NOISE_LINK, knee:
 
 def tempered(probs: np.ndarray, T: float) -> np.ndarray:
     """(N, C) softmax(log probs / T): T < 1 sharpens, T > 1 flattens."""
-    z = np.log(np.clip(probs, 1e-12, 1.0)) / T
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / T, axis=1)
 
 
 def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: float = 10.83) -> tuple[float, float]:
@@ -255,14 +254,11 @@ class Scores:
             return 0.0
         return estimated_error_count(self.mean_probs[judged], self.given_label[judged]) / int(judged.sum())
 
-    def expected_wrong(self, rows: np.ndarray | None = None) -> float:
-        """Expected number of wrong labels among `rows` (bool or indices: the sum of their error_prob),
-        or in the dataset (default: the error model's noise rate times the judged images; the
-        error_prob column sums lower, since the images the committee agrees with hide the noise it
-        learnt)."""
-        if rows is None:
-            return float(self.noise_model.get("noise_rate", 0.0) * int((self.rounds > 0).sum()))
-        return float(np.nansum(self.error_prob[rows]))
+    def expected_wrong(self) -> float:
+        """Expected number of wrong labels in the dataset: the error model's noise rate times the
+        judged images (the error_prob column sums lower, since the images the committee agrees with
+        hide the noise it learnt)."""
+        return float(self.noise_model.get("noise_rate", 0.0) * int((self.rounds > 0).sum()))
 
     def disagreement_rate(self) -> float:
         """Share of judged images whose committee label differs from the given label."""
