@@ -18,13 +18,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 from pathlib import Path
+from tempfile import mkdtemp
 
 import numpy as np
 from safetensors.torch import load_file
 
 from . import health
-from .config import AugmentConfig, CleanConfig, MemberConfig, TTAConfig, dump_config, validate
+from .config import AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
 from .errors import DataCleanerError
 from .fuse import fuse
@@ -33,7 +35,8 @@ from .models import Preprocess, create_member_model, member_preprocess, resolve_
 from .predict import predict_logits
 from .progress import QUIET, Progress
 from .tables import write_bytes_atomic, write_text_atomic
-from .training import fit_view_head, set_classifier, state_bytes, train_or_load
+from .jobs import train_cycle_job
+from .training import Cycles, fit_view_head, set_classifier, state_bytes, train_or_load
 from .weights import resolve_weights, weights_identity
 
 FORMAT = 1
@@ -51,40 +54,71 @@ class Committee:
         progress: Progress = QUIET,
     ) -> "Committee":
         """Train every member on images[idx] ((N, S, S, 3) uint8; default: all) with `labels` (N,).
+        A member with snapshots gives one judge per snapshot (judges_).
 
-        With `out`, each member's weights are written there as soon as it finishes, and a
-        member whose weights are already there (same recipe, same `data_key` identifying the
-        data) is loaded instead of retrained. `pretrained`: {member: weights file} from
-        weights.resolve_weights (found here when None).
+        With `out`, each member's weights (and a snapshot member's state after each cycle) are written
+        there as soon as they are done, and weights already there (same recipe, same `data_key`
+        identifying the data) are loaded instead of retrained. `pretrained`: {member: weights file}
+        from weights.resolve_weights (found here when None).
         """
         cfg = validate(self.config)
         device = resolve_device(cfg.device)
         pretrained = resolve_weights(cfg) if pretrained is None else pretrained
         identity = weights_identity(pretrained)
         self.classes_ = list(classes)
-        self.preps_, self.members_ = [], []
+        self.judges_, self.preps_, self.members_ = [], [], []
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
         for member in cfg.members:
             prep = member_preprocess(member)
-            key = digest([dataclasses.asdict(member), dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape,
+            recipe = {k: v for k, v in dataclasses.asdict(member).items() if k not in ("snapshots", "snapshot_weights")}
+            key = digest([recipe, dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape,
                           idx.tolist(), data_key, identity.get(member.label)])
-            path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset
-            model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed,
-                                        pretrained_path=pretrained.get(member.label))
-            if member.frozen and not (path and path.is_file()):
-                self._fit_frozen(model, member, prep, images, labels, idx, device, progress)
-                if path:
-                    write_bytes_atomic(path, state_bytes(model, arch=member.arch))
+            if member.snapshots:
+                models = self._fit_snapshots(member, prep, images, labels, idx, key, out, seed, pretrained, device, progress)
             else:
-                train_or_load(
-                    model, path, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
-                    progress=progress, desc=f"train {member.label}",
-                )
-            self.members_.append(model.eval())
-            self.preps_.append(prep)
+                path = Path(out) / "members" / f"{member.label}-{key}.safetensors" if out else None
+                model = create_member_model(member, len(classes), load_pretrained=not (path and path.is_file()), seed=seed,
+                                            pretrained_path=pretrained.get(member.label))
+                if member.frozen and not (path and path.is_file()):
+                    self._fit_frozen(model, member, prep, images, labels, idx, device, progress)
+                    if path:
+                        write_bytes_atomic(path, state_bytes(model, arch=member.arch))
+                else:
+                    train_or_load(
+                        model, path, images, labels, idx, member, cfg.augment, prep, device=device, seed=seed,
+                        progress=progress, desc=f"train {member.label}",
+                    )
+                models = {None: model}
+            for cycle, model in models.items():
+                self.judges_.append(Judge(member, cycle))
+                self.members_.append(model.eval())
+                self.preps_.append(prep)
         self.cache_size_ = images.shape[1]
         return self
+
+    def _fit_snapshots(self, member, prep, images, labels, idx, key, out, seed, pretrained, device, progress) -> dict:
+        """{cycle: model} of a snapshot member, trained cycle by cycle (jobs.train_cycle_job); with `out`,
+        each cycle's end is saved there (training.Cycles), so a re-run resumes after the last finished cycle."""
+        files = Path(out or mkdtemp(prefix="datacleaner-cycles-")) / "members"
+        cycles = Cycles(member, lambda c: files / f"{member.label}-{key}.c{c}.state",
+                        lambda c: files / f"{member.label}@c{c}-{key}.safetensors")
+        while not cycles.done:
+            cycle, state = cycles.next()
+            cycles.record(cycle, train_cycle_job(
+                member=member, num_classes=len(self.classes_), images=images, labels=labels, idx=idx, aug=self.config.augment,
+                prep=prep, device=str(device), seed=seed, cycle=cycle, state=state, compile=False,
+                desc=f"train {member.label} cycle {cycle}/{member.cycles}", pretrained_path=pretrained.get(member.label),
+                progress=progress,
+            ))
+        models = {}
+        for cycle in member.snapshot_cycles():
+            model = create_member_model(member, len(self.classes_), load_pretrained=False)
+            model.load_state_dict(load_file(cycles.weights_path(cycle)))
+            models[cycle] = model
+        if out is None:
+            shutil.rmtree(files.parent, ignore_errors=True)
+        return models
 
     def _fit_frozen(self, model, member, prep, images, labels, idx, device, progress) -> None:
         """A frozen member: the backbone's TTA features of images[idx] train a logistic head,
@@ -102,10 +136,11 @@ class Committee:
         """Write the bundle (weights as safetensors, everything else as JSON/YAML)."""
         path = Path(path)
         entries = []
-        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
-            file = f"members/{member.label}.safetensors"
-            write_bytes_atomic(path / file, state_bytes(model, arch=member.arch))
-            entries.append({"member": dataclasses.asdict(member), "file": file, "size": prep.size, "mean": prep.mean, "std": prep.std})
+        for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
+            file = f"members/{judge.label}.safetensors"
+            write_bytes_atomic(path / file, state_bytes(model, arch=judge.member.arch))
+            entries.append({"member": dataclasses.asdict(judge.member), "cycle": judge.cycle, "file": file,
+                            "size": prep.size, "mean": prep.mean, "std": prep.std})
         bundle = {
             "format": FORMAT, "classes": self.classes_, "cache_size": self.cache_size_, "fusion": self.config.fusion,
             "seed": self.config.seed, "tta": dataclasses.asdict(self.config.tta),
@@ -125,7 +160,11 @@ class Committee:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise DataCleanerError(f"{meta_path}: bundle format {meta.get('format')} is not supported (expected {FORMAT})")
-        members = [MemberConfig(**{**e["member"], "pretrained": False, "pretrained_file": None}) for e in meta["members"]]
+        by_label: dict[str, MemberConfig] = {}  # a member's snapshots share one config
+        for e in meta["members"]:
+            member = MemberConfig(**{**e["member"], "pretrained": False, "pretrained_file": None})
+            by_label.setdefault(member.label, member)
+        members = list(by_label.values())
         cfg = CleanConfig(
             seed=meta["seed"], fusion=meta["fusion"], tta=TTAConfig(**meta["tta"]), augment=AugmentConfig(**meta["augment"]),
             members=members, device=device or "auto",
@@ -133,14 +172,16 @@ class Committee:
         committee = cls(cfg)
         committee.classes_ = list(meta["classes"])
         committee.cache_size_ = int(meta["cache_size"])
-        committee.members_, committee.preps_ = [], []
-        for member, entry in zip(members, meta["members"]):
-            model = create_member_model(member, len(committee.classes_), load_pretrained=False)
+        committee.judges_, committee.members_, committee.preps_ = [], [], []
+        for entry in meta["members"]:
+            judge = Judge(by_label[entry["member"].get("name") or entry["member"]["arch"]], entry.get("cycle"))
+            model = create_member_model(judge.member, len(committee.classes_), load_pretrained=False)
             weights = path / entry["file"]
             try:
                 model.load_state_dict(load_file(weights))
             except Exception as exc:
                 raise DataCleanerError(f"{weights}: cannot load member weights ({str(exc).splitlines()[0][:160]})") from None
+            committee.judges_.append(judge)
             committee.members_.append(model.eval())
             committee.preps_.append(Preprocess(size=entry["size"], mean=tuple(entry["mean"]), std=tuple(entry["std"])))
         return committee
@@ -148,7 +189,8 @@ class Committee:
     # judging ---------------------------------------------------------------------------
     @property
     def weights_(self) -> np.ndarray:
-        return np.array([m.weight for m in self.config.members], dtype=np.float64)
+        """(M,) every judge's fusion weight."""
+        return np.array([j.weight for j in self.judges_], dtype=np.float64)
 
     def predict_outputs(self, images: np.ndarray, *, index: np.ndarray | None = None, progress: Progress = QUIET) -> np.ndarray:
         """(N, M, V, C) TTA logits of every member on decoded images (N, S, S, 3) uint8; `index` (N,):
@@ -156,8 +198,8 @@ class Committee:
         device = resolve_device(self.config.device)
         idx = np.arange(len(images))
         outputs = []
-        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
-            with progress.bar(len(idx), f"judge {member.label}") as bar:
+        for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
+            with progress.bar(len(idx), f"judge {judge.label}") as bar:
                 outputs.append(
                     predict_logits(
                         model, images, idx, prep, self.config.tta, self.config.augment, device=device,
@@ -187,8 +229,8 @@ class Committee:
         member's backbone (pretrained, never fine-tuned) on the unaugmented image, else the pixels."""
         from .predict import predict_features
 
-        for member, model, prep in zip(self.config.members, self.members_, self.preps_):
-            if member.frozen:
+        for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
+            if judge.member.frozen:
                 return predict_features(model, images, prep, device=resolve_device(self.config.device))
         return health.pixel_features(images)
 

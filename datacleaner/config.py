@@ -74,7 +74,11 @@ class MemberConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0  # linear warmup from lr/100
     schedule: str = "cosine"  # cosine | cosine_restarts | constant
-    restart_epochs: int = 0  # cycle length for cosine_restarts (0 = epochs)
+    restart_epochs: int = 0  # cycle length for cosine_restarts (0 = epochs); cycles start at epoch 0, the
+    #                          first one after the warmup, and each ends with the learning rate at 0
+    snapshots: int = 0  # S > 0: the weights at the end of the last S cycles judge as members of their own,
+    #                     '<name>@c<cycle>' (snapshot ensembling; needs cosine_restarts and frozen: false)
+    snapshot_weights: list[float] | None = None  # the S snapshots' shares of `weight`, oldest first; None = even
     label_smoothing: float = 0.0  # epsilon
     focal_gamma: float = 0.0  # 0 = plain cross-entropy
     flooding: float = 0.0  # b: train on |loss - b| + b; 0 = off
@@ -90,6 +94,63 @@ class MemberConfig:
     @property
     def label(self) -> str:
         return self.name or self.arch
+
+    @property
+    def cycles(self) -> int:
+        """Learning-rate cycles in training: epochs / restart_epochs for cosine_restarts, else 1."""
+        if self.schedule != "cosine_restarts" or not self.restart_epochs:
+            return 1
+        return max(1, self.epochs // self.restart_epochs)
+
+    def snapshot_cycles(self) -> list[int]:
+        """The cycles (1-based) whose end weights judge as snapshots: the last `snapshots` ones; [] when off."""
+        return list(range(self.cycles - self.snapshots + 1, self.cycles + 1)) if self.snapshots else []
+
+
+@dataclass(frozen=True)
+class Judge:
+    """One voice of the committee: a member's final weights (cycle None), or its weights at the end of
+    learning-rate cycle `cycle` (a snapshot). Frozen and plain members have one judge each."""
+
+    member: MemberConfig
+    cycle: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.member.label if self.cycle is None else f"{self.member.label}@c{self.cycle}"
+
+    @property
+    def weight(self) -> float:
+        """Its fusion weight: the member's, split between its snapshots by snapshot_weights (evenly by default)."""
+        m = self.member
+        if self.cycle is None:
+            return m.weight
+        cycles = m.snapshot_cycles()
+        shares = m.snapshot_weights or [1.0] * len(cycles)
+        total = sum(shares)
+        return m.weight * shares[cycles.index(self.cycle)] / total if total > 0 else 0.0
+
+
+def judges(members: list[MemberConfig]) -> list[Judge]:
+    """Every judge of a committee of `members`, in order: a member's snapshots take its place."""
+    return [Judge(m, c) for m in members for c in (m.snapshot_cycles() or [None])]
+
+
+def set_judge_weight(members: list[MemberConfig], label: str, weight: float) -> None:
+    """Set a fusion weight by label: a member's (`name`; its snapshots keep their shares of it), or one
+    snapshot's (`name@cN`: the member's weight becomes the sum of its snapshots' and their shares follow)."""
+    for m in members:
+        if m.label == label:
+            m.weight = float(weight)
+            return
+    for j in judges(members):
+        if j.label == label:
+            m = j.member
+            current = [Judge(m, c).weight for c in m.snapshot_cycles()]
+            current[m.snapshot_cycles().index(j.cycle)] = float(weight)
+            m.weight, m.snapshot_weights = float(sum(current)), current
+            return
+    raise DataCleanerError(f"no member named '{label}' in this run; members: {', '.join(j.label for j in judges(members))}")
 
 
 @dataclass
@@ -197,7 +258,7 @@ LIMITS: dict[type, dict[str, Bound | tuple[str, ...]]] = {
     MemberConfig: {
         "weight": NONNEG, "img_size": Bound(8), "epochs": Bound(1), "batch_size": Bound(1), "optimizer": OPTIMIZERS,
         "lr": POSITIVE, "momentum": FRACTION, "weight_decay": NONNEG, "warmup_epochs": NONNEG, "schedule": SCHEDULES,
-        "restart_epochs": NONNEG, "label_smoothing": FRACTION, "focal_gamma": NONNEG, "flooding": NONNEG,
+        "restart_epochs": NONNEG, "snapshots": NONNEG, "label_smoothing": FRACTION, "focal_gamma": NONNEG, "flooding": NONNEG,
         "drop_rate": FRACTION, "drop_path_rate": FRACTION, "head_l2": NONNEG, "cpus": POSITIVE, "gpus": NONNEG,
     },
 }
@@ -316,8 +377,34 @@ def validate(cfg: CleanConfig) -> CleanConfig:
             not m.frozen or m.pretrained or bool(m.pretrained_file),
             f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
         )
+        _check_snapshots(m, i)
+    voices = [j.label for j in judges(cfg.members)]
+    _check(len(set(voices)) == len(voices), f"member and snapshot names must be unique, got {voices} (set 'name:')")
     _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")
     return cfg
+
+
+def _check_snapshots(m: MemberConfig, i: int) -> None:
+    """snapshots: S needs a fine-tuned member whose cosine_restarts cycles divide its epochs into at least S."""
+    where = f"member '{m.label}'"
+    if m.restart_epochs and m.schedule == "cosine_restarts":
+        _check(m.epochs % m.restart_epochs == 0,
+               f"{where}: epochs ({m.epochs}) must be a multiple of restart_epochs ({m.restart_epochs}) so that every "
+               "cycle ends with the learning rate at 0")
+        _check(m.warmup_epochs < m.restart_epochs,
+               f"{where}: warmup_epochs ({m.warmup_epochs:g}) must be shorter than a cycle (restart_epochs {m.restart_epochs})")
+    if m.snapshot_weights is not None:
+        _check(len(m.snapshot_weights) == m.snapshots and min(m.snapshot_weights, default=0) >= 0,
+               f"{where}: snapshot_weights needs {m.snapshots} numbers >= 0 (one per snapshot), got {m.snapshot_weights}")
+    if not m.snapshots:
+        return
+    _check(not m.frozen, f"{where}: snapshots need a fine-tuned member (frozen: false); a frozen member trains no cycles")
+    _check(m.schedule == "cosine_restarts" and m.restart_epochs > 0,
+           f"{where}: snapshots: {m.snapshots} needs schedule: cosine_restarts and restart_epochs (the cycle length "
+           f"in epochs), e.g. restart_epochs: {max(1, m.epochs // max(2, m.snapshots))}")
+    _check(m.snapshots <= m.cycles,
+           f"{where}: snapshots: {m.snapshots} but only {m.cycles} cycle(s) of {m.restart_epochs} epochs fit in "
+           f"{m.epochs} epochs: lower snapshots or restart_epochs, or raise epochs")
 
 
 # Built-in profiles ---------------------------------------------------------------------------

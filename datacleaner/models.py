@@ -112,18 +112,20 @@ class MemberLoss(torch.nn.Module):
 
 
 def lr_factor(step: int, *, total: int, warmup: int, schedule: str, cycle: int) -> float:
-    """Multiplier of the base lr at optimizer step `step`: linear warmup from 1%, then
-    cosine to 0, cosine with warm restarts every `cycle` steps, or constant."""
+    """Multiplier of the base lr at optimizer step `step`: linear warmup from 1%, then cosine to 0 at
+    `total`, cosine with warm restarts, or constant. Restart cycles of `cycle` steps start at step 0
+    (the first one's cosine after the warmup), so each ends at an epoch boundary with the lr near 0:
+    where a snapshot is taken."""
     if step < warmup:
         return 0.01 + 0.99 * step / max(1, warmup)
     if schedule == "constant":
         return 1.0
-    t = step - warmup
-    if schedule == "cosine_restarts":
-        span = max(1, cycle)
-        t = t % span
+    if schedule == "cosine_restarts" and 0 < cycle < total:
+        k, t = divmod(step, cycle)
+        start = warmup if k == 0 else 0
+        t, span = t - start, max(1, cycle - start)
     else:
-        span = max(1, total - warmup)
+        t, span = step - warmup, max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t / span)))
 
 

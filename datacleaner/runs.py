@@ -39,12 +39,12 @@ from . import health
 from .calibrate import fuse_rounds
 from .fuse import majority_vote
 from .committee import Committee
-from .config import CleanConfig, MemberConfig, dump_config, load_config, resolve_config
+from .config import CleanConfig, Judge, MemberConfig, dump_config, judges, load_config, resolve_config, set_judge_weight
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
 from .executors import Job, Rows, Shared, make_executor
 from .folds import FoldPlan, make_fold_plan
-from .jobs import predict_job, train_job
+from .jobs import predict_job, train_cycle_job, train_job
 from .keys import digest, member_seed
 from .lock import run_lock
 from .models import member_preprocess, resolve_device
@@ -52,7 +52,7 @@ from .progress import Progress, Stopwatch
 from .tables import LABEL_ISSUES, keep_decisions, list_lock, primary_issue, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
 from .scoring import score
-from .training import fit_view_head
+from .training import Cycles, fit_view_head
 from .weights import resolve_weights, weights_identity
 
 
@@ -92,7 +92,8 @@ class RunDir:
 
     # keys of cached work -------------------------------------------------------------
     def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict, held_out: str | None = None) -> str:
-        recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name")}
+        """What a member's training depends on (not its fusion weight, name or how many snapshots judge)."""
+        recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name", "snapshots", "snapshot_weights")}
         parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"],
                  self._weights(info, member)]
         return digest(parts + ([held_out] if held_out else []))
@@ -103,12 +104,22 @@ class RunDir:
         return info.get("pretrained", {}).get(member.label)
 
     @staticmethod
-    def _prefix(round_: int, member: MemberConfig, held_out: str | None) -> str:
-        return f"r{round_}{'p2' if held_out else ''}-{member.label}"
+    def _prefix(round_: int, judge: Judge, held_out: str | None) -> str:
+        return f"r{round_}{'p2' if held_out else ''}-{judge.label}"
 
-    def weights_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
+    def weights_path(self, cfg, judge: Judge, round_, info, held_out: str | None = None) -> Path:
+        """A judge's weights in a round: a member's final weights, or one snapshot's (<name>@c<cycle>)."""
+        key = self.training_key(cfg, judge.member, round_, info, held_out)
+        return self.file("members", f"{self._prefix(round_, judge, held_out)}-{key}.safetensors")
+
+    def state_path(self, cfg, member: MemberConfig, round_, info, held_out: str | None, cycle: int) -> Path:
+        """A snapshot member's training state (weights and optimizer) at the end of `cycle`: where it resumes."""
         key = self.training_key(cfg, member, round_, info, held_out)
-        return self.file("members", f"{self._prefix(round_, member, held_out)}-{key}.safetensors")
+        return self.file("members", f"{self._prefix(round_, Judge(member), held_out)}-{key}.c{cycle}.state")
+
+    def cycles(self, cfg, member: MemberConfig, round_, info, held_out: str | None) -> Cycles:
+        return Cycles(member, lambda c: self.state_path(cfg, member, round_, info, held_out, c),
+                      lambda c: self.weights_path(cfg, Judge(member, c), round_, info, held_out))
 
     def features_path(self, cfg, member, info) -> Path:
         """A frozen member's TTA features of every image: what the backbone and the views depend on."""
@@ -136,11 +147,11 @@ class RunDir:
             source = [backbone, info["fingerprint"], info["cache_size"], self._weights(info, m)]
         return self.file("features", f"health-{digest([source, health.FEATURE_DIM])}.npz")
 
-    def logits_path(self, cfg, member, round_, info, held_out: str | None = None) -> Path:
-        """TTA logits of (round, member); `held_out` keys pass 2 by the images it trained without."""
-        training = self.training_key(cfg, member, round_, info, held_out)
+    def logits_path(self, cfg, judge: Judge, round_, info, held_out: str | None = None) -> Path:
+        """TTA logits of (round, judge); `held_out` keys pass 2 by the images it trained without."""
+        training = self.training_key(cfg, judge.member, round_, info, held_out)
         key = digest([training, asdict(cfg.tta), asdict(cfg.augment) if cfg.tta.mode == "augment" else None])
-        return self.file("logits", f"{self._prefix(round_, member, held_out)}-{key}.npy")
+        return self.file("logits", f"{self._prefix(round_, judge, held_out)}-{key}.npy")
 
 
 def health_member(cfg: CleanConfig) -> MemberConfig | None:
@@ -329,9 +340,9 @@ def clean(
         trained = reused = 0
         for number in range(cfg.passes):
             pass_ = _start_pass(ctx, number)
-            todo = [(r, m) for r in range(ctx.plan.n_rounds) for m in cfg.members
-                    if not ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
-            reused += ctx.plan.n_rounds * len(cfg.members) - len(todo)
+            todo = [(r, j) for r in range(ctx.plan.n_rounds) for j in judges(cfg.members)
+                    if not ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out).is_file()]
+            reused += ctx.plan.n_rounds * len(judges(cfg.members)) - len(todo)
             trained += _train_and_judge(ctx, todo, pass_)
         if health.parse_checks(cfg.checks):
             with ctx.watch.stage("health"):
@@ -415,11 +426,11 @@ def _start_pass(ctx: RunContext, number: int) -> Pass:
     return Pass(exclude, held_out)
 
 
-def _train_and_judge(ctx: RunContext, todo: list[tuple[int, MemberConfig]], pass_: Pass) -> int:
-    """Every (round, member) in `todo` trains (or loads) and judges its round's images; each result
+def _train_and_judge(ctx: RunContext, todo: list[tuple[int, Judge]], pass_: Pass) -> int:
+    """Every (round, judge) in `todo` trains (or loads) and judges its round's images; each result
     is written into the run directory as it arrives. Returns how many (round, member) trained."""
-    frozen = [(r, m) for r, m in todo if m.frozen]
-    tuned = [(r, m) for r, m in todo if not m.frozen]
+    frozen = [(r, j.member) for r, j in todo if j.member.frozen]
+    tuned = [(r, j) for r, j in todo if not j.member.frozen]
     _fit_frozen_heads(ctx, frozen, pass_)
     trained = _train_members(ctx, tuned, pass_)
     _judge_members(ctx, tuned, pass_)
@@ -440,7 +451,7 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
             judge = ctx.plan.judge_idx(r)
             logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
                                      for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
-            _save_array(ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out), logits.astype(np.float32))  # (n_judged, V, C)
+            _save_array(ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out), logits.astype(np.float32))  # (n_judged, V, C)
             ctx.watch.count("head_fits", 1)
 
 
@@ -505,52 +516,88 @@ def _health_features(ctx: RunContext) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def _train_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_: Pass) -> int:
-    """Fine-tuned members whose weights are not cached yet train as jobs; returns how many trained."""
+def _train_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) -> int:
+    """Fine-tuned members whose weights are not cached yet train as jobs; returns how many (round, member)
+    trained. A member with snapshots trains one job per learning-rate cycle: all trainings' next cycles
+    run together, and each cycle's end is saved as it arrives (Cycles), so a killed run resumes there."""
     cfg, R = ctx.cfg, ctx.plan.n_rounds
-    untrained = [(r, m) for r, m in tuned if not ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
+    seen, plain, chains = set(), [], []
+    for r, j in tuned:
+        if (r, j.member.label) in seen:
+            continue
+        seen.add((r, j.member.label))
+        if j.member.snapshots:
+            cycles = ctx.run.cycles(cfg, j.member, r, ctx.info, pass_.held_out)
+            if not cycles.done:
+                chains.append((r, j.member, cycles))
+        elif not ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).is_file():
+            plain.append((r, j.member))
     images = Shared(ctx.prepared.images)
-    jobs = [
-        ctx.job(train_job, m, f"train r{r + 1}{pass_.label} {m.label}", images=images, labels=ctx.labels,
-                idx=ctx.train_idx(r, pass_), aug=cfg.augment, seed=member_seed(cfg.seed, r, m.label),
-                desc=f"round {r + 1}/{R}{pass_.label} train {m.label}", metadata={"round": str(r)})
-        for r, m in untrained
-    ]
+
+    def common(r, m):
+        return dict(images=images, labels=ctx.labels, idx=ctx.train_idx(r, pass_), aug=cfg.augment,
+                    seed=member_seed(cfg.seed, r, m.label))
+
+    def next_cycles() -> tuple[list[Job], list]:
+        jobs, owners = [], []
+        for r, m, cycles in chains:
+            if not cycles.done:
+                cycle, state = cycles.next()
+                jobs.append(ctx.job(
+                    train_cycle_job, m, f"train r{r + 1}{pass_.label} {m.label} c{cycle}", **common(r, m), cycle=cycle,
+                    state=state, desc=f"round {r + 1}/{R}{pass_.label} train {m.label} cycle {cycle}/{m.cycles}",
+                ))
+                owners.append((r, m, cycles, cycle))
+        return jobs, owners
+
+    jobs, owners = next_cycles()
+    jobs += [ctx.job(train_job, m, f"train r{r + 1}{pass_.label} {m.label}", **common(r, m),
+                     desc=f"round {r + 1}/{R}{pass_.label} train {m.label}", metadata={"round": str(r)})
+             for r, m in plain]
+    owners += plain
     with ctx.watch.stage("train"):
-        for i, weights in ctx.executor.run(jobs):
-            r, m = untrained[i]
-            write_bytes_atomic(ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out), weights)
-            ctx.watch.count("member_epochs", m.epochs)
-            ctx.watch.count("train_image_epochs", len(ctx.train_idx(r, pass_)) * m.epochs)
-    return len(untrained)
+        while jobs:
+            for i, result in ctx.executor.run(jobs):
+                if len(owners[i]) == 2:  # a plain member: its final weights
+                    r, m = owners[i]
+                    write_bytes_atomic(ctx.run.weights_path(cfg, Judge(m), r, ctx.info, pass_.held_out), result)
+                    epochs = m.epochs
+                else:  # one cycle of a snapshot member
+                    r, m, cycles, cycle = owners[i]
+                    cycles.record(cycle, result)
+                    epochs = m.restart_epochs
+                ctx.watch.count("member_epochs", epochs)
+                ctx.watch.count("train_image_epochs", len(ctx.train_idx(r, pass_)) * epochs)
+            jobs, owners = next_cycles()
+    return len(plain) + len(chains)
 
 
-def _judge_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_: Pass) -> None:
-    """Each trained (round, member) judges its round's images in shards of shard_images; a member's
+def _judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) -> None:
+    """Each trained (round, judge) judges its round's images in shards of shard_images; a judge's
     logits (n_judged, V, C) are saved once all its shards are back."""
     cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
     jobs, owner, parts = [], [], {}
-    for k, (r, m) in enumerate(tuned):
-        weights = Shared(ctx.run.weights_path(cfg, m, r, ctx.info, pass_.held_out).read_bytes())
+    for k, (r, j) in enumerate(tuned):
+        weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
         judge = ctx.plan.judge_idx(r)
         starts = list(range(0, len(judge), cfg.shard_images)) or [0]
         parts[k] = [None] * len(starts)
-        for j, s in enumerate(starts):
+        for i, s in enumerate(starts):
             shard = judge[s : s + cfg.shard_images]
             jobs.append(ctx.job(
-                predict_job, m, f"judge r{r + 1}{pass_.label} {m.label}", weights=weights, images=Rows(images, shard),
+                predict_job, j.member, f"judge r{r + 1}{pass_.label} {j.label}", weights=weights, images=Rows(images, shard),
                 index=shard, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
-                desc=f"round {r + 1}/{R}{pass_.label} judge {m.label}",
+                desc=f"round {r + 1}/{R}{pass_.label} judge {j.label}",
             ))
-            owner.append((k, j))
+            owner.append((k, i))
     with ctx.watch.stage("predict"):
         for i, logits in ctx.executor.run(jobs):
-            k, j = owner[i]
-            parts[k][j] = logits
+            k, n = owner[i]
+            parts[k][n] = logits
             ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
             if all(p is not None for p in parts[k]):
-                r, m = tuned[k]
-                _save_array(ctx.run.logits_path(cfg, m, r, ctx.info, pass_.held_out), np.concatenate(parts.pop(k)))
+                r, j = tuned[k]
+                _save_array(ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out), np.concatenate(parts.pop(k)))
 
 
 # Scoring from cached logits -----------------------------------------------------------------
@@ -559,15 +606,15 @@ def _judge_members(ctx: RunContext, tuned: list[tuple[int, MemberConfig]], pass_
 def round_outputs(
     run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, held_out: str | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per round: (judged indices (n,), list of every member's cached TTA logits (n, V, C), memory-mapped)."""
+    """Per round: (judged indices (n,), list of every judge's cached TTA logits (n, V, C), memory-mapped)."""
     out = []
     for r in range(plan.n_rounds):
         outputs = []
-        for member in cfg.members:
-            path = run.logits_path(cfg, member, r, info, held_out)
+        for judge in judges(cfg.members):
+            path = run.logits_path(cfg, judge, r, info, held_out)
             if not path.is_file():
                 raise DataCleanerError(
-                    f"{run.path}: logits of round {r + 1}{' (pass 2)' if held_out else ''} member {member.label} "
+                    f"{run.path}: logits of round {r + 1}{' (pass 2)' if held_out else ''} member {judge.label} "
                     "are missing; re-run `clean` to finish the run"
                 )
             outputs.append(np.load(path, mmap_mode="r", allow_pickle=False))  # (n, V, C)
@@ -579,9 +626,10 @@ def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarr
     """(Scores, fitted parameters, (N, M) each member's majority label or -1) of every image from
     per-round outputs (see round_outputs), with the config's fusion, calibration, weights and flag
     rule; `judgements` per image sets the default T."""
-    votes = np.full((len(outputs), len(labels), len(cfg.members)), -1, dtype=np.int32)  # (R, N, M)
+    voices = judges(cfg.members)
+    votes = np.full((len(outputs), len(labels), len(voices)), -1, dtype=np.int32)  # (R, N, M)
     fused, judged, fitted = fuse_rounds(
-        outputs, labels, len(labels), np.array([m.weight for m in cfg.members]),
+        outputs, labels, len(labels), np.array([j.weight for j in voices]),
         mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights, votes=votes,
     )  # (R, N, C), (R, N)
     T = cfg.resolved_min_flags(judgements)
@@ -646,7 +694,7 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     done = _load_finished_run(run, changes or {}, weights or {})
     scores, fitted, votes = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
     problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
-    member_votes = {m.label: votes[:, k] for k, m in enumerate(done.cfg.members)}
+    member_votes = {j.label: votes[:, k] for k, j in enumerate(judges(done.cfg.members))}
     with (watch or Stopwatch()).stage("health"):
         verdict, health_notes = _health(run, done, scores)
     table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes, verdict)
@@ -710,10 +758,7 @@ def _load_finished_run(run: RunDir, changes: dict, weights: dict[str, float]) ->
         raise DataCleanerError(f"{run.path} is not a finished run directory (no run.json / manifest.csv); run `clean` first")
     cfg = load_config(run.file("config.yaml"))
     for label, w in weights.items():
-        match = [m for m in cfg.members if m.label == label]
-        if not match:
-            raise DataCleanerError(f"no member named '{label}' in this run; members: {', '.join(m.label for m in cfg.members)}")
-        match[0].weight = float(w)
+        set_judge_weight(cfg.members, label, w)
     cfg = load_config(cfg, changes)
     manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str, "reason": str, "checksum": str}, keep_default_na=False)
     plan = FoldPlan(scheme=cfg.scheme, part=manifest["part"].to_numpy(dtype=np.int64))
@@ -746,7 +791,7 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "images": N, "readable": N - unreadable, "unreadable": unreadable, "classes": len(classes),
         "scheme": cfg.scheme, "folds": cfg.folds, "judgements_per_image": done.plan.judgements_per_image,
         "tau": cfg.tau, "min_flags": cfg.resolved_min_flags(done.plan.judgements_per_image), "fusion": cfg.fusion,
-        "members": {m.label: m.weight for m in cfg.members}, "flag_rule": cfg.flag_rule,
+        "members": {j.label: round(j.weight, 6) for j in judges(cfg.members)}, "flag_rule": cfg.flag_rule,
         "label_quality": cfg.label_quality, "calibrate": cfg.calibrate, "fit_weights": cfg.fit_weights,
         "fitted": fitted, "flagged": int(in_review.sum()), "issues": issues,
         "checks": list(health.parse_checks(cfg.checks)), "in_review": int((table["issue"] != "").sum()),
@@ -785,7 +830,7 @@ def train_committee(
         committee.record_labeled(run.path, prepared.images, labeled.paths, labeled.labels, sizes, keep)
         run.write_json("summary.json", {
             "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(prepared.problems),
-            "classes": labeled.classes, "members": [m.label for m in cfg.members], "profile": origin.profile,
+            "classes": labeled.classes, "members": [j.label for j in judges(cfg.members)], "profile": origin.profile,
             "profile_reason": origin.reason, "wall_time_s": round(time.time() - started, 1),
         })
     return committee

@@ -184,8 +184,8 @@ def _pool_table(pool: Pool, committee: Committee, fused: np.ndarray, member_prob
         "suggested_prob": np.round(fused.max(axis=1), 5),
         "disagreement": np.round(score, 5),
     })
-    for m, member in enumerate(committee.config.members):
-        table[f"vote_{member.label}"] = classes[member_probs[:, m].argmax(axis=1)]
+    for m, judge in enumerate(committee.judges_):
+        table[f"vote_{judge.label}"] = classes[member_probs[:, m].argmax(axis=1)]
     table["reason"] = np.where(skipped, "skip", np.where(suggested != prod.label, "disagree", "low_confidence"))
     table["checksum"] = [pool.checksums[i] for i in idx]
     first_copy = table.groupby("checksum")["path"].transform("first")

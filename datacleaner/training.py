@@ -8,6 +8,7 @@ the result does not depend on how many loader workers run.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save
 
 from .augment import to_model_input, train_transform
@@ -95,34 +97,110 @@ def train_member(
     images: (N, S, S, 3) uint8; labels: (N,) int64. Seeds torch and the augmentation
     from `seed` alone, so the same member and round train the same whatever ran before.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model.to(device).to(memory_format=torch.channels_last).train()
+    model.to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, member)
+    _train_epochs(model, optimizer, images, labels, train_idx, member, aug, prep, range(member.epochs), device=device,
+                  seed=seed, workers=workers, on_epoch=on_epoch, on_step=on_step, compile=compile)
+    return model.eval()
+
+
+def train_cycle(
+    model: torch.nn.Module, state: bytes | None, images: np.ndarray, labels: np.ndarray, train_idx: np.ndarray,
+    member: MemberConfig, aug: AugmentConfig, prep: Preprocess, cycle: int, *, device: torch.device, seed: int,
+    workers: int = 0, on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], None] | None = None, compile: bool = False,
+) -> bytes:
+    """Train learning-rate cycle `cycle` (1-based) of a cosine_restarts member, starting from `state`
+    (training_state bytes at the end of the cycle before; None for cycle 1), and return the training
+    state at its end. Every epoch is seeded by (seed, epoch) alone, so cycles trained one by one, in
+    different processes, give the same weights as one uninterrupted training."""
+    model.to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, member)
+    if state is not None:
+        load_training_state(model, optimizer, state)
+    length = member.restart_epochs or member.epochs
+    epochs = range((cycle - 1) * length, cycle * length)
+    _train_epochs(model, optimizer, images, labels, train_idx, member, aug, prep, epochs, device=device, seed=seed,
+                  workers=workers, on_epoch=on_epoch, on_step=on_step, compile=compile)
+    return training_state(model.eval(), optimizer, arch=member.arch, cycle=str(cycle))
+
+
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, **metadata: str) -> bytes:
+    """Weights and optimizer state as safetensors bytes (tensors 'model.*' and 'optim.<param>.<name>',
+    the parameter groups as JSON): what resuming a training needs, loadable without executing code."""
+    sd = optimizer.state_dict()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    other = {}
+    for pid, st in sd["state"].items():
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = v.detach().cpu().contiguous()
+            else:
+                other[f"{pid}.{name}"] = v
+    meta = {**metadata, "param_groups": json.dumps(sd["param_groups"]), "optim_other": json.dumps(other)}
+    return save(tensors, metadata=meta)
+
+
+def load_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: bytes) -> None:
+    """Restore what `training_state` saved into `model` and `optimizer`."""
+    tensors = load_bytes(data)
+    meta = safetensors_metadata(data)
+    groups, other = json.loads(meta["param_groups"]), json.loads(meta["optim_other"])
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            pid, name = k[len("optim."):].split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+    for k, v in other.items():
+        pid, name = k.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The metadata of safetensors bytes (the header is 8 bytes of length, then JSON)."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]).get("__metadata__", {})
+
+
+def state_weights(data: bytes, **metadata: str) -> bytes:
+    """The model's weights alone (as state_bytes writes them) from training_state bytes."""
+    tensors = {k[len("model."):]: v for k, v in load_bytes(data).items() if k.startswith("model.")}
+    return save(tensors, metadata=metadata or None)
+
+
+def _train_epochs(
+    model, optimizer, images, labels, train_idx, member: MemberConfig, aug: AugmentConfig, prep: Preprocess,
+    epochs: range, *, device: torch.device, seed: int, workers: int, on_epoch, on_step, compile: bool,
+) -> None:
+    """Epochs `epochs` of the member's training; the lr follows its schedule by global step, and each
+    epoch's shuffling, augmentation and dropout are seeded by (seed, epoch)."""
+    model.train()
     loss_fn = MemberLoss(label_smoothing=member.label_smoothing, focal_gamma=member.focal_gamma, flooding=member.flooding)
     bs = min(member.batch_size, len(train_idx))
     steps_per_epoch = batches_per_epoch(len(train_idx), bs)
     total = steps_per_epoch * member.epochs
     warmup = int(round(member.warmup_epochs * steps_per_epoch))
     cycle = (member.restart_epochs or member.epochs) * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total=total, warmup=warmup, schedule=member.schedule, cycle=cycle)
-    )
     use_scaler = device.type == "cuda" and member.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     mean, std = prep.tensors(device)
     labels = np.asarray(labels, dtype=np.int64)
     net = compiled(model, device) if compile else model
-    for epoch in range(member.epochs):
-        batches = AugmentedBatches(
-            images, labels, rng.permutation(train_idx), bs, aug, prep.size, seed=seed * 1000 + epoch
-        )
+    for epoch in epochs:
+        torch.manual_seed(seed * 1000 + epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(train_idx)
+        batches = AugmentedBatches(images, labels, order, bs, aug, prep.size, seed=seed * 1000 + epoch)
         loader = torch.utils.data.DataLoader(
             batches, batch_size=None, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
             persistent_workers=False,
         )
         total_loss, seen = 0.0, 0
-        for x_uint8, y in loader:
+        for b, (x_uint8, y) in enumerate(loader):
+            step = epoch * steps_per_epoch + b
+            for group in optimizer.param_groups:
+                group["lr"] = member.lr * lr_factor(step, total=total, warmup=warmup, schedule=member.schedule, cycle=cycle)
             x = to_model_input(x_uint8.to(device, non_blocking=True), mean, std)
             y = y.to(device, non_blocking=True)
             with autocast(device, member.amp):
@@ -135,7 +213,6 @@ def train_member(
             else:
                 loss.backward()
                 optimizer.step()
-            scheduler.step()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch + 1}; lower the lr")
             total_loss += loss.item() * len(y)
@@ -144,7 +221,6 @@ def train_member(
                 on_step(epoch, loss.item())
         if on_epoch is not None:
             on_epoch(epoch, total_loss / max(1, seen))
-    return model.eval()
 
 
 def train_or_load(
@@ -174,6 +250,39 @@ def train_or_load(
     if weights_path is not None:
         write_bytes_atomic(weights_path, state_bytes(model, arch=member.arch, **(metadata or {})))
     return True
+
+
+class Cycles:
+    """Where one training of a snapshot member (cosine_restarts with `snapshots`) stands on disk: the
+    training state at the end of its latest finished cycle (`state_path(c)`, only the latest kept) and
+    the weights of each snapshot cycle (`weights_path(c)`). A killed training resumes from the latest
+    state: finished cycles are never trained again."""
+
+    def __init__(self, member: MemberConfig, state_path: Callable[[int], Path], weights_path: Callable[[int], Path]):
+        self.member, self.state_path, self.weights_path = member, state_path, weights_path
+
+    @property
+    def done(self) -> bool:
+        return all(self.weights_path(c).is_file() for c in self.member.snapshot_cycles())
+
+    def next(self) -> tuple[int, bytes | None]:
+        """(the cycle to train next, 1-based; the training state to start it from, None for cycle 1)."""
+        finished = [c for c in range(self.member.cycles, 0, -1) if self.state_path(c).is_file()]
+        return (finished[0] + 1, self.state_path(finished[0]).read_bytes()) if finished else (1, None)
+
+    def record(self, cycle: int, state: bytes) -> None:
+        """Save cycle `cycle`'s end: its snapshot weights when it is a snapshot cycle, the training
+        state (replacing the previous cycle's) until the last cycle is done."""
+        if cycle in self.member.snapshot_cycles():
+            write_bytes_atomic(self.weights_path(cycle), state_weights(state, arch=self.member.arch, cycle=str(cycle)))
+        if cycle < self.member.cycles:
+            write_bytes_atomic(self.state_path(cycle), state)
+        for c in range(1, cycle + (cycle == self.member.cycles)):
+            self.state_path(c).unlink(missing_ok=True)
+
+    def steps(self, n_images: int) -> int:
+        """Optimizer steps in one cycle over n_images."""
+        return (self.member.restart_epochs or self.member.epochs) * batches_per_epoch(n_images, self.member.batch_size)
 
 
 HEAD_MAX_ITER = 200  # L-BFGS iterations for a frozen member's logistic head

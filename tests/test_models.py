@@ -57,7 +57,12 @@ def test_lr_schedule_warmup_cosine_and_restarts():
     assert lr_factor(10, total=100, warmup=10, schedule="cosine", cycle=0) == pytest.approx(1.0)
     assert lr_factor(55, total=100, warmup=10, schedule="cosine", cycle=0) == pytest.approx(0.5)
     assert lr_factor(100, total=100, warmup=10, schedule="cosine", cycle=0) == pytest.approx(0.0)
-    # warm restarts every 30 steps after warmup
-    assert lr_factor(10 + 29, total=100, warmup=10, schedule="cosine_restarts", cycle=30) < 0.01
-    assert lr_factor(10 + 30, total=100, warmup=10, schedule="cosine_restarts", cycle=30) == pytest.approx(1.0)
+    # cycles start at step 0 (the first after the warmup) and end with the lr near 0
+    assert lr_factor(29, total=90, warmup=10, schedule="cosine_restarts", cycle=30) < 0.01
+    assert lr_factor(30, total=90, warmup=10, schedule="cosine_restarts", cycle=30) == pytest.approx(1.0)
+    assert lr_factor(45, total=90, warmup=10, schedule="cosine_restarts", cycle=30) == pytest.approx(0.5)
+    assert lr_factor(89, total=90, warmup=10, schedule="cosine_restarts", cycle=30) < 0.01
+    for step in range(90):  # one cycle as long as training is plain cosine
+        assert lr_factor(step, total=90, warmup=10, schedule="cosine_restarts", cycle=90) == lr_factor(
+            step, total=90, warmup=10, schedule="cosine", cycle=0)
     assert lr_factor(50, total=100, warmup=0, schedule="constant", cycle=0) == 1.0

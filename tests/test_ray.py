@@ -45,7 +45,9 @@ def ray_cluster(tmp_path_factory):
 def _config(tmp_path: Path) -> Path:
     cfg = {
         **TINY_CONFIG, "threads": 1, "shard_images": 70,
-        "members": [{**m, "epochs": 2, "cpus": 1} for m in TINY_CONFIG["members"]],
+        "members": [{**TINY_CONFIG["members"][0], "epochs": 2, "cpus": 1},  # and one with 2 snapshots:
+                    {**TINY_CONFIG["members"][1], "epochs": 2, "cpus": 1, "schedule": "cosine_restarts", "restart_epochs": 1,
+                     "warmup_epochs": 0.5, "snapshots": 2}],
     }
     path = tmp_path / "ray.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -74,10 +76,11 @@ def test_ray_clean_equals_local_and_resumes(noisy_digits, ray_cluster, tmp_path)
         else:
             assert a[col].tolist() == b[col].tolist(), col
     assert (tmp_path / "ray" / "review.csv").read_text() == (tmp_path / "local" / "review.csv").read_text()
-    # the same cached files (3 rounds x 2 members): weights and logits under the same keys
+    assert {"vote_regnetx_002@c1", "vote_regnetx_002@c2"} <= set(a.columns)
+    # the same cached files (3 rounds x 3 judges: a member and 2 snapshots): weights and logits under the same keys
     for sub in ("members", "logits"):
         names = sorted(p.name for p in (tmp_path / "local" / sub).iterdir())
-        assert names == sorted(p.name for p in (tmp_path / "ray" / sub).iterdir()) and len(names) == 6
+        assert names == sorted(p.name for p in (tmp_path / "ray" / sub).iterdir()) and len(names) == 9
 
     # finished work is never redone: drop one round's logits, keep its weights; only it is judged again
     victim = sorted((tmp_path / "ray" / "logits").iterdir())[0]
@@ -86,7 +89,7 @@ def test_ray_clean_equals_local_and_resumes(noisy_digits, ray_cluster, tmp_path)
                  "--executor", "ray", "--ray-address", ray_cluster)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = yaml.safe_load((tmp_path / "ray" / "summary.json").read_text())
-    assert summary["members_trained"] == 0 and summary["judgements_reused"] == 5 and summary["executor"] == "ray"
+    assert summary["members_trained"] == 0 and summary["judgements_reused"] == 8 and summary["executor"] == "ray"
     assert victim.is_file()
     c = pd.read_csv(tmp_path / "ray" / "scores.csv", keep_default_na=False)
     assert c["label_quality"].tolist() == a["label_quality"].tolist()  # rounded to 5 places, '' when unreadable

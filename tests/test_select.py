@@ -185,8 +185,9 @@ def test_diverse_keeps_a_burst_from_filling_the_budget(committee_dir, pool, tmp_
         sel = pd.read_csv(out / "selection.csv", dtype=str, keep_default_na=False)
         in_budget = sel[sel["in_budget"] == "True"]["path"]
         counts[bool(flag)] = int(in_budget.str.contains("burst").sum() + in_budget.isin([wrong[0]]).sum())
-        dup = sel[sel["reason"] == "duplicate"]  # the exact copy, and any frame turned too little to tell apart
-        assert dup["detail"].str.startswith("same file as").sum() == 1 and len(dup) <= 3
+        dup = sel[sel["reason"] == "duplicate"]  # the exact copy, and frames turned too little to tell apart
+        assert dup["detail"].str.startswith("same file as").sum() == 1
+        assert dup["path"].str.contains("burst").sum() <= 4  # at most half the burst: the frames are alike, not copies
         assert dup["detail"].str.match(r"(same file as|near duplicate of) ").all()
     assert counts[True] <= 3 < counts[False]
 
