@@ -210,7 +210,7 @@ def rescore(
     tau: Annotated[Optional[float], typer.Option(help="New tau.")] = None,
     min_flags: Annotated[Optional[int], typer.Option("--min-flags", "-T", help="New T.")] = None,
     fusion: Annotated[Optional[str], typer.Option(help="logits or probs.")] = None,
-    weight: Annotated[Optional[list[str]], typer.Option(help="Member fusion weight NAME=W; repeatable.")] = None,
+    weight: Annotated[Optional[list[str]], typer.Option(help="Member fusion weight NAME=W (a snapshot: NAME@cN=W); repeatable.")] = None,
     flag_rule: FlagRule = None,
     label_quality: LabelQuality = None,
     calibrate: Calibrate = None,
