@@ -107,7 +107,7 @@ class Committee:
             cycle, state = cycles.next()
             cycles.record(cycle, train_cycle_job(
                 member=member, num_classes=len(self.classes_), images=images, labels=labels, idx=idx, aug=self.config.augment,
-                prep=prep, device=str(device), seed=seed, cycle=cycle, state=state, compile=False,
+                prep=prep, device=str(device), seed=seed, cycle=cycle, state=state and state.read_bytes(), compile=False,
                 desc=f"train {member.label} cycle {cycle}/{member.cycles}", pretrained_path=pretrained.get(member.label),
                 progress=progress,
             ))

@@ -75,7 +75,7 @@ class MemberConfig:
     warmup_epochs: float = 1.0  # linear warmup from lr/100
     schedule: str = "cosine"  # cosine | cosine_restarts | constant
     restart_epochs: int = 0  # cycle length for cosine_restarts (0 = epochs); cycles start at epoch 0, the
-    #                          first one after the warmup, and each ends with the learning rate at 0
+    #                          first one after the warmup, and each full cycle ends with the learning rate near 0
     snapshots: int = 0  # S > 0: the weights at the end of the last S cycles judge as members of their own,
     #                     '<name>@c<cycle>' (snapshot ensembling; needs cosine_restarts and frozen: false)
     snapshot_weights: list[float] | None = None  # the S snapshots' shares of `weight`, oldest first; None = even
@@ -377,22 +377,16 @@ def validate(cfg: CleanConfig) -> CleanConfig:
             not m.frozen or m.pretrained or bool(m.pretrained_file),
             f"{where}: a frozen member needs pretrained weights (pretrained: true or pretrained_file: PATH)",
         )
-        _check_snapshots(m, i)
+        _check_snapshots(m)
     voices = [j.label for j in judges(cfg.members)]
     _check(len(set(voices)) == len(voices), f"member and snapshot names must be unique, got {voices} (set 'name:')")
     _check(sum(m.weight for m in cfg.members) > 0, "at least one member needs a weight > 0")
     return cfg
 
 
-def _check_snapshots(m: MemberConfig, i: int) -> None:
+def _check_snapshots(m: MemberConfig) -> None:
     """snapshots: S needs a fine-tuned member whose cosine_restarts cycles divide its epochs into at least S."""
     where = f"member '{m.label}'"
-    if m.restart_epochs and m.schedule == "cosine_restarts":
-        _check(m.epochs % m.restart_epochs == 0,
-               f"{where}: epochs ({m.epochs}) must be a multiple of restart_epochs ({m.restart_epochs}) so that every "
-               "cycle ends with the learning rate at 0")
-        _check(m.warmup_epochs < m.restart_epochs,
-               f"{where}: warmup_epochs ({m.warmup_epochs:g}) must be shorter than a cycle (restart_epochs {m.restart_epochs})")
     if m.snapshot_weights is not None:
         _check(len(m.snapshot_weights) == m.snapshots and min(m.snapshot_weights, default=0) >= 0,
                f"{where}: snapshot_weights needs {m.snapshots} numbers >= 0 (one per snapshot), got {m.snapshot_weights}")
@@ -402,6 +396,11 @@ def _check_snapshots(m: MemberConfig, i: int) -> None:
     _check(m.schedule == "cosine_restarts" and m.restart_epochs > 0,
            f"{where}: snapshots: {m.snapshots} needs schedule: cosine_restarts and restart_epochs (the cycle length "
            f"in epochs), e.g. restart_epochs: {max(1, m.epochs // max(2, m.snapshots))}")
+    _check(m.epochs % m.restart_epochs == 0,
+           f"{where}: epochs ({m.epochs}) must be a multiple of restart_epochs ({m.restart_epochs}) so that every "
+           "snapshot is taken at the end of a cycle, with the learning rate near 0")
+    _check(m.warmup_epochs < m.restart_epochs,
+           f"{where}: warmup_epochs ({m.warmup_epochs:g}) must be shorter than a cycle (restart_epochs {m.restart_epochs})")
     _check(m.snapshots <= m.cycles,
            f"{where}: snapshots: {m.snapshots} but only {m.cycles} cycle(s) of {m.restart_epochs} epochs fit in "
            f"{m.epochs} epochs: lower snapshots or restart_epochs, or raise epochs")

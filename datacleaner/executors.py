@@ -6,7 +6,8 @@ as it arrives, so an interrupted run resumes from what finished, whichever execu
 
 `Shared(obj)` marks an argument many jobs read (the decoded images): the Ray executor puts
 it into the object store once; `Rows(array, idx)` marks a slice only one job reads: it is
-cut (and, on Ray, shipped) only when that job is submitted, so memory stays bounded.
+cut (and, on Ray, shipped) only when that job is submitted, so memory stays bounded;
+`Later(path)` is a file's bytes (a training state) read only when its job is submitted.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ class Rows:
         return np.ascontiguousarray(self.array[self.idx])
 
 
+@dataclass
+class Later:
+    path: Any  # a file whose bytes one job reads
+
+    def take(self) -> bytes:
+        return self.path.read_bytes()
+
+
 class LocalExecutor:
     """Runs each job in this process, one after another, with the run's own progress bars."""
 
@@ -63,7 +72,7 @@ class LocalExecutor:
 def _local_value(v):
     if isinstance(v, Shared):
         return v.value
-    if isinstance(v, Rows):
+    if isinstance(v, (Rows, Later)):
         return v.take()
     return v
 
@@ -113,7 +122,7 @@ class RayExecutor:
             if key not in self._shared:
                 self._shared[key] = (v.value, self.ray.put(v.value))  # keep the object alive with its ref
             return self._shared[key][1]
-        if isinstance(v, Rows):
+        if isinstance(v, (Rows, Later)):
             return self.ray.put(v.take())
         return v
 

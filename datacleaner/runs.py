@@ -42,7 +42,7 @@ from .committee import Committee
 from .config import CleanConfig, Judge, MemberConfig, dump_config, judges, load_config, resolve_config, set_judge_weight
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
-from .executors import Job, Rows, Shared, make_executor
+from .executors import Job, Later, Rows, Shared, make_executor
 from .folds import FoldPlan, make_fold_plan
 from .jobs import predict_job, train_cycle_job, train_job
 from .keys import digest, member_seed
@@ -545,7 +545,7 @@ def _train_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass)
                 cycle, state = cycles.next()
                 jobs.append(ctx.job(
                     train_cycle_job, m, f"train r{r + 1}{pass_.label} {m.label} c{cycle}", **common(r, m), cycle=cycle,
-                    state=state, desc=f"round {r + 1}/{R}{pass_.label} train {m.label} cycle {cycle}/{m.cycles}",
+                    state=state and Later(state), desc=f"round {r + 1}/{R}{pass_.label} train {m.label} cycle {cycle}/{m.cycles}",
                 ))
                 owners.append((r, m, cycles, cycle))
         return jobs, owners

@@ -265,10 +265,10 @@ class Cycles:
     def done(self) -> bool:
         return all(self.weights_path(c).is_file() for c in self.member.snapshot_cycles())
 
-    def next(self) -> tuple[int, bytes | None]:
-        """(the cycle to train next, 1-based; the training state to start it from, None for cycle 1)."""
+    def next(self) -> tuple[int, Path | None]:
+        """(the cycle to train next, 1-based; the file of the training state to start it from, None for cycle 1)."""
         finished = [c for c in range(self.member.cycles, 0, -1) if self.state_path(c).is_file()]
-        return (finished[0] + 1, self.state_path(finished[0]).read_bytes()) if finished else (1, None)
+        return (finished[0] + 1, self.state_path(finished[0])) if finished else (1, None)
 
     def record(self, cycle: int, state: bytes) -> None:
         """Save cycle `cycle`'s end: its snapshot weights when it is a snapshot cycle, the training
