@@ -26,7 +26,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from . import health
-from .config import AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
+from .config import JUDGING_ONLY, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
 from .errors import DataCleanerError
 from .fuse import fuse
@@ -70,7 +70,7 @@ class Committee:
         idx = np.arange(len(labels)) if idx is None else np.asarray(idx)
         for member in cfg.members:
             prep = member_preprocess(member)
-            recipe = {k: v for k, v in dataclasses.asdict(member).items() if k not in ("snapshots", "snapshot_weights")}
+            recipe = {k: v for k, v in dataclasses.asdict(member).items() if k not in JUDGING_ONLY}
             key = digest([recipe, dataclasses.asdict(cfg.augment), cfg.seed, self.classes_, images.shape,
                           idx.tolist(), data_key, identity.get(member.label)])
             seed = member_seed(cfg.seed, -1, member.label)  # round -1: the whole dataset

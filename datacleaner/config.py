@@ -96,6 +96,11 @@ class MemberConfig:
         return self.name or self.arch
 
     @property
+    def cycle_epochs(self) -> int:
+        """Epochs per cosine_restarts cycle (restart_epochs; 0 means one cycle of `epochs`)."""
+        return self.restart_epochs or self.epochs
+
+    @property
     def cycles(self) -> int:
         """Learning-rate cycles in training: epochs / restart_epochs for cosine_restarts, else 1."""
         if self.schedule != "cosine_restarts" or not self.restart_epochs:
@@ -105,6 +110,10 @@ class MemberConfig:
     def snapshot_cycles(self) -> list[int]:
         """The cycles (1-based) whose end weights judge as snapshots: the last `snapshots` ones; [] when off."""
         return list(range(self.cycles - self.snapshots + 1, self.cycles + 1)) if self.snapshots else []
+
+
+# What only decides how a member's trained weights judge, not how it trains: left out of training keys.
+JUDGING_ONLY = ("snapshots", "snapshot_weights")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from .config import AugmentConfig, MemberConfig, TTAConfig
 from .models import Preprocess, create_member_model, resolve_device
 from .predict import predict_logits
 from .progress import QUIET, Progress
-from .training import batches_per_epoch, loader_workers, state_bytes, train_cycle, train_or_load
+from .training import batches_per_epoch, loader_workers, state_bytes, step_reporter, train_cycle, train_or_load
 
 
 def train_job(
@@ -42,16 +42,11 @@ def train_cycle_job(
     the end of the cycle before; None: its seeded initialisation) to the training state (weights and
     optimizer, safetensors bytes) at the end of cycle `cycle`."""
     model = create_member_model(member, num_classes, load_pretrained=state is None, seed=seed, pretrained_path=pretrained_path)
-    length = member.restart_epochs or member.epochs
-    with progress.bar(length * batches_per_epoch(len(idx), member.batch_size), desc, unit="step") as bar:
-        def on_step(epoch, loss):
-            bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
-
-        dev = resolve_device(device)
+    dev = resolve_device(device)
+    with progress.bar(member.cycle_epochs * batches_per_epoch(len(idx), member.batch_size), desc, unit="step") as bar:
         return train_cycle(
             model, state, images, labels, idx, member, aug, prep, cycle, device=dev, seed=seed,
-            workers=loader_workers(dev), on_step=on_step, compile=compile,
+            workers=loader_workers(dev), on_step=step_reporter(bar, member), compile=compile,
         )
 
 

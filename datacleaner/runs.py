@@ -39,7 +39,7 @@ from . import health
 from .calibrate import fuse_rounds
 from .fuse import majority_vote
 from .committee import Committee
-from .config import CleanConfig, Judge, MemberConfig, dump_config, judges, load_config, resolve_config, set_judge_weight
+from .config import JUDGING_ONLY, CleanConfig, Judge, MemberConfig, dump_config, judges, load_config, resolve_config, set_judge_weight
 from .dataset import LabeledImages, check_class_sizes, decode_images, find_labeled_images
 from .errors import DataCleanerError
 from .executors import Job, Later, Rows, Shared, make_executor
@@ -93,7 +93,7 @@ class RunDir:
     # keys of cached work -------------------------------------------------------------
     def training_key(self, cfg: CleanConfig, member: MemberConfig, round_: int, info: dict, held_out: str | None = None) -> str:
         """What a member's training depends on (not its fusion weight, name or how many snapshots judge)."""
-        recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name", "snapshots", "snapshot_weights")}
+        recipe = {k: v for k, v in asdict(member).items() if k not in ("weight", "name", *JUDGING_ONLY)}
         parts = [recipe, asdict(cfg.augment), cfg.scheme, cfg.folds, cfg.seed, round_, info["fingerprint"], info["cache_size"],
                  self._weights(info, member)]
         return digest(parts + ([held_out] if held_out else []))

@@ -118,7 +118,7 @@ def train_cycle(
     optimizer = make_optimizer(model, member)
     if state is not None:
         load_training_state(model, optimizer, state)
-    length = member.restart_epochs or member.epochs
+    length = member.cycle_epochs
     epochs = range((cycle - 1) * length, cycle * length)
     _train_epochs(model, optimizer, images, labels, train_idx, member, aug, prep, epochs, device=device, seed=seed,
                   workers=workers, on_epoch=on_epoch, on_step=on_step, compile=compile)
@@ -182,7 +182,7 @@ def _train_epochs(
     steps_per_epoch = batches_per_epoch(len(train_idx), bs)
     total = steps_per_epoch * member.epochs
     warmup = int(round(member.warmup_epochs * steps_per_epoch))
-    cycle = (member.restart_epochs or member.epochs) * steps_per_epoch
+    cycle = member.cycle_epochs * steps_per_epoch
     use_scaler = device.type == "cuda" and member.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     mean, std = prep.tensors(device)
@@ -223,6 +223,15 @@ def _train_epochs(
             on_epoch(epoch, total_loss / max(1, seen))
 
 
+def step_reporter(bar, member: MemberConfig) -> Callable[[int, float], None]:
+    """on_step for a training's progress bar: one step done, its epoch and loss shown."""
+    def on_step(epoch: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
+
+    return on_step
+
+
 def train_or_load(
     model: torch.nn.Module, weights_path: Path | None, images: np.ndarray, labels: np.ndarray, idx: np.ndarray,
     member: MemberConfig, aug: AugmentConfig, prep: Preprocess, *, device: torch.device, seed: int,
@@ -236,9 +245,7 @@ def train_or_load(
         return False
     steps = member.epochs * batches_per_epoch(len(idx), member.batch_size)
     with progress.bar(steps, desc, unit="step") as bar:
-        def on_step(epoch, loss):
-            bar.update(1)
-            bar.set_postfix(epoch=f"{epoch + 1}/{member.epochs}", loss=f"{loss:.3f}", refresh=False)
+        on_step = step_reporter(bar, member)
 
         def on_epoch(epoch, mean_loss):
             progress.debug(f"{desc} epoch {epoch + 1}/{member.epochs} loss {mean_loss:.4f}")
@@ -279,10 +286,6 @@ class Cycles:
             write_bytes_atomic(self.state_path(cycle), state)
         for c in range(1, cycle + (cycle == self.member.cycles)):
             self.state_path(c).unlink(missing_ok=True)
-
-    def steps(self, n_images: int) -> int:
-        """Optimizer steps in one cycle over n_images."""
-        return (self.member.restart_epochs or self.member.epochs) * batches_per_epoch(n_images, self.member.batch_size)
 
 
 HEAD_MAX_ITER = 200  # L-BFGS iterations for a frozen member's logistic head
