@@ -155,6 +155,9 @@ Checks = Annotated[Optional[str], typer.Option(
     help="Data-health checks: all (default), none, duplicates, properties, or issue names, comma-separated "
     "(conflicting_labels, outlier, duplicate, near_duplicate, dark, light, blurry, low_information, grayscale, "
     "odd_aspect_ratio, odd_size).")]
+MemoryGb = Annotated[Optional[float], typer.Option(
+    "--memory-gb", help="What one stage may hold in large arrays, in GB (default: a quarter of this machine's memory); "
+    "above it the stage works in pieces from disk.")]
 FitWeights = Annotated[Optional[bool], typer.Option("--fit-weights/--no-fit-weights", help="Fit member fusion weights per round.")]
 
 
@@ -187,6 +190,7 @@ def clean(
     weights_dir: WeightsDir = None,
     checks: Checks = None,
     min_error_prob: MinErrorProb = None,
+    memory_gb: MemoryGb = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
@@ -199,7 +203,7 @@ def clean(
         min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, seed=seed, members=_names(members),
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
         executor=executor, ray_address=ray_address, weights_dir=weights_dir, checks=checks,
-        min_error_prob=min_error_prob,
+        min_error_prob=min_error_prob, memory_gb=memory_gb,
     )
     print_summary(result.summary, data)
 
@@ -318,6 +322,7 @@ def select(
     executor: Annotated[str, typer.Option(help="local (this process) or ray (shards of the pool as Ray tasks).")] = "local",
     ray_address: RayAddress = None,
     shard_images: Annotated[int, typer.Option(help="Pool images per prediction job (and per chunk held in memory).")] = 4096,
+    memory_gb: MemoryGb = None,
     quiet: Quiet = False,
 ):
     """Rank pool images worth labeling: skip what production handles, order the rest by disagreement."""
@@ -331,6 +336,7 @@ def select(
     options = SelectOptions(
         budget=budget, method=method, min_committee_prob=min_committee_prob, min_production_score=min_production_score,
         diverse=diverse, device=device, executor=executor, ray_address=ray_address, shard_images=shard_images,
+        memory_gb=memory_gb,
     )
     model = Production(production, arch=production_arch, classes=names, size=production_size)
     result = run_select(pool, committee, model, out, options, progress=_progress(quiet, False))

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import health
+from .arrays import GiB, NpyFile, NpyWriter, memory_budget
 from .calibrate import fuse_rounds
 from .fuse import majority_vote
 from .committee import Committee
@@ -52,7 +53,7 @@ from .progress import Progress, Stopwatch
 from .tables import LABEL_ISSUES, keep_decisions, list_lock, primary_issue, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
 from .scoring import score
-from .training import Cycles, fit_view_head
+from .training import Cycles, fit_view_head, fit_view_head_chunked
 from .weights import resolve_weights, weights_identity
 
 
@@ -171,34 +172,33 @@ def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: 
                    memory_gb: float = 2.0):
     """(N, S, S, 3) uint8 array of every image, {index: reason} for unreadable ones, each file's
     checksum and its own (width, height) (None for a cache decoded before sizes were recorded).
-    Decoded once per run into a file under cache/; read into RAM when it fits in `memory_gb`,
-    else used memory-mapped from disk."""
+    Decoded once per run into a file under cache/ (written a block at a time); read into RAM when it
+    fits in `memory_gb`, else read from the file in pieces (arrays.NpyFile)."""
     name = f"images-{size}-{fingerprint}"
     array_path, problems_path = run.file("cache", name + ".npy"), run.file("cache", name + ".meta.json")
     if array_path.is_file() and problems_path.is_file():
         meta = json.loads(problems_path.read_text())
         problems = {int(k): v for k, v in meta["problems"].items()}
-        return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, meta["checksums"], meta.get("sizes")
+        return _in_memory(array_path, memory_gb), problems, meta["checksums"], meta.get("sizes")
     array_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = array_path.with_suffix(".partial.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(labeled.paths), size, size, 3))
     checksums: list[str] = []
     sizes: list[tuple[int, int]] = []
-    with progress.bar(len(labeled.paths), "check+decode") as bar:
+    with progress.bar(len(labeled.paths), "check+decode") as bar, \
+            NpyWriter(tmp, (len(labeled.paths), size, size, 3), np.uint8, block_rows=1024) as out:
         files = [labeled.absolute(i) for i in range(len(labeled.paths))]
         _, problems = decode_images(files, size, out, progress=bar.update, checksums=checksums, sizes=sizes)
-    out.flush()
-    del out
     os.replace(tmp, array_path)
     sizes = [list(s) for s in sizes]
     meta = {"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums, "sizes": sizes}
     write_text_atomic(problems_path, json.dumps(meta))
-    return _in_memory(np.load(array_path, mmap_mode="r"), memory_gb), problems, checksums, sizes
+    return _in_memory(array_path, memory_gb), problems, checksums, sizes
 
 
-def _in_memory(images: np.ndarray, memory_gb: float) -> np.ndarray:
-    """The decoded cache read into RAM if it fits the budget; the memory map otherwise."""
-    return np.array(images) if images.nbytes <= memory_gb * 2**30 else images
+def _in_memory(path: Path, memory_gb: float) -> np.ndarray | NpyFile:
+    """The decoded cache read into RAM if it fits `memory_gb`; read from the file in pieces otherwise."""
+    images = NpyFile(path)
+    return images[:] if images.nbytes <= memory_gb * GiB else images
 
 
 def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, fingerprint: str, progress: Progress) -> dict[str, np.ndarray]:
@@ -260,7 +260,8 @@ def _prepare(data, cfg: CleanConfig, run: RunDir, progress: Progress, *, min_per
     size = cfg.cache_size or max(p.size for p in preps.values())
     run.path.mkdir(parents=True, exist_ok=True)
     with watch.stage("decode"):
-        images, problems, checksums, sizes = _decoded_cache(run, labeled, size, fingerprint, progress, cfg.cache_memory_gb)
+        images, problems, checksums, sizes = _decoded_cache(run, labeled, size, fingerprint, progress,
+                                                            min(cfg.cache_memory_gb, memory_budget(cfg.memory_gb) / GiB / 2))
     usable = np.ones(len(labeled.paths), dtype=bool)
     usable[list(problems)] = False
     with watch.stage("health"):
@@ -439,15 +440,28 @@ def _train_and_judge(ctx: RunContext, todo: list[tuple[int, Judge]], pass_: Pass
 
 def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pass_: Pass) -> None:
     """Frozen members: backbone features once per image, then per round a logistic head on the round's
-    training images, applied to the images it judges (cheap: done in this process)."""
+    training images, applied to the images it judges (cheap: done in this process). A round's training
+    features are held in memory (float32) when they fit the memory budget; otherwise the head is fitted
+    from the feature file in pieces (the same head up to float rounding)."""
     cfg, C = ctx.cfg, len(ctx.info["classes"])
+    budget = memory_budget(cfg.memory_gb)
     with ctx.watch.stage("features"):
         members = {m.label: m for _, m in frozen}
-        features = {label: _frozen_features(ctx, m) for label, m in members.items()}  # (N, V, D) each, memory-mapped
+        features = {label: _frozen_features(ctx, m) for label, m in members.items()}  # (N, V, D) each, NpyFile
     with ctx.watch.stage("train_heads"):
+        told = False
         for r, m in frozen:
             feats, t = features[m.label], ctx.train_idx(r, pass_)
-            W, b = fit_view_head(feats[t], ctx.labels[t], C, m)
+            per_image = int(np.prod(feats.shape[1:])) * 4  # float32 bytes of one image's views
+            if len(t) * per_image * 1.5 <= budget:  # the float16 rows read, then their float32 copy
+                W, b = fit_view_head(feats[t], ctx.labels[t], C, m)
+            else:
+                if not told:
+                    ctx.progress.info(
+                        f"memory: a head's training features ({len(t) * per_image / GiB:.1f} GB) exceed the memory budget "
+                        f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
+                    told = True
+                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=_rows_per_piece(budget, per_image))
             judge = ctx.plan.judge_idx(r)
             logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
                                      for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
@@ -455,13 +469,18 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
             ctx.watch.count("head_fits", 1)
 
 
-def _frozen_features(ctx: RunContext, member: MemberConfig) -> np.ndarray:
+def _rows_per_piece(budget: int, row_bytes: int) -> int:
+    """Rows of `row_bytes` each to read at a time: a sixteenth of the budget, 64 to 65,536 rows."""
+    return int(min(65536, max(64, budget // 16 // max(row_bytes, 1))))
+
+
+def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
     """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
-    (each saved as it arrives, so an interrupted run resumes), then joined into one memory-mapped file."""
+    (each saved as it arrives, so an interrupted run resumes), then joined into one file read in pieces."""
     cfg, images = ctx.cfg, ctx.prepared.images
     path = ctx.run.features_path(cfg, member, ctx.info)
     if path.is_file():
-        return np.load(path, mmap_mode="r")
+        return NpyFile(path)
     parts_dir = path.with_suffix(".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
     starts = list(range(0, len(images), cfg.shard_images))
@@ -475,17 +494,14 @@ def _frozen_features(ctx: RunContext, member: MemberConfig) -> np.ndarray:
     for i, feats in ctx.executor.run(jobs):
         _save_array(parts_dir / f"{todo[i]}.npy", feats)
         ctx.watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
-    tmp, out = path.with_suffix(".partial.npy"), None
-    for s in starts:
-        chunk = np.load(parts_dir / f"{s}.npy")  # (n, V, D) float16
-        if out is None:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(images), *chunk.shape[1:]))
-        out[s : s + len(chunk)] = chunk
-    out.flush()
-    del out
+    tmp = path.with_suffix(".partial.npy")
+    shape = np.load(parts_dir / f"{starts[0]}.npy", mmap_mode="r").shape if starts else (0, 1, 1)
+    with NpyWriter(tmp, (len(images), *shape[1:]), np.float16, block_rows=1) as out:
+        for s in starts:
+            out.write(s, np.load(parts_dir / f"{s}.npy"))  # (n, V, D) float16
     os.replace(tmp, path)
     shutil.rmtree(parts_dir)
-    return np.load(path, mmap_mode="r")
+    return NpyFile(path)
 
 
 def _health_features(ctx: RunContext) -> None:
@@ -617,7 +633,7 @@ def round_outputs(
                     f"{run.path}: logits of round {r + 1}{' (pass 2)' if held_out else ''} member {judge.label} "
                     "are missing; re-run `clean` to finish the run"
                 )
-            outputs.append(np.load(path, mmap_mode="r", allow_pickle=False))  # (n, V, C)
+            outputs.append(NpyFile(path))  # (n, V, C), read in pieces
         out.append((plan.judge_idx(r), outputs))
     return out
 

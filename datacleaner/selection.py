@@ -54,6 +54,7 @@ class SelectOptions:
     executor: str = "local"  # local | ray
     ray_address: str | None = None
     shard_images: int = 4096  # pool images per prediction job (and per chunk held in memory)
+    memory_gb: float | None = None  # what the tables and decoded pool may hold in memory; None = a quarter of the machine's
 
     def check(self) -> "SelectOptions":
         if self.method not in DISAGREEMENT_METHODS:

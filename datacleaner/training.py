@@ -11,7 +11,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -298,28 +298,75 @@ def fit_linear_head(
 
     features: (n, D) float; labels: (n,) int. Features are standardised inside and the
     scaling folded back into W and b, so the head acts on raw features. Full-batch L-BFGS
-    from zero weights: the same data always gives the same head.
+    from zero weights: the same data always gives the same head. fit_linear_head_chunked
+    fits the same head from chunks read one at a time.
     """
     z = torch.from_numpy(np.array(features, dtype=np.float32))  # (n, D), our own copy
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     mu, sd = z.mean(0), z.std(0).clamp_min(1e-6)  # (D,)
     z.sub_(mu).div_(sd)  # standardised in place: one copy of the features in memory
-    W = torch.zeros(num_classes, z.shape[1], requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
     loss_fn = MemberLoss(label_smoothing=label_smoothing)
+    return _lbfgs_head(lambda W, b: loss_fn(z @ W.T + b, y), z.shape[1], num_classes, l2, mu, sd)
+
+
+def _lbfgs_head(data_loss, D: int, C: int, l2: float, mu: torch.Tensor, sd: torch.Tensor):
+    """L-BFGS from zero on data_loss(W, b) + l2/2 |W|^2 (data_loss backpropagates itself, in parts if it
+    likes, and returns the loss value), W and b acting on standardised features; returned on raw ones."""
+    W = torch.zeros(C, D, requires_grad=True)
+    b = torch.zeros(C, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=HEAD_MAX_ITER, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = loss_fn(z @ W.T + b, y) + 0.5 * l2 * (W * W).sum()
-        loss.backward()
-        return loss
+        loss = data_loss(W, b)
+        if loss.requires_grad:  # computed in one piece: not backpropagated yet
+            loss.backward()
+        penalty = 0.5 * l2 * (W * W).sum()
+        penalty.backward()
+        return loss.detach() + penalty.detach()
 
     with torch.enable_grad():
         opt.step(closure)
     W_raw = (W / sd).detach()  # (C, D)
     b_raw = (b - W_raw @ mu).detach()
     return W_raw.numpy(), b_raw.numpy()
+
+
+def fit_linear_head_chunked(
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], num_classes: int, *, l2: float,
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """fit_linear_head's head from data too large to hold: chunks() yields (features (m, D), labels (m,))
+    pieces of the same n rows every time it is called (e.g. read from a memory-mapped file). The mean,
+    standard deviation, loss and gradient are accumulated piece by piece, so memory holds one piece;
+    each L-BFGS evaluation reads the data once. Equal to the full-batch head up to float rounding."""
+    n, mean, m2 = 0, None, None  # Chan et al.'s pairwise merge of per-piece mean and squared deviations
+    for x, _ in chunks():
+        x = np.asarray(x, dtype=np.float64)
+        k, mk = len(x), x.mean(0)
+        if mean is None:
+            n, mean, m2 = k, mk, ((x - mk) ** 2).sum(0)
+            continue
+        delta, total = mk - mean, n + k
+        m2 = m2 + ((x - mk) ** 2).sum(0) + delta**2 * n * k / total
+        mean, n = mean + delta * k / total, total
+    if mean is None:
+        raise ValueError("no training rows for the head")
+    mu = torch.from_numpy(mean.astype(np.float32))
+    sd = torch.from_numpy(np.sqrt(m2 / max(n - 1, 1)).astype(np.float32)).clamp_min(1e-6)
+    loss_fn = MemberLoss(label_smoothing=label_smoothing)
+
+    def data_loss(W, b):  # mean loss over all n rows, its gradient accumulated piece by piece
+        total = torch.zeros(())
+        for x, y in chunks():
+            Ws = W / sd  # the standardisation folded into the weights: pieces stay as read
+            loss = loss_fn(torch.from_numpy(np.asarray(x, dtype=np.float32)) @ Ws.T + (b - Ws @ mu),
+                           torch.from_numpy(np.asarray(y, dtype=np.int64))) * (len(y) / n)
+            loss.backward()
+            total += loss.detach()
+        return total
+
+    return _lbfgs_head(data_loss, len(mu), num_classes, l2, mu, sd)
 
 
 def fit_view_head(features: np.ndarray, labels: np.ndarray, num_classes: int, member: MemberConfig):
@@ -330,6 +377,20 @@ def fit_view_head(features: np.ndarray, labels: np.ndarray, num_classes: int, me
         np.asarray(features).reshape(n * V, D), np.repeat(np.asarray(labels), V), num_classes,
         l2=member.head_l2, label_smoothing=member.label_smoothing,
     )
+
+
+def fit_view_head_chunked(features, idx: np.ndarray, labels: np.ndarray, num_classes: int, member: MemberConfig,
+                          chunk_images: int):
+    """fit_view_head on rows `idx` of TTA features (N, V, D) too large to hold (e.g. an arrays.NpyFile):
+    read `chunk_images` images at a time; `labels` (len(idx),)."""
+    idx, labels = np.asarray(idx), np.asarray(labels)
+
+    def chunks():
+        for s in range(0, len(idx), chunk_images):
+            x = np.asarray(features[idx[s : s + chunk_images]], dtype=np.float32)  # (m, V, D)
+            yield x.reshape(-1, x.shape[2]), np.repeat(labels[s : s + chunk_images], x.shape[1])
+
+    return fit_linear_head_chunked(chunks, num_classes, l2=member.head_l2, label_smoothing=member.label_smoothing)
 
 
 def set_classifier(model: torch.nn.Module, weight: np.ndarray, bias: np.ndarray) -> torch.nn.Module:

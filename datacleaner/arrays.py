@@ -1,0 +1,109 @@
+"""Arrays larger than memory: .npy files read in pieces, and the memory budget.  [numpy + I/O]
+
+A long-lived memory map keeps every page it has read in the process's resident memory
+until it is closed (the kernel may drop them, but they count, and they crowd out other
+work). NpyFile maps its file only for the length of one read, so what stays resident is
+what the caller keeps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+GiB = 2**30
+DEFAULT_SHARE = 0.25  # of the machine's physical memory, when memory_gb is not set
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (8 GiB if the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * GiB
+
+
+def memory_budget(memory_gb: float | None) -> int:
+    """Bytes a stage may hold in its large arrays: `memory_gb` GiB, or a quarter of the machine's memory."""
+    return int(memory_gb * GiB) if memory_gb is not None else int(DEFAULT_SHARE * machine_memory())
+
+
+class NpyFile:
+    """A .npy file's array, read by indexing (slices, index arrays) one piece at a time."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        m = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.shape, self.dtype = m.shape, m.dtype
+        del m
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __getitem__(self, key) -> np.ndarray:
+        m = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        try:
+            return np.array(m[key])
+        finally:
+            del m
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+class NpyWriter:
+    """Writes a .npy file of `shape` row by row (rows set in increasing order, through `w[i] = row`), a
+    block of rows at a time: the file is never mapped, so memory holds one block. Rows never set stay
+    zero. Use as a context manager; the file is complete when it closes (write to a temporary name and
+    rename it after)."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype, block_rows: int = 4096):
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.block = np.zeros((max(1, block_rows), *self.shape[1:]), dtype=self.dtype)
+        self.start = 0  # first row of the block
+        self.file = open(self.path, "wb")
+        np.lib.format.write_array_header_2_0(
+            self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+
+    def __setitem__(self, i: int, row) -> None:
+        if i < self.start:
+            raise ValueError(f"rows must be written in order: row {i} after {self.start}")
+        while i >= self.start + len(self.block):
+            self._flush(len(self.block))
+        self.block[i - self.start] = row
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Rows start .. start + len(rows)."""
+        for k in range(len(rows)):
+            self[start + k] = rows[k]
+
+    def _flush(self, n: int) -> None:
+        n = min(n, self.shape[0] - self.start)
+        self.file.write(self.block[:n].tobytes())
+        self.block[:] = 0
+        self.start += n
+
+    def close(self) -> None:
+        while self.start < self.shape[0]:
+            self._flush(len(self.block))
+        self.file.close()
+
+    def __enter__(self) -> NpyWriter:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.file.close()
