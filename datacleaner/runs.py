@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import health
 from .arrays import GiB, NpyFile, NpyWriter, memory_budget
-from .calibrate import fuse_rounds
+from .calibrate import fused_rounds
 from .fuse import majority_vote
 from .committee import Committee
 from .config import JUDGING_ONLY, CleanConfig, Judge, MemberConfig, dump_config, judges, load_config, resolve_config, set_judge_weight
@@ -52,7 +52,7 @@ from .models import member_preprocess, resolve_device
 from .progress import Progress, Stopwatch
 from .tables import LABEL_ISSUES, keep_decisions, list_lock, primary_issue, review_table, score_table, write_bytes_atomic, write_csv_atomic, write_text_atomic
 from .runtime import configure
-from .scoring import score
+from .scoring import score_rounds
 from .training import Cycles, fit_view_head, fit_view_head_chunked
 from .weights import resolve_weights, weights_identity
 
@@ -349,7 +349,7 @@ def clean(
             with ctx.watch.stage("health"):
                 _health_features(ctx)
         with ctx.watch.stage("score_write"):
-            result = _rescore(ctx.run, watch=ctx.watch)
+            result = _rescore(ctx.run, watch=ctx.watch, progress=ctx.progress)
         warnings += _weak_committee_warnings(result.summary)
         for w in warnings:
             progress.info(f"warning: {w}")
@@ -419,7 +419,7 @@ def _start_pass(ctx: RunContext, number: int) -> Pass:
     """Pass 1 trains on every image of its parts; pass 2 without those pass 1 sent to review."""
     if number == 0:
         return Pass(np.zeros(len(ctx.labels), dtype=bool))
-    first = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None)[0]
+    first = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None, progress=ctx.progress)[0]
     exclude = first.in_review.copy()
     held_out = digest(np.flatnonzero(exclude).tolist())
     ctx.run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
@@ -638,25 +638,38 @@ def round_outputs(
     return out
 
 
-def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, cfg: CleanConfig, judgements: int):
+def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, cfg: CleanConfig, judgements: int,
+                  mean_probs: np.ndarray | None = None):
     """(Scores, fitted parameters, (N, M) each member's majority label or -1) of every image from
     per-round outputs (see round_outputs), with the config's fusion, calibration, weights and flag
-    rule; `judgements` per image sets the default T."""
+    rule; `judgements` per image sets the default T. One round's fused probabilities are held at a
+    time; `mean_probs` (N, C) float32 zeros, if given, receives their average (scoring.score_rounds)."""
     voices = judges(cfg.members)
     votes = np.full((len(outputs), len(labels), len(voices)), -1, dtype=np.int32)  # (R, N, M)
-    fused, judged, fitted = fuse_rounds(
-        outputs, labels, len(labels), np.array([j.weight for j in voices]),
-        mode=cfg.fusion, calibrate=cfg.calibrate, fit=cfg.fit_weights, votes=votes,
-    )  # (R, N, C), (R, N)
+    fitted: dict = {"temperatures": [], "weights": []}
+    rounds = fused_rounds(outputs, labels, np.array([j.weight for j in voices]), mode=cfg.fusion,
+                          calibrate=cfg.calibrate, fit=cfg.fit_weights, votes=votes, fitted=fitted)
     T = cfg.resolved_min_flags(judgements)
-    scores = score(fused, judged, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality,
-                   min_error_prob=cfg.min_error_prob)
+    scores = score_rounds(rounds, labels, tau=cfg.tau, min_flags=T, rule=cfg.flag_rule, quality=cfg.label_quality,
+                          min_error_prob=cfg.min_error_prob, mean_probs=mean_probs)
     return scores, fitted, majority_vote(votes)
 
 
-def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None):
-    """Scores of every image from the cached logits of one pass."""
-    return judge_outputs(round_outputs(run, cfg, info, plan, held_out), labels, cfg, plan.judgements_per_image)
+def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None,
+           progress: Progress | None = None):
+    """Scores of every image from the cached logits of one pass. The images' averaged probabilities
+    (N x C) go to a file (deleted as soon as it is open) when they exceed half the memory budget."""
+    N, C, mean_probs = len(labels), len(info["classes"]), None
+    budget = memory_budget(cfg.memory_gb)
+    if N * C * 4 > budget / 2:
+        path = run.file("cache", f"mean-probs-{os.getpid()}.npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mean_probs = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(N, C))
+        path.unlink()  # the open map keeps the space until scoring is done; nothing is left behind
+        if progress is not None:
+            progress.info(f"memory: the images' class probabilities ({N * C * 4 / GiB:.1f} GB) exceed half the memory "
+                          f"budget ({budget / GiB:.1f} GB, memory_gb): averaging them on disk")
+    return judge_outputs(round_outputs(run, cfg, info, plan, held_out), labels, cfg, plan.judgements_per_image, mean_probs)
 
 
 @dataclass
@@ -702,13 +715,13 @@ def rescore(
                    calibrate=calibrate, fit_weights=fit_weights, checks=checks,
                    min_error_prob=min_error_prob)
     with run_lock(run_dir, progress):
-        return _rescore(RunDir(run_dir), changes, weights)
+        return _rescore(RunDir(run_dir), changes, weights, progress=progress)
 
 
 def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float] | None = None,
-             watch: Stopwatch | None = None) -> CleanResult:
+             watch: Stopwatch | None = None, progress: Progress | None = None) -> CleanResult:
     done = _load_finished_run(run, changes or {}, weights or {})
-    scores, fitted, votes = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out)
+    scores, fitted, votes = _judge(run, done.cfg, done.info, done.plan, done.labels, held_out=done.held_out, progress=progress)
     problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
     member_votes = {j.label: votes[:, k] for k, j in enumerate(judges(done.cfg.members))}
     with (watch or Stopwatch()).stage("health"):

@@ -13,6 +13,13 @@ import numpy as np
 
 from .fuse import softmax
 
+ROWS = 16384  # images per step where (n, C) float64 temporaries are made: bounded at many classes
+
+
+def _pieces(n: int):
+    for s in range(0, n, ROWS):
+        yield slice(s, min(n, s + ROWS))
+
 ISSUES = ("mislabel", "low_confidence", "unreadable")
 FLAG_RULES = ("fixed", "class_adaptive", "noise_rate")
 QUALITY_METHODS = ("self_confidence", "normalized_margin")
@@ -21,18 +28,23 @@ QUALITY_METHODS = ("self_confidence", "normalized_margin")
 def class_thresholds(fused_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(C,) per-class thresholds t_c: the mean probability of class c over images labeled c
     (confident learning's t_j); inf for a class no image carries (never confidently predicted)."""
-    fused_probs = np.asarray(fused_probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     C = fused_probs.shape[1]
     counts = np.bincount(labels, minlength=C)
-    sums = np.bincount(labels, weights=fused_probs[np.arange(len(labels)), labels], minlength=C)
+    given = np.asarray(fused_probs[np.arange(len(labels)), labels], dtype=np.float64)
+    sums = np.bincount(labels, weights=given, minlength=C)
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
 
 def confident_class(fused_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """((N,) bool: some class reaches its threshold t_c, (N,) the most probable such class)."""
-    confident = fused_probs >= class_thresholds(fused_probs, labels)[None, :]  # (N, C)
-    return confident.any(axis=1), np.where(confident, fused_probs, -1.0).argmax(axis=1)
+    t = class_thresholds(fused_probs, labels)[None, :]
+    has, best = np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=np.int64)
+    for rows in _pieces(len(labels)):
+        p = np.asarray(fused_probs[rows], dtype=np.float64)
+        confident = p >= t  # (n, C)
+        has[rows], best[rows] = confident.any(axis=1), np.where(confident, p, -1.0).argmax(axis=1)
+    return has, best
 
 
 def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
@@ -42,7 +54,6 @@ def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
     reaching their per-class threshold t_j; each row is rescaled to the number of images labeled
     i; the off-diagonal mass is the estimate. fused_probs: (N, C); labels: (N,) int.
     """
-    fused_probs = np.asarray(fused_probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     C = fused_probs.shape[1]
     has, best = confident_class(fused_probs, labels)
@@ -131,7 +142,8 @@ def noise_structure(probs: np.ndarray, labels: np.ndarray, rho: float, iters: in
 
 
 def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, float] = NOISE_LINK, sharpen: float = SHARPEN,
-                fit_max: int = 50_000, structure_max: int = 20_000, seed: int = 0) -> tuple[np.ndarray, dict]:
+                fit_max: int = 50_000, structure_max: int = 20_000, seed: int = 0,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """((N,) probability that each given label is wrong, the fitted model as a dict).
 
     A noisy-label model of the dataset's own labels: an image's true class follows the committee's
@@ -142,37 +154,41 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
     probabilities show (seen_noise_rate, on at most `fit_max` images) through `link` (see
     NOISE_LINK). Each label's probability of being wrong is its posterior:
         1 - pi_y (1 - rho) / sum_z pi_z M[z, y],  M = (1 - rho) I + rho * structure.
-    probs: (N, C) fused probabilities; labels: (N,) int."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs: (N, C) fused probabilities (any array: read in pieces); labels: (N,) int; rows: the rows to
+    model (default: all), the result being (len(rows),)."""
     labels = np.asarray(labels, dtype=np.int64)
-    N, C = probs.shape
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+    N, C = len(rows), probs.shape[1]
     model = {"noise_rate": 0.0, "seen_noise_rate": 0.0, "temperature": 1.0, "link": list(link), "sharpen": sharpen}
     if N == 0 or C < 2:
         return np.zeros(N), model
     rng = np.random.default_rng(seed)
-    fit = np.arange(N) if N <= fit_max else rng.choice(N, fit_max, replace=False)
-    seen, T = seen_noise_rate(probs[fit], labels[fit])
+    fit = rows if N <= fit_max else rows[rng.choice(N, fit_max, replace=False)]
+    fit_probs = np.asarray(probs[fit], dtype=np.float64)
+    seen, T = seen_noise_rate(fit_probs, labels[fit])
     rho = min(linked_noise_rate(seen, link), 0.9)
     model.update(noise_rate=round(rho, 4), seen_noise_rate=round(seen, 4), temperature=round(T, 3))
     if rho == 0.0:
         return np.zeros(N), model
-    part = fit[:structure_max]  # the structure's EM holds (n, C) arrays: bounded at many classes
-    structure = noise_structure(tempered(probs[part], T), labels[part], seen)
-    return wrong_label_posterior(probs, labels, rho, structure, T * sharpen), model
+    part = slice(0, structure_max)  # the structure's EM holds (n, C) arrays: bounded at many classes
+    structure = noise_structure(tempered(fit_probs[part], T), labels[fit[part]], seen)
+    del fit_probs
+    return wrong_label_posterior(probs, labels, rho, structure, T * sharpen, rows=rows), model
 
 
-def wrong_label_posterior(probs: np.ndarray, labels: np.ndarray, rho: float, structure: np.ndarray, T: float) -> np.ndarray:
+def wrong_label_posterior(probs: np.ndarray, labels: np.ndarray, rho: float, structure: np.ndarray, T: float,
+                          rows: np.ndarray | None = None) -> np.ndarray:
     """(N,) each label's posterior probability of being wrong: true classes softmax(log probs / T),
-    labels through M = (1 - rho) I + rho * structure."""
+    labels through M = (1 - rho) I + rho * structure; with `rows`, of those rows only."""
     C = probs.shape[1]
     M = (1 - rho) * np.eye(C) + rho * structure
-    out = np.empty(len(labels))
-    for s in range(0, len(labels), 16384):  # bounded memory at many classes
-        rows = slice(s, min(len(labels), s + 16384))
-        pt = tempered(probs[rows], T)
-        y = labels[rows]
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+    out = np.empty(len(rows))
+    for piece in _pieces(len(rows)):  # bounded memory at many classes
+        pt = tempered(np.asarray(probs[rows[piece]], dtype=np.float64), T)
+        y = labels[rows[piece]]
         given = pt[np.arange(len(y)), y] * M[y, y]
-        out[rows] = 1 - given / np.maximum((pt * M[:, y].T).sum(axis=1), 1e-300)
+        out[piece] = 1 - given / np.maximum((pt * M[:, y].T).sum(axis=1), 1e-300)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -188,7 +204,6 @@ def round_flags(
     rule "noise_rate": the n images of lowest label quality (`quality`, see label_quality_scores),
     n = estimated_error_count: the flagged share follows the data's own estimated noise rate.
     """
-    fused_probs = np.asarray(fused_probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if rule not in FLAG_RULES:
         raise ValueError(f"rule must be one of {', '.join(FLAG_RULES)}, got {rule!r}")
@@ -201,7 +216,7 @@ def round_flags(
         flags[np.argsort(label_quality_scores(fused_probs, labels, method=quality), kind="stable")[:n]] = True
         return flags
     given = fused_probs[np.arange(len(labels)), labels]
-    return (fused_probs.argmax(axis=1) != labels) | (given < tau)
+    return (fused_probs.argmax(axis=1) != labels) | (given < tau)  # argmax: no float64 copy of the probabilities
 
 
 def label_quality_scores(probs: np.ndarray, labels: np.ndarray, *, method: str = "self_confidence") -> np.ndarray:
@@ -211,15 +226,16 @@ def label_quality_scores(probs: np.ndarray, labels: np.ndarray, *, method: str =
     """
     if method not in QUALITY_METHODS:
         raise ValueError(f"method must be one of {', '.join(QUALITY_METHODS)}, got {method!r}")
-    probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    rows = np.arange(len(labels))
-    given = probs[rows, labels]
+    given = np.asarray(probs[np.arange(len(labels)), labels], dtype=np.float64)
     if method == "self_confidence":
         return given
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    return (1.0 + given - others.max(axis=1)) / 2.0
+    out = np.empty(len(labels))
+    for rows in _pieces(len(labels)):
+        others = np.array(probs[rows], dtype=np.float64)
+        others[np.arange(len(others)), labels[rows]] = -np.inf
+        out[rows] = (1.0 + given[rows] - others.max(axis=1)) / 2.0
+    return out
 
 
 @dataclass
@@ -252,6 +268,8 @@ class Scores:
         judged = self.rounds > 0
         if not judged.any():
             return 0.0
+        if judged.all():  # no copy of the (N, C) probabilities
+            return estimated_error_count(self.mean_probs, self.given_label) / len(judged)
         return estimated_error_count(self.mean_probs[judged], self.given_label[judged]) / int(judged.sum())
 
     def expected_wrong(self) -> float:
@@ -270,42 +288,68 @@ def score(
     fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed",
     quality: str = "self_confidence", min_error_prob: float = 0.0,
 ) -> Scores:
+    """score_rounds on every round's fused probabilities at once: fused (R, N, C) (any value where not
+    judged), judged (R, N) bool."""
+    judged = np.asarray(judged, dtype=bool)
+    rounds = ((r, np.flatnonzero(judged[r]), np.asarray(fused[r])[judged[r]]) for r in range(len(judged)))
+    return score_rounds(rounds, labels, tau=tau, min_flags=min_flags, rule=rule, quality=quality,
+                        min_error_prob=min_error_prob, classes=np.shape(fused)[2])
+
+
+def score_rounds(
+    rounds, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed", quality: str = "self_confidence",
+    min_error_prob: float = 0.0, classes: int | None = None, mean_probs: np.ndarray | None = None,
+) -> Scores:
     """Flag every judged image in every round and aggregate.
 
-    fused: (R, N, C) fused probabilities (any value where not judged).
-    judged: (R, N) bool. labels: (N,) int. An image goes to review when flagged
-    in at least `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the
-    label_quality score computed from the round-averaged probabilities; `min_error_prob` keeps
-    out of review the images whose error_prob (error_model) is lower.
+    rounds: iterable of (round, judged indices (n,), fused probabilities (n, C)), one round held at a
+    time (calibrate.fused_rounds). labels: (N,) int. An image goes to review when flagged in at least
+    `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the label_quality score computed
+    from the round-averaged probabilities; `min_error_prob` keeps out of review the images whose
+    error_prob (error_model) is lower. mean_probs: an (N, C) float32 array of zeros to average into
+    (e.g. a file-backed one when N x C is large); allocated here by default.
     """
-    fused = np.asarray(fused)
-    judged = np.asarray(judged, dtype=bool)
     labels = np.asarray(labels, dtype=np.int64)
-    R, N, C = fused.shape
+    N = len(labels)
     flag_count = np.zeros(N, dtype=np.int64)
-    mean_probs = np.zeros((N, C), dtype=np.float64)
-    for r in range(R):  # one round at a time: no (R, N, C) float64 copy
-        j = judged[r]
-        probs = np.asarray(fused[r, j], dtype=np.float64)
-        flag_count[j] += round_flags(probs, labels[j], tau=tau, rule=rule, quality=quality)
-        mean_probs[j] += probs
-    rounds = judged.sum(axis=0)
-    seen = rounds > 0
-    mean_probs[seen] /= rounds[seen, None]
-    suggested = np.where(seen, mean_probs.argmax(axis=1), -1)
-    given_prob = np.where(seen, mean_probs[np.arange(N), labels], np.nan)
+    counts = np.zeros(N, dtype=np.int64)
+    for _, idx, probs in rounds:
+        if mean_probs is None:
+            mean_probs = np.zeros((N, probs.shape[1]), dtype=np.float32)
+        flag_count[idx] += round_flags(probs, labels[idx], tau=tau, rule=rule, quality=quality)
+        mean_probs[idx] += probs
+        counts[idx] += 1
+    if mean_probs is None:
+        mean_probs = np.zeros((N, classes or 0), dtype=np.float32)
+    seen = counts > 0
+    suggested, suggested_prob = np.full(N, -1, dtype=np.int64), np.full(N, np.nan)
+    for rows in _pieces(N):
+        m = np.asarray(mean_probs[rows], dtype=np.float64)
+        s = seen[rows]
+        m[s] /= counts[rows][s, None]
+        if (counts[rows] > 1).any():
+            mean_probs[rows] = m
+        if m.shape[1]:
+            suggested[rows] = np.where(s, m.argmax(axis=1), -1)
+            suggested_prob[rows] = np.where(s, m.max(axis=1), np.nan)
+    given_prob = np.full(N, np.nan)
+    quality_scores = np.full(N, np.nan)
     error_prob = np.full(N, np.nan)
-    error_prob[seen], model = error_model(mean_probs[seen], labels[seen])
+    model = error_model(mean_probs, labels, rows=np.zeros(0, dtype=np.int64))[1]
+    if seen.any():
+        given_prob[seen] = np.asarray(mean_probs[np.flatnonzero(seen), labels[seen]], dtype=np.float64)
+        quality_scores = np.where(seen, label_quality_scores(mean_probs, labels, method=quality), np.nan)
+        error_prob[seen], model = error_model(mean_probs, labels, rows=np.flatnonzero(seen))
     return Scores(
         given_label=labels,
         flag_count=flag_count,
-        rounds=rounds,
+        rounds=counts,
         in_review=seen & (flag_count >= min_flags) & (np.nan_to_num(error_prob) >= min_error_prob),
         mean_probs=mean_probs,
         suggested_label=suggested,
-        suggested_prob=np.where(seen, mean_probs.max(axis=1), np.nan),
+        suggested_prob=suggested_prob,
         given_label_prob=given_prob,
-        label_quality=np.where(seen, label_quality_scores(mean_probs, labels, method=quality), np.nan),
+        label_quality=quality_scores,
         error_prob=error_prob,
         noise_model=model,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import health
+from .arrays import GiB, memory_budget
 from .committee import LABELED, Committee
 from .dataset import LabeledImages, find_pool_images
 from .errors import DataCleanerError
@@ -121,9 +123,11 @@ def select(
         configure(bundle.config.threads)
         run = RunDir(out)
         executor = make_executor(opts.executor, address=opts.ray_address, progress=progress)
-        found = _decode_pool(pool, bundle, run, progress)
+        budget = memory_budget(opts.memory_gb)
+        found = _decode_pool(pool, bundle, run, progress, budget)
         labeled = _labeled_record(committee)
-        fused, member_probs, features = _judge_pool(run, bundle, committee, found, executor, opts.shard_images, labeled)
+        fused, member_probs, features = _judge_pool(run, bundle, committee, found, executor, opts.shard_images, labeled,
+                                                    budget=budget, progress=progress)
         prod = load_production(production, found, bundle, device=opts.device)
         table = _pool_table(found, bundle, fused, member_probs, prod, opts)
         notes = _mark_known_pictures(table, found, run, features, labeled, bundle.classes_, progress)
@@ -139,14 +143,13 @@ def select(
     return SelectResult(run_dir=run.path, selection=selection, scores=table, summary=summary)
 
 
-def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: Progress) -> Pool:
+def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: Progress, budget: int | None = None) -> Pool:
     root, paths = find_pool_images(pool)
     run.path.mkdir(parents=True, exist_ok=True)
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
     fingerprint = data_fingerprint(listing)
-    images, problems, checksums, sizes = _decoded_cache(
-        run, listing, committee.cache_size_, fingerprint, progress, committee.config.cache_memory_gb
-    )
+    in_memory = committee.config.cache_memory_gb if budget is None else min(committee.config.cache_memory_gb, budget / 2 / GiB)
+    images, problems, checksums, sizes = _decoded_cache(run, listing, committee.cache_size_, fingerprint, progress, in_memory)
     return Pool(root, paths, images, problems, checksums, fingerprint, sizes)
 
 
@@ -164,6 +167,9 @@ def load_production(production: Production, pool: Pool, committee: Committee, *,
     return from_torchscript(path, pool.images, idx, names, committee.classes_, size=production.size or 224, device=device)
 
 
+PIECE = 65536  # pool images per step when scoring the pool table
+
+
 def _pool_table(pool: Pool, committee: Committee, fused: np.ndarray, member_probs: np.ndarray,
                 prod: ProductionPredictions, opts: SelectOptions) -> pd.DataFrame:
     """Every readable pool image (pool_scores.csv): both opinions, the disagreement score, the skip
@@ -172,26 +178,38 @@ def _pool_table(pool: Pool, committee: Committee, fused: np.ndarray, member_prob
     if opts.method == "js" and prod.probs is None:
         raise DataCleanerError("--method js needs production probabilities: per-class columns in the CSV, or a model")
     idx = pool.readable
-    skipped = skip_mask(fused, prod.label, prod.score, min_committee_prob=opts.min_committee_prob,
-                        min_production_score=opts.min_production_score)
-    score = disagreement(fused, prod.label, method=opts.method, production_probs=prod.probs, member_probs=member_probs)
+    n, M = len(idx), member_probs.shape[1]
+    skipped, score = np.zeros(n, dtype=bool), np.zeros(n)
+    suggested, suggested_prob, votes = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros((n, M), dtype=np.int64)
+    for s in range(0, n, PIECE):  # the (n, C) and (n, M, C) probabilities a piece at a time, as float64
+        rows = slice(s, s + PIECE)
+        f, mp = np.asarray(fused[rows], dtype=np.float64), np.asarray(member_probs[rows], dtype=np.float64)
+        skipped[rows] = skip_mask(f, prod.label[rows], prod.score[rows], min_committee_prob=opts.min_committee_prob,
+                                  min_production_score=opts.min_production_score)
+        score[rows] = disagreement(f, prod.label[rows], method=opts.method,
+                                   production_probs=None if prod.probs is None else prod.probs[rows], member_probs=mp)
+        suggested[rows], suggested_prob[rows], votes[rows] = f.argmax(axis=1), f.max(axis=1), mp.argmax(axis=2)
     classes = np.array(committee.classes_, dtype=object)
-    suggested = fused.argmax(axis=1)
     table = pd.DataFrame({
         "path": [pool.paths[i] for i in idx],
         "production_label": classes[prod.label],
         "production_score": np.round(prod.score, 5),
         "suggested_label": classes[suggested],
-        "suggested_prob": np.round(fused.max(axis=1), 5),
+        "suggested_prob": np.round(suggested_prob, 5),
         "disagreement": np.round(score, 5),
     })
     for m, judge in enumerate(committee.judges_):
-        table[f"vote_{judge.label}"] = classes[member_probs[:, m].argmax(axis=1)]
+        table[f"vote_{judge.label}"] = classes[votes[:, m]]
     table["reason"] = np.where(skipped, "skip", np.where(suggested != prod.label, "disagree", "low_confidence"))
-    table["checksum"] = [pool.checksums[i] for i in idx]
-    first_copy = table.groupby("checksum")["path"].transform("first")
-    duplicate = (first_copy != table["path"]).to_numpy()
-    table["detail"] = np.where(duplicate, "same file as " + first_copy, "")
+    checksums = np.array([pool.checksums[i] for i in idx], dtype=object)
+    table["checksum"] = checksums
+    _, first, inverse = np.unique(checksums.astype(str), return_index=True, return_inverse=True)
+    first = first[inverse]  # (n,) the first image with the same checksum
+    duplicate = first != np.arange(len(idx))
+    detail = np.full(len(idx), "", dtype=object)
+    paths = table["path"].to_numpy(dtype=object)
+    detail[duplicate] = ["same file as " + p for p in paths[first[duplicate]]]
+    table["detail"] = detail
     return table
 
 
@@ -251,16 +269,25 @@ def _committee_key(committee_dir: str | Path) -> str:
 
 
 def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, executor,
-                shard_images: int, labeled: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                shard_images: int, labeled: dict | None = None, *, budget: int | None = None,
+                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Fused probabilities (n, C), member probabilities (n, M, C) and, when the bundle records its
     labeled images, compact features (n, d) of the pool's readable images, judged in shards (jobs
-    for `executor`), each shard saved under pool/ as it arrives and reused on a re-run."""
+    for `executor`), each shard saved under pool/ as it arrives and reused on a re-run. When the
+    probabilities exceed half the memory `budget` they are kept in files on disk (deleted as soon
+    as they are open)."""
     idx = pool.readable
     mean = labeled["mean"] if labeled is not None else None
     key = digest([_committee_key(committee_dir), pool.fingerprint, committee.config.device, shard_images, mean is not None])
     n, M, C = len(idx), len(committee.members_), len(committee.classes_)
-    fused = np.zeros((n, C), dtype=np.float32)
-    member_probs = np.zeros((n, M, C), dtype=np.float32)
+    if budget is not None and n * (M + 1) * C * 4 > budget / 2:
+        if progress is not None:
+            progress.info(f"memory: the pool's class probabilities ({n * (M + 1) * C * 4 / GiB:.1f} GB) exceed half the "
+                          f"memory budget ({budget / GiB:.1f} GB, --memory-gb): keeping them on disk")
+        fused, member_probs = _disk_array(run, "fused", (n, C)), _disk_array(run, "members", (n, M, C))
+    else:
+        fused = np.zeros((n, C), dtype=np.float32)
+        member_probs = np.zeros((n, M, C), dtype=np.float32)
     features = np.zeros((n, labeled["features"].shape[1]), dtype=np.float16) if mean is not None else None
     starts = list(range(0, n, shard_images))
     shard_file = {s: run.file("pool", f"shard-{key}-{s}.npz") for s in starts}
@@ -291,6 +318,16 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
         if features is not None:
             features[s : s + shard_images] = result["features"]
     return fused, member_probs, features
+
+
+def _disk_array(run: RunDir, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros in a file under pool/, removed from the directory at once (the open map
+    keeps its space until the array is dropped)."""
+    path = run.file("pool", f"{name}-{os.getpid()}.npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    path.unlink()
+    return array
 
 
 def _labeled_record(committee_dir) -> dict | None:

@@ -228,17 +228,17 @@ def keep_decisions(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, KeptD
 
 def write_csv_atomic(table: pd.DataFrame, path: str | Path, *, neutralised: bool = False) -> Path:
     """Write `table` as CSV (formula-like text neutralised, unless the caller says it already is)
-    via a temporary file and rename."""
+    via a temporary file and rename, CSV_CHUNK rows at a time: a million rows never become one
+    string, nor a second copy of the table."""
     path = Path(path)
-    out = table
-    if not neutralised:
-        out = table.copy()
-        for col in out.columns:
-            if is_text_column(col):
-                out[col] = out[col].map(neutralise)
-    with atomic_file(path) as f:  # streamed in chunks: a million rows never become one string
+    text_columns = [] if neutralised else [c for c in table.columns if is_text_column(c)]
+    with atomic_file(path) as f:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        out.to_csv(text, index=False, chunksize=CSV_CHUNK)
+        for start in range(0, max(len(table), 1), CSV_CHUNK):
+            part = table.iloc[start : start + CSV_CHUNK]
+            if text_columns:
+                part = part.assign(**{c: part[c].map(neutralise) for c in text_columns})
+            part.to_csv(text, index=False, header=start == 0)
         text.flush()
         text.detach()  # leave the file to atomic_file
     return path

@@ -149,15 +149,17 @@ def test_clean_with_a_frozen_member_finds_flips_and_caches_features(noisy_digits
 
 
 def test_a_tiny_memory_budget_gives_the_same_run(noisy_digits, backbone_file, tmp_path):
-    """memory_gb far below the data: the decoded cache is read from disk and every head is fitted from the
-    feature file in pieces; the run says so and scores as one in memory does."""
+    """memory_gb far below the data: the decoded cache is read from disk, every head is fitted from the
+    feature file in pieces and the probabilities are averaged on disk; the run says so and scores as one
+    in memory does."""
     root, _ = noisy_digits
     config = frozen_config(tmp_path, backbone_file, passes=2)
     outputs = {}
-    for name, extra in [("memory", []), ("disk", ["--memory-gb", "0.0001"])]:
+    for name, extra in [("memory", []), ("disk", ["--memory-gb", "0.000001"])]:
         result = runner.invoke(app, ["clean", str(root), "--config", str(config), "--out", str(tmp_path / name), *extra])
         assert result.exit_code == 0, result.output
         assert ("fitting heads from disk in pieces" in result.output) == (name == "disk")
+        assert ("averaging them on disk" in result.output) == (name == "disk")
         outputs[name] = pd.read_csv(tmp_path / name / "scores.csv", keep_default_na=False)
     mem, disk = outputs["memory"], outputs["disk"]
     assert list(mem["path"]) == list(disk["path"]) and list(mem["suggested_label"]) == list(disk["suggested_label"])

@@ -220,6 +220,32 @@ def test_select_in_small_shards_equals_one_shard_and_resumes(committee_dir, pool
     assert c["path"].tolist() == b["path"].tolist() and c["suggested_label"].tolist() == b["suggested_label"].tolist()
 
 
+def test_select_with_a_tiny_memory_budget_equals_one_without(committee_dir, pool, tmp_path, monkeypatch):
+    """--memory-gb far below the pool: the decoded pool is read from disk, the probabilities are kept in files,
+    the table is scored and written in small pieces; both lists come out byte for byte the same."""
+    import datacleaner.selection
+    import datacleaner.tables
+
+    root, truth = pool
+    production_csv(tmp_path / "prod.csv", truth, probs=True)
+    base = ["select", str(root), "--committee", str(committee_dir), "--production", str(tmp_path / "prod.csv"),
+            "--budget", "10", "--method", "js"]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "ram"), "-q"])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(datacleaner.tables, "CSV_CHUNK", 7)
+    monkeypatch.setattr(datacleaner.selection, "PIECE", 16)
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "disk"), "--memory-gb", "0.000001"])
+    assert r.exit_code == 0, r.output
+    assert "keeping them on disk" in r.output
+    for name in ("selection.csv", "pool_scores.csv"):
+        assert (tmp_path / "disk" / name).read_bytes() == (tmp_path / "ram" / name).read_bytes(), name
+    assert not list((tmp_path / "disk" / "pool").glob("fused-*")) and not list((tmp_path / "disk" / "pool").glob("members-*"))
+    sel = pd.read_csv(tmp_path / "disk" / "selection.csv", keep_default_na=False)
+    scored = pd.read_csv(tmp_path / "disk" / "pool_scores.csv", keep_default_na=False)
+    assert (sel["in_budget"].astype(str) == "True").sum() == 10 and sel["reason"].iloc[-1] == "unreadable"
+    assert len(scored) == 60 and len(sel) == (scored["reason"] != "skip").sum() + 1  # written across several pieces
+
+
 def test_ray_address_without_ray_executor_is_a_clear_error(committee_dir, pool, tmp_path):
     root, truth = pool
     production_csv(tmp_path / "prod.csv", truth)
