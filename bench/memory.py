@@ -1,167 +1,350 @@
-"""Peak memory of scoring and writing outputs for a million images.
+"""Peak memory and time per stage of `clean` and `select` on up to a million synthetic images.
 
-Builds a synthetic run directory as `clean` leaves it (manifest, config, cached TTA logits of
-every round and member as .npy files) for N images, then runs the real `rescore` on it in a
-fresh process and reports its peak resident memory and time. Logits are drawn so that the
-committee mostly agrees with the labels and ~10% of images look mislabeled; the numbers do
-not matter, their amount does. Fusion reads the memory-mapped logits chunk by chunk, so all
-logits of all views are never in memory at once.
+Nothing is decoded: the images' backbone features (clean) or the committee's judgements (select)
+are generated, with the amounts and shapes of the real thing, and the real code runs on them in
+a fresh process per size, its resident memory sampled every 0.2 s and charged to the stage
+running at that moment.
 
-    python bench/memory.py                          # N = 250k and 1M, 2 members x 2 views (cpu profile)
-    python bench/memory.py --members 3 --views 8    # a GPU-sized committee
-    python bench/memory.py --select                 # `select` on real pools of 5k and 20k CIFAR PNGs
+clean: the cpu profile's shape (two frozen members with 1,280-d features, 2 TTA views, cv 5
+folds, 2 passes, data-health checks). `runs.clean` runs as a user runs it, except that the
+decoding step is replaced by a synthetic dataset (labels, sizes, the health checks' pixel facts)
+and the frozen members' features are generated (class centres plus noise, 10% of labels
+wrong) instead of computed by the backbones. Each head is an L-BFGS fit; `--head-iters` caps
+its iterations (the heads' memory does not depend on it, their time does, linearly: the table
+reports seconds per loss evaluation, a pass over the round's training features).
 
-With --select, a small committee (two members trained from scratch at 32 px for one epoch
-on 1,000 images: speed, not quality, is measured) judges pools of the CIFAR images in
-../shared/data (beside the repository, not part of it) written as PNGs, with a production predictions CSV, in a fresh process per pool;
-the growth between the two pool sizes, per million images, is what the pool costs.
+select: a committee bundle trained for one epoch on digit scans (the demo's images: nothing
+downloaded) judges a synthetic pool: its shards of fused and per-member probabilities and
+compact features are generated where `select` saves them, the health facts too, and the
+production model is a predictions CSV. `selection.select` then runs as a user runs it (reading
+the shards, the production CSV, scoring, duplicate and leakage checks, ranking, writing).
+
+    python bench/memory.py clean --sizes 100000,300000,1000000              # 10 classes
+    python bench/memory.py clean --sizes 1000000 --classes 1000 --passes 1   # 1,000 classes
+    python bench/memory.py select --sizes 100000,1000000
+    python bench/memory.py clean --sizes 20000 --memory-gb 0.5               # a small budget: heads from disk
+
+Runs under --work (default runs/memory in the repository, ignored by git; at a million images
+the features take 10 GB of disk, the logits 0.16 GB at 10 classes and 16 GB per pass at 1,000).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
-def build(run: Path, n: int, members: int, views: int, classes: int = 10, folds: int = 5) -> None:
-    from datacleaner.config import CleanConfig, MemberConfig, TTAConfig, dump_config
-    from datacleaner.folds import make_fold_plan
-    from datacleaner.runs import RunDir, _save_array
+class Sampler(threading.Thread):
+    """Peak VmRSS and RssAnon (MB) of this process per named stage, sampled every `every` seconds."""
 
-    shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
+    def __init__(self, every: float = 0.2):
+        super().__init__(daemon=True)
+        self.every, self.stage, self.peaks = every, "start", {}
+        self.stopped = threading.Event()
+
+    def sample(self) -> None:
+        values = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                values[key] = int(value.split()[0]) / 1024
+        peak = self.peaks.setdefault(self.stage, {"VmRSS": 0.0, "RssAnon": 0.0})
+        for k, v in values.items():
+            peak[k] = max(peak[k], v)
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.sample()
+            self.stopped.wait(self.every)
+
+    def enter(self, stage: str) -> str:
+        self.sample()
+        previous, self.stage = self.stage, stage
+        return previous
+
+
+def _timed(sampler: Sampler, seconds: dict, name: str, fn):
+    def wrapper(*args, **kwargs):
+        previous = sampler.enter(name)
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+            sampler.enter(previous)
+    return wrapper
+
+
+# --- clean -------------------------------------------------------------------------------------
+
+
+def _facts(n: int, rng: np.random.Generator) -> dict:
+    """The health checks' pixel facts of n ordinary, distinct images (random hashes and digests)."""
+    from datacleaner import health
+
+    real = health.properties(rng.integers(0, 255, (64, 32, 32, 3), dtype=np.uint8), None)
+    facts = {f"prop_{k}": np.resize(v, n) for k, v in real.items()}
+    facts["phash"] = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    facts["digest"] = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    return facts
+
+
+def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, memory_gb: float | None) -> dict:
+    import io
+
+    from paths import WEIGHTS
+
+    import datacleaner.progress
+    import datacleaner.runs as runs
+    import datacleaner.training as training
+    from datacleaner.arrays import NpyFile, NpyWriter
+    from datacleaner.config import load_config
+    from datacleaner.dataset import LabeledImages
+    from datacleaner.models import member_preprocess
+    from datacleaner.progress import QUIET
+    from datacleaner.tables import write_bytes_atomic
+
+    sampler, seconds = Sampler(), {}
+    sampler.start()
+    training.HEAD_MAX_ITER = head_iters
     rng = np.random.default_rng(0)
     labels = rng.integers(0, classes, n)
-    cfg = CleanConfig(scheme="cv", folds=folds, flag_rule="noise_rate", tta=TTAConfig(views=views),
-                      members=[MemberConfig(arch="resnet18", name=f"m{m}") for m in range(members)])
-    plan = make_fold_plan(labels, scheme="cv", folds=folds, seed=0)
-    info = {"fingerprint": "synthetic", "cache_size": 32, "classes": [f"class{c}" for c in range(classes)]}
-    rd = RunDir(run)
-    rd.write_json("run.json", info)
-    (run / "config.yaml").write_text(dump_config(cfg))
-    paths = [f"class{y}/{i:07d}.png" for i, y in enumerate(labels)]
-    pd.DataFrame({"path": paths, "label": labels, "part": plan.part, "reason": "", "checksum": "0" * 16}).to_csv(
-        run / "manifest.csv", index=False)
     truth = np.where(rng.random(n) < 0.1, rng.integers(0, classes, n), labels)  # what the images show
-    for r in range(plan.n_rounds):
-        idx = plan.judge_idx(r)
-        for member in cfg.members:
-            logits = rng.normal(0, 1, (len(idx), views, classes)).astype(np.float32)
-            logits[np.arange(len(idx)), :, truth[idx]] += 4.0
-            _save_array(rd.logits_path(cfg, member, r, info), logits)
+    names = [f"class{c:04d}" for c in range(classes)]
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
 
+    def prepare(data_arg, cfg, run, progress, *, min_per_class, guard, watch=None):
+        labeled = LabeledImages(root=data, paths=[f"{names[y]}/{i:07d}.png" for i, y in enumerate(labels)],
+                                labels=labels, classes=names, source="folder")
+        fingerprint = f"synthetic-{n}-{classes}"
+        size = max(member_preprocess(m).size for m in cfg.members)
+        path = run.health_facts_path(size, fingerprint)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **_facts(n, rng))
+        write_bytes_atomic(path, buf.getvalue())
+        return runs.Prepared(labeled, fingerprint, {m.label: member_preprocess(m) for m in cfg.members}, size,
+                             np.zeros((n, 1, 1, 3), np.uint8), {}, ["0" * 16] * n, np.ones(n, bool), [[32, 32]] * n)
 
-def measure(run: Path) -> dict:
-    from datacleaner.progress import QUIET
-    from datacleaner.runs import rescore
+    def features(ctx, member):
+        path = ctx.run.features_path(ctx.cfg, member, ctx.info)
+        if not path.is_file():
+            V, D = ctx.cfg.tta.views, 1280
+            centres = np.random.default_rng(1).normal(0, 1, (classes, D)).astype(np.float32)
+            noise = np.random.default_rng(hash(member.label) % 2**32)
+            tmp = path.with_suffix(".partial.npy")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with NpyWriter(tmp, (n, V, D), np.float16, block_rows=1) as out:
+                for s in range(0, n, 8192):
+                    t = truth[s : s + 8192]
+                    x = centres[t][:, None, :] + noise.normal(0, 2.5, (len(t), V, D)).astype(np.float32)
+                    out.write(s, np.abs(x).astype(np.float16))
+            tmp.replace(path)
+        return NpyFile(path)
 
+    runs._prepare = _timed(sampler, seconds, "prepare (synthetic)", prepare)
+    runs._frozen_features = features
+    original = datacleaner.progress.Stopwatch.stage
+
+    def stage(self, name):  # charge the sampled memory to the stage the run is in
+        class Stage:
+            def __enter__(inner):
+                inner.previous = sampler.enter(name)
+                inner.cm = original(self, name)
+                return inner.cm.__enter__()
+
+            def __exit__(inner, *exc):
+                sampler.enter(inner.previous)
+                return inner.cm.__exit__(*exc)
+        return Stage()
+
+    datacleaner.progress.Stopwatch.stage = stage
+    overrides = {"threads": 2, "weights_dir": str(WEIGHTS), "passes": passes}
+    if memory_gb is not None:
+        overrides["memory_gb"] = memory_gb
+    cfg = load_config("cpu", overrides)
+    out = work / "run"
     start = time.perf_counter()
-    result = rescore(run, progress=QUIET)
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "flagged": result.summary["flagged"]}
+    result = runs.clean(data, out, cfg, progress=QUIET)
+    wall = time.perf_counter() - start
+    sampler.stopped.set()
+    s = result.summary
+    timings = {**s["timings_s"], **{k: round(v, 2) for k, v in seconds.items()}}
+    disk = {sub: sum(p.stat().st_size for p in (out / sub).rglob("*") if p.is_file()) / 2**20 for sub in ("features", "logits")}
+    return {"n": n, "classes": classes, "wall_s": wall, "timings_s": timings, "work": s["work"], "peaks": sampler.peaks,
+            "disk_mb": disk, "flagged": s["flagged"], "head_iters": head_iters}
 
 
-def select_peak(work: Path, sizes: list[int]) -> list[dict]:
-    """Peak memory of `datacleaner select` on pools of the shared CIFAR images (see module doc)."""
-    import yaml
-    from PIL import Image
+# --- select ------------------------------------------------------------------------------------
 
-    from paths import CIFAR
 
-    data = np.load(CIFAR)
-    images, labels = data["images"], data["clean_label"]
-    work.mkdir(parents=True, exist_ok=True)
-    train = work / "train"
-    if not (train / ".complete").is_file():
-        for i in range(1000):
-            (train / str(labels[i])).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i]).save(train / str(labels[i]) / f"{i:05d}.png")
-        (train / ".complete").write_text("ok\n")
-    config = work / "committee.yaml"
-    config.write_text(yaml.safe_dump({"device": "cpu", "tta": {"views": 4}, "augment": {"hflip": 0.5}, "members": [
-        {"arch": "resnet10t", "img_size": 32, "epochs": 1}, {"arch": "regnetx_002", "img_size": 32, "epochs": 1}]}))
-    committee = work / "committee"
-    cli = [sys.executable, "-m", "datacleaner"]
-    if not (committee / "committee.json").is_file():
-        subprocess.run([*cli, "train", str(train), "-c", str(config), "--out", str(committee), "-q"], check=True)
-    rows = []
-    for n in sizes:
-        pool = work / f"pool-{n}"
-        if not (pool / ".complete").is_file():
-            pool.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(images[i % len(images)]).save(pool / f"{i:06d}.png")
-            (pool / ".complete").write_text("ok\n")
-        rng = np.random.default_rng(0)
-        prod = work / f"prod-{n}.csv"
-        pd.DataFrame({"path": [f"{i:06d}.png" for i in range(n)], "label": rng.integers(0, 10, n).astype(str),
-                      "score": rng.random(n).round(4)}).to_csv(prod, index=False)
-        out = work / f"select-{n}"
-        shutil.rmtree(out, ignore_errors=True)
-        code = ("import resource, sys, time; from datacleaner.cli import main; sys.argv = sys.argv[1:]; t = time.time()\n"
-                "try:\n    main()\nexcept SystemExit:\n    pass\n"
-                "print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-        done = subprocess.run([sys.executable, "-c", code, "datacleaner", "select", str(pool), "--committee", str(committee),
-                               "--production", str(prod), "--out", str(out), "--budget", "100", "-q"],
-                              capture_output=True, text=True)
-        seconds, peak = map(float, done.stdout.strip().splitlines()[-1].split())
-        rows.append({"n": n, "seconds": seconds, "peak_rss_mb": peak})
-    return rows
+def committee_bundle(work: Path) -> Path:
+    """A small committee trained for one epoch on the demo's digit scans (10 classes)."""
+    from datacleaner.demo import write_noisy_digits
+
+    bundle = work / "committee"
+    if (bundle / "committee.json").is_file():
+        return bundle
+    data = work / "digits"
+    write_noisy_digits(data, noise=0.0, seed=0, per_class=40, classes=list(range(10)))
+    subprocess.run([sys.executable, "-m", "datacleaner", "train", str(data), "-c", "small", "--epochs", "1",
+                    "--out", str(bundle), "-q"], check=True, cwd=ROOT)
+    return bundle
+
+
+def select_child(work: Path, n: int, bundle: Path, memory_gb: float | None) -> dict:
+    import io
+
+    import datacleaner.selection as selection
+    from datacleaner.committee import Committee
+    from datacleaner.keys import digest
+    from datacleaner.progress import QUIET
+    from datacleaner.runs import RunDir
+    from datacleaner.tables import write_bytes_atomic
+
+    sampler, seconds = Sampler(), {}
+    sampler.start()
+    rng = np.random.default_rng(0)
+    committee = Committee.load(bundle, device=selection.SelectOptions().device)  # as select loads it: the shards' key
+    C, M = len(committee.classes_), len(committee.judges_)
+    paths = [f"cam{i % 10}/{i:07d}.png" for i in range(n)]
+    pool_root, out = work / "pool", work / "select"
+    shutil.rmtree(out, ignore_errors=True)
+    fingerprint = f"synthetic-pool-{n}"
+    truth = rng.integers(0, C, n)
+    with np.load(bundle / "labeled.npz") as saved:
+        mean, d = saved["mean"], saved["features"].shape[1]
+    run = RunDir(out)
+    shard = 4096
+    key = digest([selection._committee_key(bundle), fingerprint, committee.config.device, shard, True])
+    gen = sampler.enter("generate shards + facts")
+    for s in range(0, n, shard):
+        m = min(n, s + shard) - s
+        logits = rng.normal(0, 1, (m, M, C)).astype(np.float32)
+        logits[np.arange(m), :, truth[s : s + m]] += rng.uniform(0, 6, (m, 1)).astype(np.float32)
+        member_probs = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+        feats = rng.normal(0, 1, (m, d)).astype(np.float32)
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        buf = io.BytesIO()
+        np.savez(buf, fused=member_probs.mean(axis=1), member_probs=member_probs, features=feats.astype(np.float16))
+        path = run.file("pool", f"shard-{key}-{s}.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, buf.getvalue())
+    buf = io.BytesIO()
+    np.savez(buf, **_facts(n, rng))
+    write_bytes_atomic(run.health_facts_path(1, fingerprint), buf.getvalue())
+    prod_label = np.where(rng.random(n) < 0.2, rng.integers(0, C, n), truth)
+    import pandas as pd
+
+    pd.DataFrame({"path": paths, "label": np.array(committee.classes_)[prod_label], "score": rng.random(n).round(4)}).to_csv(
+        work / "production.csv", index=False)
+    sampler.enter(gen)
+    del mean
+
+    def decode_pool(pool, bundle_, run_, progress, budget=None):
+        return selection.Pool(pool_root, paths, np.zeros((n, 1, 1, 3), np.uint8), {}, [f"{i:016x}" for i in range(n)],
+                              fingerprint, None)
+
+    selection._decode_pool = _timed(sampler, seconds, "find + decode (synthetic)", decode_pool)
+    for name in ("_judge_pool", "load_production", "_pool_table", "_mark_known_pictures", "_rank", "write_csv_atomic"):
+        setattr(selection, name, _timed(sampler, seconds, name.strip("_"), getattr(selection, name)))
+    start = time.perf_counter()
+    result = selection.select(pool_root, bundle, selection.Production(work / "production.csv"), out,
+                              budget=1000, memory_gb=memory_gb, progress=QUIET)
+    wall = time.perf_counter() - start
+    sampler.stopped.set()
+    return {"n": n, "wall_s": wall, "timings_s": {k: round(v, 2) for k, v in seconds.items()}, "peaks": sampler.peaks,
+            "candidates": result.summary["candidates"]}
+
+
+# --- driver ------------------------------------------------------------------------------------
+
+
+def _run_child(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit(done.stderr[-4000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print(rows: list[dict], what: str) -> None:
+    stages = []
+    for r in rows:
+        for k in list(r["peaks"]) + list(r["timings_s"]):
+            if k not in stages and k != "start" and (r["timings_s"].get(k) or k in r["peaks"]):
+                stages.append(k)
+    print(f"\n{what}\n")
+    print("| stage | " + " | ".join(f"N={r['n']:,}: s | peak MB (anon)" for r in rows) + " |")
+    print("|---|" + "---:|---:|" * len(rows))
+    for st in stages:
+        cells = []
+        for r in rows:
+            sec = r["timings_s"].get(st)
+            peak = r["peaks"].get(st)
+            cells.append(f"{sec:,.1f}" if sec is not None else "")
+            cells.append(f"{peak['VmRSS']:,.0f} ({peak['RssAnon']:,.0f})" if peak else "")
+        print(f"| {st} | " + " | ".join(cells) + " |")
+    cells = []
+    for r in rows:
+        top = max(p["VmRSS"] for p in r["peaks"].values())
+        anon = max(p["RssAnon"] for p in r["peaks"].values())
+        cells += [f"**{r['wall_s']:,.1f}**", f"**{top:,.0f}** ({anon:,.0f})"]
+    print("| **whole run** | " + " | ".join(cells) + " |")
+    for r in rows:
+        extra = {k: r[k] for k in ("work", "disk_mb", "flagged", "candidates", "head_iters") if k in r}
+        print(f"\nN={r['n']:,}: {json.dumps(extra)}")
+        if "work" in r and r["work"].get("head_evaluations"):
+            heads = r["timings_s"].get("train_heads", 0.0)
+            print(f"  heads: {heads / r['work']['head_evaluations']:.2f} s per loss evaluation "
+                  f"({r['work']['head_evaluations']} evaluations in {r['work'].get('head_fits', 0)} fits)")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="250000,1000000")
-    ap.add_argument("--members", type=int, default=2)
-    ap.add_argument("--views", type=int, default=2)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/datacleaner-memory"))
-    ap.add_argument("--select", action="store_true", help="measure `select` on real pools instead (sizes 5000,20000)")
-    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["clean", "select"])
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--head-iters", type=int, default=5, help="L-BFGS iterations per head (the profile: 200, most fits stop earlier)")
+    ap.add_argument("--memory-gb", type=float, default=None, help="the runs' memory_gb (default: theirs)")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "memory")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.select:
-        sizes = [5000, 20000] if args.sizes == ap.get_default("sizes") else [int(x) for x in args.sizes.split(",")]
-        rows = select_peak(args.work / "select", sizes)
-        print("\nselect (2 members x 4 views at 32 px, production CSV, budget 100)\n")
-        print("| pool images | peak memory (MB) | time (s) |")
-        print("|---:|---:|---:|")
-        for r in rows:
-            print(f"| {r['n']:,} | {r['peak_rss_mb']:,.0f} | {r['seconds']:.1f} |")
-        a, b = rows[0], rows[-1]
-        print(f"\npeak memory grows {(b['peak_rss_mb'] - a['peak_rss_mb']) / (b['n'] - a['n']) * 1e6:,.0f} MB per million pool images")
-        return
-    if args.measure:
-        print(json.dumps(measure(args.measure)))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.child is not None:
+        work = args.work / f"{args.what}-{args.child}-{args.classes}"
+        if args.what == "clean":
+            result = clean_child(work, args.child, args.classes, args.passes, args.head_iters, args.memory_gb)
+        else:
+            result = select_child(work, args.child, committee_bundle(args.work), args.memory_gb)
+        print(json.dumps(result))
         return
     rows = []
+    common = ["--classes", str(args.classes), "--passes", str(args.passes), "--head-iters", str(args.head_iters),
+              "--work", str(args.work)] + (["--memory-gb", str(args.memory_gb)] if args.memory_gb else [])
+    if args.what == "select":
+        committee_bundle(args.work)
     for n in (int(x) for x in args.sizes.split(",")):
-        run = args.work / f"run-{n}"
-        build(run, n, args.members, args.views)
-        logits_mb = sum(p.stat().st_size for p in (run / "logits").iterdir()) / 2**20
-        done = subprocess.run([sys.executable, __file__, "--measure", str(run)], capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(done.stderr[-3000:])
-        rows.append({"n": n, "logits_mb": logits_mb, **json.loads(done.stdout.strip().splitlines()[-1])})
-        shutil.rmtree(run)
-    print(f"\nrescore (fuse, score, write scores.csv + review.csv): {args.members} members x {args.views} views, "
-          "10 classes, cv 5 folds\n")
-    print("| images | cached logits on disk (MB) | peak memory (MB) | time (s) | flagged |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['n']:,} | {r['logits_mb']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['seconds']:.1f} | {r['flagged']:,} |")
-    if len(rows) >= 2:
-        a, b = rows[0], rows[-1]
-        slope = (b["peak_rss_mb"] - a["peak_rss_mb"]) / (b["n"] - a["n"]) * 1e6
-        print(f"\npeak memory grows {slope:,.0f} MB per million images "
-              f"(fixed part ~{a['peak_rss_mb'] - slope * a['n'] / 1e6:,.0f} MB: Python, torch, pandas)")
+        rows.append(_run_child([args.what, "--child", str(n), *common]))
+        shutil.rmtree(args.work / f"{args.what}-{n}-{args.classes}", ignore_errors=True)
+        print(json.dumps(rows[-1]), flush=True)
+    if args.what == "clean":
+        _print(rows, f"clean, cpu profile's shape: 2 frozen members x 2 views, 1,280-d features, cv 5 folds, "
+                     f"{args.passes} pass(es), {args.classes:,} classes, heads capped at {args.head_iters} L-BFGS iterations")
+    else:
+        _print(rows, "select: 2 members, 10 classes, shards of 4,096, production CSV, budget 1,000")
 
 
 if __name__ == "__main__":

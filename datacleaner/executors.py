@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import NpyFile
 from .config import EXECUTORS
 from .errors import DataCleanerError
 from .progress import QUIET, Progress
@@ -120,7 +121,10 @@ class RayExecutor:
         if isinstance(v, Shared):
             key = id(v.value)
             if key not in self._shared:
-                self._shared[key] = (v.value, self.ray.put(v.value))  # keep the object alive with its ref
+                # an array read from disk in pieces (arrays.NpyFile) goes in whole, copied from a memory map into the
+                # object store (no copy on the heap): nodes need no shared filesystem
+                value = np.load(v.value.path, mmap_mode="r") if isinstance(v.value, NpyFile) else v.value
+                self._shared[key] = (v.value, self.ray.put(value))  # keep the object alive with its ref
             return self._shared[key][1]
         if isinstance(v, (Rows, Later)):
             return self.ray.put(v.take())

@@ -453,20 +453,23 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
         for r, m in frozen:
             feats, t = features[m.label], ctx.train_idx(r, pass_)
             per_image = int(np.prod(feats.shape[1:])) * 4  # float32 bytes of one image's views
+            stats: dict = {}
             if len(t) * per_image * 1.5 <= budget:  # the float16 rows read, then their float32 copy
-                W, b = fit_view_head(feats[t], ctx.labels[t], C, m)
+                W, b = fit_view_head(feats[t], ctx.labels[t], C, m, stats=stats)
             else:
                 if not told:
                     ctx.progress.info(
                         f"memory: a head's training features ({len(t) * per_image / GiB:.1f} GB) exceed the memory budget "
                         f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
                     told = True
-                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=_rows_per_piece(budget, per_image))
+                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=_rows_per_piece(budget, per_image),
+                                             stats=stats)
             judge = ctx.plan.judge_idx(r)
             logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
                                      for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
             _save_array(ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out), logits.astype(np.float32))  # (n_judged, V, C)
             ctx.watch.count("head_fits", 1)
+            ctx.watch.count("head_evaluations", stats.get("evaluations", 0))  # L-BFGS loss evaluations: passes over the data
 
 
 def _rows_per_piece(budget: int, row_bytes: int) -> int:
