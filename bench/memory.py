@@ -20,7 +20,8 @@ production model is a predictions CSV. `selection.select` then runs as a user ru
 the shards, the production CSV, scoring, duplicate and leakage checks, ranking, writing).
 
     python bench/memory.py clean --sizes 100000,300000,1000000              # 10 classes
-    python bench/memory.py clean --sizes 1000000 --classes 1000 --passes 1   # 1,000 classes
+    python bench/memory.py clean --sizes 100000 --classes 1000               # 1,000 classes, heads fitted
+    python bench/memory.py clean --sizes 1000000 --classes 1000 --generated-logits   # the rest at a million
     python bench/memory.py select --sizes 100000,1000000
     python bench/memory.py clean --sizes 20000 --memory-gb 0.5               # a small budget: heads from disk
 
@@ -100,7 +101,8 @@ def _facts(n: int, rng: np.random.Generator) -> dict:
     return facts
 
 
-def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, memory_gb: float | None) -> dict:
+def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, memory_gb: float | None,
+                generated_logits: bool = False) -> dict:
     import io
 
     from paths import WEIGHTS
@@ -140,6 +142,9 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
 
     def features(ctx, member):
         path = ctx.run.features_path(ctx.cfg, member, ctx.info)
+        other = [p for p in path.parent.glob("*.npy") if not p.name.startswith("health")] if path.parent.is_dir() else []
+        if not path.is_file() and other:  # the second member reads the same numbers from a file of its own name
+            path.symlink_to(other[0])
         if not path.is_file():
             V, D = ctx.cfg.tta.views, 1280
             centres = np.random.default_rng(1).normal(0, 1, (classes, D)).astype(np.float32)
@@ -154,8 +159,29 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
             tmp.replace(path)
         return NpyFile(path)
 
+    def generated_heads(ctx, frozen, pass_):  # logits drawn instead of fitted heads (--generated-logits)
+        from datacleaner.config import Judge
+
+        for r, m in frozen:
+            features(ctx, m)
+            judge = ctx.plan.judge_idx(r)
+            path = ctx.run.logits_path(ctx.cfg, Judge(m), r, ctx.info, pass_.held_out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial.npy")
+            V = ctx.cfg.tta.views
+            with NpyWriter(tmp, (len(judge), V, classes), np.float32, block_rows=1) as out:
+                for s in range(0, len(judge), 4096):
+                    t = truth[judge[s : s + 4096]]
+                    x = rng.normal(0, 1, (len(t), V, classes)).astype(np.float32)
+                    x[np.arange(len(t)), :, t] += 4.0
+                    out.write(s, x)
+            tmp.replace(path)
+            ctx.watch.count("head_fits", 1)
+
     runs._prepare = _timed(sampler, seconds, "prepare (synthetic)", prepare)
     runs._frozen_features = features
+    if generated_logits:
+        runs._fit_frozen_heads = _timed(sampler, seconds, "heads (logits drawn)", generated_heads)
     original = datacleaner.progress.Stopwatch.stage
 
     def stage(self, name):  # charge the sampled memory to the stage the run is in
@@ -182,9 +208,9 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
     sampler.stopped.set()
     s = result.summary
     timings = {**s["timings_s"], **{k: round(v, 2) for k, v in seconds.items()}}
-    disk = {sub: sum(p.stat().st_size for p in (out / sub).rglob("*") if p.is_file()) / 2**20 for sub in ("features", "logits")}
+    disk = {sub: sum(p.lstat().st_size for p in (out / sub).rglob("*") if p.is_file()) / 2**20 for sub in ("features", "logits")}
     return {"n": n, "classes": classes, "wall_s": wall, "timings_s": timings, "work": s["work"], "peaks": sampler.peaks,
-            "disk_mb": disk, "flagged": s["flagged"], "head_iters": head_iters}
+            "disk_mb": disk, "flagged": s["flagged"], "head_iters": None if generated_logits else head_iters}
 
 
 # --- select ------------------------------------------------------------------------------------
@@ -319,6 +345,8 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--head-iters", type=int, default=5, help="L-BFGS iterations per head (the profile: 200, most fits stop earlier)")
     ap.add_argument("--memory-gb", type=float, default=None, help="the runs' memory_gb (default: theirs)")
+    ap.add_argument("--generated-logits", action="store_true",
+                    help="clean: draw every head's logits instead of fitting the heads (fusion, scoring, health and writing at full size)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "memory")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -326,14 +354,16 @@ def main() -> None:
     if args.child is not None:
         work = args.work / f"{args.what}-{args.child}-{args.classes}"
         if args.what == "clean":
-            result = clean_child(work, args.child, args.classes, args.passes, args.head_iters, args.memory_gb)
+            result = clean_child(work, args.child, args.classes, args.passes, args.head_iters, args.memory_gb,
+                                 args.generated_logits)
         else:
             result = select_child(work, args.child, committee_bundle(args.work), args.memory_gb)
         print(json.dumps(result))
         return
     rows = []
     common = ["--classes", str(args.classes), "--passes", str(args.passes), "--head-iters", str(args.head_iters),
-              "--work", str(args.work)] + (["--memory-gb", str(args.memory_gb)] if args.memory_gb else [])
+              "--work", str(args.work)] + (["--memory-gb", str(args.memory_gb)] if args.memory_gb else []) + (
+              ["--generated-logits"] if args.generated_logits else [])
     if args.what == "select":
         committee_bundle(args.work)
     for n in (int(x) for x in args.sizes.split(",")):
@@ -341,8 +371,9 @@ def main() -> None:
         shutil.rmtree(args.work / f"{args.what}-{n}-{args.classes}", ignore_errors=True)
         print(json.dumps(rows[-1]), flush=True)
     if args.what == "clean":
+        heads = "heads' logits drawn, not fitted" if args.generated_logits else f"heads capped at {args.head_iters} L-BFGS iterations"
         _print(rows, f"clean, cpu profile's shape: 2 frozen members x 2 views, 1,280-d features, cv 5 folds, "
-                     f"{args.passes} pass(es), {args.classes:,} classes, heads capped at {args.head_iters} L-BFGS iterations")
+                     f"{args.passes} pass(es), {args.classes:,} classes, {heads}")
     else:
         _print(rows, "select: 2 members, 10 classes, shards of 4,096, production CSV, budget 1,000")
 

@@ -72,6 +72,7 @@ class NpyWriter:
         self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
         self.block = np.zeros((max(1, block_rows), *self.shape[1:]), dtype=self.dtype)
         self.start = 0  # first row of the block
+        self.dirty = False  # rows set in the block since it was last written
         self.file = open(self.path, "wb")
         np.lib.format.write_array_header_2_0(
             self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
@@ -82,17 +83,25 @@ class NpyWriter:
         while i >= self.start + len(self.block):
             self._flush(len(self.block))
         self.block[i - self.start] = row
+        self.dirty = True
 
     def write(self, start: int, rows: np.ndarray) -> None:
-        """Rows start .. start + len(rows)."""
-        for k in range(len(rows)):
-            self[start + k] = rows[k]
+        """Rows start .. start + len(rows), written straight to the file when no single rows are pending."""
+        if self.dirty or start < self.start or start + len(rows) > self.shape[0]:
+            for k in range(len(rows)):
+                self[start + k] = rows[k]
+            return
+        if start > self.start:  # rows never set: zero
+            self.file.write(np.zeros((start - self.start, *self.shape[1:]), dtype=self.dtype).tobytes())
+        self.file.write(memoryview(np.ascontiguousarray(rows, dtype=self.dtype)).cast("B"))
+        self.start = start + len(rows)
 
     def _flush(self, n: int) -> None:
         n = min(n, self.shape[0] - self.start)
         self.file.write(self.block[:n].tobytes())
         self.block[:] = 0
         self.start += n
+        self.dirty = False
 
     def close(self) -> None:
         while self.start < self.shape[0]:

@@ -179,7 +179,7 @@ def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: 
     if array_path.is_file() and problems_path.is_file():
         meta = json.loads(problems_path.read_text())
         problems = {int(k): v for k, v in meta["problems"].items()}
-        return _in_memory(array_path, memory_gb), problems, meta["checksums"], meta.get("sizes")
+        return _in_memory(array_path, memory_gb, progress), problems, meta["checksums"], meta.get("sizes")
     array_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = array_path.with_suffix(".partial.npy")
     checksums: list[str] = []
@@ -192,13 +192,18 @@ def _decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: 
     sizes = [list(s) for s in sizes]
     meta = {"problems": {str(k): v for k, v in problems.items()}, "checksums": checksums, "sizes": sizes}
     write_text_atomic(problems_path, json.dumps(meta))
-    return _in_memory(array_path, memory_gb), problems, checksums, sizes
+    return _in_memory(array_path, memory_gb, progress), problems, checksums, sizes
 
 
-def _in_memory(path: Path, memory_gb: float) -> np.ndarray | NpyFile:
-    """The decoded cache read into RAM if it fits `memory_gb`; read from the file in pieces otherwise."""
+def _in_memory(path: Path, memory_gb: float, progress: Progress | None = None) -> np.ndarray | NpyFile:
+    """The decoded cache read into RAM if it fits `memory_gb`; read from the file in pieces otherwise (and said so)."""
     images = NpyFile(path)
-    return images[:] if images.nbytes <= memory_gb * GiB else images
+    if images.nbytes <= memory_gb * GiB:
+        return images[:]
+    if progress is not None:
+        progress.info(f"memory: the decoded images ({images.nbytes / GiB:.1f} GB) exceed {memory_gb:.1f} GB "
+                      "(cache_memory_gb, or half of memory_gb): reading them from disk in pieces")
+    return images
 
 
 def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, fingerprint: str, progress: Progress) -> dict[str, np.ndarray]:
@@ -465,9 +470,13 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
                 W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=_rows_per_piece(budget, per_image),
                                              stats=stats)
             judge = ctx.plan.judge_idx(r)
-            logits = np.concatenate([np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b
-                                     for s in range(0, len(judge), cfg.shard_images)] or [np.zeros((0, 1, C))])
-            _save_array(ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out), logits.astype(np.float32))  # (n_judged, V, C)
+            path = ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial.npy")
+            with NpyWriter(tmp, (len(judge), feats.shape[1], C), np.float32, block_rows=1) as out:  # (n_judged, V, C)
+                for s in range(0, len(judge), cfg.shard_images):  # written as computed: one shard in memory
+                    out.write(s, np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b)
+            os.replace(tmp, path)
             ctx.watch.count("head_fits", 1)
             ctx.watch.count("head_evaluations", stats.get("evaluations", 0))  # L-BFGS loss evaluations: passes over the data
 

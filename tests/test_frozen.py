@@ -61,6 +61,11 @@ def test_npy_writer_and_reader_round_trip(tmp_path):
     expected = rows.copy()
     expected[[2, 3, 7, 8]] = 0
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), expected)
+    with NpyWriter(tmp_path / "c.npy", rows.shape, np.uint8, block_rows=3) as out:  # pieces, a gap, then single rows
+        out.write(0, rows[:2])
+        out.write(4, rows[4:7])
+        out[9] = rows[9]
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), expected)
     f = NpyFile(tmp_path / "a.npy")
     assert f.shape == (10, 3, 2) and len(f) == 10
     np.testing.assert_array_equal(f[np.array([9, 0, 4])], expected[[9, 0, 4]])
