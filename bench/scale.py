@@ -10,6 +10,13 @@ needs; file-backed: memory-mapped pages the kernel can drop) every half second.
     python bench/scale.py                       # 100,000 images (the tree: ~3 min; the run: ~1 hour on 2 cores)
     python bench/scale.py --copies 1            # the 20,000 originals only
     python bench/scale.py --out runs/scale      # where the tree and the run directory go (kept: a re-run resumes)
+    python bench/scale.py --copies 1 --images 5000 --compare-ray   # 5,000 images: local, then on Ray (this machine)
+
+--compare-ray runs the same `clean` twice in fresh run directories, `--executor local` and
+`--executor ray` (Ray started on this machine by `clean`), and prints both: what Ray's task
+dispatch and object store cost on top of the same work. Only the backbone features are jobs that
+spread over a cluster's machines; the report splits the measured stages into that part and the
+part that stays in the driver, which is what a cluster of N machines divides and what it does not.
 
 The copies are near duplicates of each other, so the committee sees each photo up to four more
 times in training: the label-quality numbers printed at the end are a sanity check, not a
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -60,9 +68,10 @@ def _write_part(args) -> int:
     return stop - start
 
 
-def write_tree(out: Path, copies: int) -> tuple[Path, int]:
-    """out/<class>/<copy>_<i>.png for every image and copy (written once; `.complete` marks a finished tree)."""
-    n = len(np.load(CIFAR)["aggre_label"])
+def write_tree(out: Path, copies: int, images: int | None = None) -> tuple[Path, int]:
+    """out/<class>/<copy>_<i>.png for every image (the first `images`) and copy (written once; `.complete`
+    marks a finished tree)."""
+    n = min(images or 10**9, len(np.load(CIFAR)["aggre_label"]))
     done = out / ".complete"
     if done.is_file() and done.read_text().strip() == str(copies):
         return out, n * copies
@@ -137,6 +146,69 @@ def report(result: dict, n: int) -> str:
     return "\n".join(lines)
 
 
+def split(local: dict, ray: dict | None = None) -> str:
+    """The measured stages split into the part a cluster spreads over its machines (the backbone features:
+    independent jobs) and the part the driver does (everything else), and Ray's cost on top."""
+    t = local["summary"]["timings_s"]
+    jobs = t.get("features", 0.0) + t.get("train", 0.0) + t.get("predict", 0.0)
+    driver = local["wall_s"] - jobs
+    out = (f"\njobs (spread over a cluster): {jobs:,.1f} s ({jobs / local['wall_s']:.0%}); "
+           f"driver (this machine): {driver:,.1f} s ({driver / local['wall_s']:.0%})")
+    if ray is not None:
+        rt = ray["summary"]["timings_s"]
+        ray_jobs = rt.get("features", 0.0) + rt.get("train", 0.0) + rt.get("predict", 0.0)
+        out += (f"\nRay on this machine: end to end {ray['wall_s']:,.1f} s against {local['wall_s']:,.1f} s local "
+                f"({ray['wall_s'] / local['wall_s'] - 1:+.1%}); jobs {ray_jobs:,.1f} s against {jobs:,.1f} s "
+                f"({ray_jobs / max(jobs, 1e-9) - 1:+.1%})")
+    return out
+
+
+def head_fits(run: Path, budget_gb: float) -> str:
+    """One real head of the finished run (round 1, its first frozen member) fitted twice on the cached
+    features: in memory (full batch) and in pieces from the file as a memory budget of `budget_gb`
+    makes it: L-BFGS evaluations, seconds, and how far apart the two heads' probabilities are."""
+    import pandas as pd
+
+    from datacleaner.arrays import NpyFile, GiB
+    from datacleaner.config import load_config
+    from datacleaner.folds import FoldPlan
+    from datacleaner.fuse import softmax
+    from datacleaner.runs import _rows_per_piece
+    from datacleaner.runtime import configure
+    from datacleaner.training import fit_view_head, fit_view_head_chunked
+
+    configure(2)
+    cfg = load_config(run / "config.yaml")
+    manifest = pd.read_csv(run / "manifest.csv", keep_default_na=False)
+    plan = FoldPlan(cfg.scheme, manifest["part"].to_numpy())
+    labels = manifest["label"].to_numpy()
+    member = cfg.members[0]
+    path = next((run / "features").glob(f"{member.label}-*.npy"))
+    feats = NpyFile(path)
+    t, judge = plan.train_idx(0), plan.judge_idx(0)[:20000]
+    C = int(labels.max()) + 1
+    rows = []
+    start = time.perf_counter()
+    full_stats: dict = {}
+    W, b = fit_view_head(feats[t], labels[t], C, member, stats=full_stats)
+    rows.append(("in memory", time.perf_counter() - start, full_stats))
+    start = time.perf_counter()
+    piece_stats: dict = {}
+    per_image = int(np.prod(feats.shape[1:])) * 4
+    W2, b2 = fit_view_head_chunked(feats, t, labels[t], C, member, chunk_images=_rows_per_piece(int(budget_gb * GiB), per_image),
+                                   stats=piece_stats)
+    rows.append((f"in pieces ({budget_gb:g} GB budget)", time.perf_counter() - start, piece_stats))
+    x = np.asarray(feats[judge], dtype=np.float32)
+    p1, p2 = softmax(x @ W.T + b), softmax(x @ W2.T + b2)
+    lines = [f"\nhead of round 1, {member.label}, {len(t):,} training images x {feats.shape[1]} views ({path.name}):",
+             "| fit | seconds | L-BFGS iterations | loss evaluations | s per evaluation |", "|---|---:|---:|---:|---:|"]
+    for name, sec, st in rows:
+        lines.append(f"| {name} | {sec:.1f} | {st['iterations']} | {st['evaluations']} | {sec / max(st['evaluations'], 1):.2f} |")
+    lines.append(f"max |p_memory - p_pieces| on {len(judge):,} judged images: {np.abs(p1 - p2).max():.1e}; "
+                 f"same argmax: {(p1.argmax(-1) == p2.argmax(-1)).mean():.4f}")
+    return "\n".join(lines)
+
+
 def sanity(run: Path) -> str:
     import pandas as pd
 
@@ -155,14 +227,37 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=5, help="copies of the 20,000 images (5: 100,000 files)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "scale")
     ap.add_argument("--config", default="cpu")
+    ap.add_argument("--images", type=int, help="only the first N of the 20,000 images")
+    ap.add_argument("--compare-ray", action="store_true", help="run with --executor local, then ray, and compare")
+    ap.add_argument("--heads", type=float, metavar="GB",
+                    help="after the run: fit one of its heads in memory and in pieces under a GB budget, and compare")
     ap.add_argument("extra", nargs="*", help="more `clean` options, after --")
     args = ap.parse_args()
-    tree, n = write_tree(args.out / f"tree{args.copies}", args.copies)
-    result = run_clean(tree, args.out / f"run{args.copies}", args.config, args.extra)
-    (args.out / f"result{args.copies}.json").write_text(json.dumps(result, indent=1))
+    name = f"{args.copies}" + (f"-{args.images}" if args.images else "")
+    tree, n = write_tree(args.out / f"tree{name}", args.copies, args.images)
+    if args.compare_ray:
+        results = {}
+        for executor in ("local", "ray"):
+            run = args.out / f"run{name}-{executor}"
+            shutil.rmtree(run, ignore_errors=True)
+            results[executor] = run_clean(tree, run, args.config, [*args.extra, "--executor", executor])
+            print(f"\n{n:,} images, `clean --config {args.config} --executor {executor}`, 2 cores\n")
+            print(report(results[executor], n))
+        (args.out / f"result{name}-ray.json").write_text(json.dumps(results, indent=1))
+        print(split(results["local"], results["ray"]))
+        return
+    saved = args.out / f"result{name}.json"
+    if saved.is_file() and (args.out / f"run{name}" / "summary.json").is_file() and args.heads:
+        result = json.loads(saved.read_text())  # the run is done: only the head comparison is asked for
+    else:
+        result = run_clean(tree, args.out / f"run{name}", args.config, args.extra)
+        saved.write_text(json.dumps(result, indent=1))
     print(f"\n{n:,} images, `clean --config {args.config}`, 2 cores\n")
     print(report(result, n))
-    print(sanity(args.out / f"run{args.copies}"))
+    print(split(result))
+    print(sanity(args.out / f"run{name}"))
+    if args.heads:
+        print(head_fits(args.out / f"run{name}", args.heads))
 
 
 if __name__ == "__main__":

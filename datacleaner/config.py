@@ -209,7 +209,7 @@ class CleanConfig:
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
     batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU, 1024 on a GPU
     shard_images: int = 4096  # images per prediction job (and per chunk held in memory)
-    cache_memory_gb: float = 2.0  # decoded images up to this size (and up to memory_gb) are held in RAM; larger ones stay memory-mapped on disk
+    cache_memory_gb: float = 2.0  # decoded images up to this size (and half of memory_gb) are held in RAM; larger ones are read from disk in pieces
     memory_gb: float | None = None  # what one stage may hold in large arrays (heads' training features, scores); None = a quarter
     #                                  of this machine's memory. Above it a stage works in pieces from disk, and says so
     checks: str = "all"  # data-health checks: all | none | duplicates | properties | issue names, comma-separated
