@@ -137,7 +137,8 @@ def report(result: dict, n: int) -> str:
             sec = timings.pop(key)
             lines.append(f"| {name} | {sec:,.1f} | {sec / wall:.0%} | {n / max(sec, 1e-9):,.0f} img/s |")
     for key, sec in timings.items():
-        lines.append(f"| {key} | {sec:,.1f} | {sec / wall:.0%} | {n / max(sec, 1e-9):,.0f} img/s |")
+        if sec > 0:
+            lines.append(f"| {key} | {sec:,.1f} | {sec / wall:.0%} | {n / max(sec, 1e-9):,.0f} img/s |")
     lines.append(f"| **end to end** (process start to exit) | **{wall:,.1f}** | 100% | **{n / wall:.1f} img/s** |")
     peak = result["peak_mb"]
     lines.append("")

@@ -287,6 +287,7 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation and augmentation.")] = None,
     weights_dir: WeightsDir = None,
+    memory_gb: MemoryGb = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ):
@@ -295,7 +296,7 @@ def train(
 
     committee = train_committee(
         data, out, config, progress=_progress(quiet, verbose), epochs=epochs, device=device, seed=seed,
-        members=_names(members), weights_dir=weights_dir,
+        members=_names(members), weights_dir=weights_dir, memory_gb=memory_gb,
     )
     summary = json.loads((out / "summary.json").read_text())
     typer.echo(

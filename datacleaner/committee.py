@@ -26,6 +26,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from . import health
+from .arrays import GiB, NpyFile, NpyWriter, memory_budget
 from .config import JUDGING_ONLY, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
 from .errors import DataCleanerError
@@ -36,7 +37,7 @@ from .predict import predict_logits
 from .progress import QUIET, Progress
 from .tables import write_bytes_atomic, write_text_atomic
 from .jobs import train_cycle_job
-from .training import Cycles, fit_view_head, set_classifier, state_bytes, train_or_load
+from .training import Cycles, fit_view_head, fit_view_head_chunked, set_classifier, state_bytes, train_or_load
 from .weights import resolve_weights, weights_identity
 
 FORMAT = 1
@@ -122,14 +123,34 @@ class Committee:
 
     def _fit_frozen(self, model, member, prep, images, labels, idx, device, progress) -> None:
         """A frozen member: the backbone's TTA features of images[idx] train a logistic head,
-        which becomes the model's classifier (so the bundle is an ordinary timm model)."""
+        which becomes the model's classifier (so the bundle is an ordinary timm model). Features
+        larger than the memory budget go to a temporary file in shards and the head is fitted
+        from it in pieces."""
         cfg = self.config
+        labels = np.asarray(labels)[idx]
+        budget, per_image = memory_budget(cfg.memory_gb), cfg.tta.views * model.num_features * 4
+
+        def features(rows, bar):
+            return predict_logits(model, images, rows, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
+                                  batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True)
+
         with progress.bar(len(idx), f"features {member.label}") as bar:
-            features = predict_logits(
-                model, images, idx, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
-                batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
-            )  # (n, V, D)
-        set_classifier(model, *fit_view_head(features, np.asarray(labels)[idx], len(self.classes_), member))
+            if len(idx) * per_image * 1.5 <= budget:
+                head = fit_view_head(features(idx, bar), labels, len(self.classes_), member)  # (n, V, D) in memory
+            else:
+                progress.info(f"memory: {member.label}'s training features ({len(idx) * per_image / GiB:.1f} GB) exceed the "
+                              f"memory budget ({budget / GiB:.1f} GB, memory_gb): fitting its head from disk in pieces")
+                folder = Path(mkdtemp(prefix="datacleaner-features-"))
+                try:
+                    shape = (len(idx), cfg.tta.views, model.num_features)
+                    with NpyWriter(folder / "features.npy", shape, np.float32, block_rows=1) as out:
+                        for s in range(0, len(idx), cfg.shard_images):
+                            out.write(s, features(idx[s : s + cfg.shard_images], bar))
+                    head = fit_view_head_chunked(NpyFile(folder / "features.npy"), np.arange(len(idx)), labels,
+                                                 len(self.classes_), member, chunk_images=max(64, budget // 16 // per_image))
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+        set_classifier(model, *head)
 
     # saving and loading --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

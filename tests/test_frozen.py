@@ -167,10 +167,13 @@ def test_a_tiny_memory_budget_gives_the_same_run(noisy_digits, backbone_file, tm
         assert ("averaging them on disk" in result.output) == (name == "disk")
         outputs[name] = pd.read_csv(tmp_path / name / "scores.csv", keep_default_na=False)
     mem, disk = outputs["memory"], outputs["disk"]
-    assert list(mem["path"]) == list(disk["path"]) and list(mem["suggested_label"]) == list(disk["suggested_label"])
-    np.testing.assert_allclose(disk["label_quality"], mem["label_quality"], atol=1e-3)  # the heads agree to 0.001
-    review = [pd.read_csv(tmp_path / name / "review.csv", keep_default_na=False)["path"].tolist() for name in outputs]
-    assert review[0] == review[1] and len(review[0]) > 0
+    assert list(mem["path"]) == list(disk["path"])
+    # the heads stop L-BFGS at points a float rounding apart (0.0017 at most in probability on 100,000 real
+    # CIFAR images, bench/scale.py --heads), so a label near a flag rule's edge may fall either side
+    assert (mem["suggested_label"] == disk["suggested_label"]).mean() >= 0.99
+    np.testing.assert_allclose(disk["label_quality"], mem["label_quality"], atol=5e-3)
+    review = [set(pd.read_csv(tmp_path / name / "review.csv", keep_default_na=False)["path"]) for name in outputs]
+    assert len(review[0]) > 0 and len(review[0] ^ review[1]) <= 1
 
 
 def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbone_file, tmp_path):
@@ -193,6 +196,14 @@ def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbon
     predicted = np.array(committee.classes_)[probs.argmax(1)]
     assert (predicted == unseen["true_label"].to_numpy()).mean() > 0.9  # the head learned the classes
     assert cfg.members[0].frozen
+    # a memory budget far below the features: they go to a temporary file and the head is fitted in pieces
+    small = tmp_path / "committee-small"
+    result = runner.invoke(app, ["train", str(root), "--config", str(tmp_path / "frozen.yaml"), "--out", str(small),
+                                 "--memory-gb", "0.000001"])
+    assert result.exit_code == 0, result.output
+    assert "fitting its head from disk in pieces" in result.output
+    probs_small, _ = Committee.load(small, device="cpu").predict_paths([held_out / p for p in unseen["path"]])
+    assert np.abs(probs_small - probs).max() < 1e-3  # the same head up to the pieces' float rounding
 
 
 def test_second_pass_retrains_without_pass_one_flags_and_rescores(noisy_digits, backbone_file, tmp_path):
