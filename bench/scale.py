@@ -170,11 +170,10 @@ def head_fits(run: Path, budget_gb: float) -> str:
     makes it: L-BFGS evaluations, seconds, and how far apart the two heads' probabilities are."""
     import pandas as pd
 
-    from datacleaner.arrays import NpyFile, GiB
+    from datacleaner.arrays import GiB, NpyFile, rows_per_piece
     from datacleaner.config import load_config
     from datacleaner.folds import FoldPlan
     from datacleaner.fuse import softmax
-    from datacleaner.runs import _rows_per_piece
     from datacleaner.runtime import configure
     from datacleaner.training import fit_view_head, fit_view_head_chunked
 
@@ -196,7 +195,7 @@ def head_fits(run: Path, budget_gb: float) -> str:
     start = time.perf_counter()
     piece_stats: dict = {}
     per_image = int(np.prod(feats.shape[1:])) * 4
-    W2, b2 = fit_view_head_chunked(feats, t, labels[t], C, member, chunk_images=_rows_per_piece(int(budget_gb * GiB), per_image),
+    W2, b2 = fit_view_head_chunked(feats, t, labels[t], C, member, chunk_images=rows_per_piece(int(budget_gb * GiB), per_image),
                                    stats=piece_stats)
     rows.append((f"in pieces ({budget_gb:g} GB budget)", time.perf_counter() - start, piece_stats))
     x = np.asarray(feats[judge], dtype=np.float32)

@@ -30,6 +30,21 @@ def memory_budget(memory_gb: float | None) -> int:
     return int(memory_gb * GiB) if memory_gb is not None else int(DEFAULT_SHARE * machine_memory())
 
 
+def rows_per_piece(budget: int, row_bytes: int) -> int:
+    """Rows of `row_bytes` each to read at a time: a sixteenth of the budget, 64 to 65,536 rows."""
+    return int(min(65536, max(64, budget // 16 // max(row_bytes, 1))))
+
+
+def scratch_array(folder: Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of zeros in a file under `folder`, removed from the directory at once: the open
+    map keeps its space until the array is dropped, and nothing is left behind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{os.getpid()}.npy"
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    path.unlink()
+    return array
+
+
 class NpyFile:
     """A .npy file's array, read by indexing (slices, index arrays) one piece at a time."""
 

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from . import health
-from .arrays import GiB, NpyFile, NpyWriter, memory_budget
+from .arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece
 from .config import JUDGING_ONLY, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
 from .errors import DataCleanerError
@@ -147,7 +147,7 @@ class Committee:
                         for s in range(0, len(idx), cfg.shard_images):
                             out.write(s, features(idx[s : s + cfg.shard_images], bar))
                     head = fit_view_head_chunked(NpyFile(folder / "features.npy"), np.arange(len(idx)), labels,
-                                                 len(self.classes_), member, chunk_images=max(64, budget // 16 // per_image))
+                                                 len(self.classes_), member, chunk_images=rows_per_piece(budget, per_image))
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         set_classifier(model, *head)

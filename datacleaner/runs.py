@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import health
-from .arrays import GiB, NpyFile, NpyWriter, memory_budget
+from .arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece, scratch_array
 from .calibrate import fused_rounds
 from .fuse import majority_vote
 from .committee import Committee
@@ -467,7 +467,7 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
                         f"memory: a head's training features ({len(t) * per_image / GiB:.1f} GB) exceed the memory budget "
                         f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
                     told = True
-                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=_rows_per_piece(budget, per_image),
+                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=rows_per_piece(budget, per_image),
                                              stats=stats)
             judge = ctx.plan.judge_idx(r)
             path = ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out)
@@ -479,11 +479,6 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
             os.replace(tmp, path)
             ctx.watch.count("head_fits", 1)
             ctx.watch.count("head_evaluations", stats.get("evaluations", 0))  # L-BFGS loss evaluations: passes over the data
-
-
-def _rows_per_piece(budget: int, row_bytes: int) -> int:
-    """Rows of `row_bytes` each to read at a time: a sixteenth of the budget, 64 to 65,536 rows."""
-    return int(min(65536, max(64, budget // 16 // max(row_bytes, 1))))
 
 
 def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
@@ -674,10 +669,7 @@ def _judge(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np
     N, C, mean_probs = len(labels), len(info["classes"]), None
     budget = memory_budget(cfg.memory_gb)
     if N * C * 4 > budget / 2:
-        path = run.file("cache", f"mean-probs-{os.getpid()}.npy")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mean_probs = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(N, C))
-        path.unlink()  # the open map keeps the space until scoring is done; nothing is left behind
+        mean_probs = scratch_array(run.file("cache"), "mean-probs", (N, C))
         if progress is not None:
             progress.info(f"memory: the images' class probabilities ({N * C * 4 / GiB:.1f} GB) exceed half the memory "
                           f"budget ({budget / GiB:.1f} GB, memory_gb): averaging them on disk")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import health
-from .arrays import GiB, memory_budget
+from .arrays import GiB, memory_budget, scratch_array
 from .committee import LABELED, Committee
 from .dataset import LabeledImages, find_pool_images
 from .errors import DataCleanerError
@@ -284,7 +283,7 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
         if progress is not None:
             progress.info(f"memory: the pool's class probabilities ({n * (M + 1) * C * 4 / GiB:.1f} GB) exceed half the "
                           f"memory budget ({budget / GiB:.1f} GB, --memory-gb): keeping them on disk")
-        fused, member_probs = _disk_array(run, "fused", (n, C)), _disk_array(run, "members", (n, M, C))
+        fused, member_probs = scratch_array(run.file("pool"), "fused", (n, C)), scratch_array(run.file("pool"), "members", (n, M, C))
     else:
         fused = np.zeros((n, C), dtype=np.float32)
         member_probs = np.zeros((n, M, C), dtype=np.float32)
@@ -318,16 +317,6 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
         if features is not None:
             features[s : s + shard_images] = result["features"]
     return fused, member_probs, features
-
-
-def _disk_array(run: RunDir, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array of zeros in a file under pool/, removed from the directory at once (the open map
-    keeps its space until the array is dropped)."""
-    path = run.file("pool", f"{name}-{os.getpid()}.npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-    path.unlink()
-    return array
 
 
 def _labeled_record(committee_dir) -> dict | None:
