@@ -15,12 +15,25 @@ file's original (width, height). One checker per issue type, its threshold named
     odd_aspect_ratio  min(w/h, h/w)             < odd_aspect_ratio
     odd_size          sqrt(w*h) / median        outside [1/odd_size, odd_size]
 
-Duplicates: `exact_groups` groups images whose decoded pixels (and original size) are equal;
-`near_groups` groups images whose 64-bit perceptual hashes (`phash`: DCT of a 32x32 grey
-image, the 8x8 lowest frequencies against their median) differ in at most `max_bits` bits,
-found by multi-index hashing (the hash cut into max_bits + 1 pieces: two hashes that close
-share at least one piece exactly), so no all-pairs loop. Groups are the connected components
-of the pairs found. `conflicts` marks groups whose members carry different labels.
+and, for every property, unusual for this dataset: at least `unusual` robust standard deviations
+(1.4826 x the median absolute deviation, on a log scale) beyond the dataset's median, in the
+problem's direction. What many images of a dataset share is the dataset's nature (scans are
+low in information, a dataset of night shots is dark), not a problem of single images.
+
+Duplicates: `digest_groups` groups images whose decoded pixels (and original size) are equal.
+`near_pairs` finds pairs of near duplicates: candidates from 64-bit perceptual hashes (`phash`:
+DCT of a 32x32 grey image, the 8x8 lowest frequencies against their median) at most `max_bits`
+apart (multi-index hashing: the hash cut into max_bits + 1 pieces, two hashes that close share
+at least one piece exactly, so no all-pairs loop) and from each image's nearest neighbours in
+compact features; with features, a pair holds only when the two images stand out from the
+look-alikes around them (`close_pairs`). `star_groups` makes groups in which every member is a
+near duplicate (or exact copy) of the group's representative: a group never grows through
+neighbours of neighbours. Within a group, the files whose label differs from the group's label
+carry `conflicting_labels`; the copies beside the representative carry `duplicate` /
+`near_duplicate`, the representative (the file kept) nothing.
+
+Which findings ask a reviewer for a decision (rows of review.csv) and which are reported only
+(summary.json, health.csv, the report): `DECISION_ISSUES` and `REPORT_ISSUES` (docs/method.md).
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ CHUNK = 4096  # images per step: the float copies of a chunk are all that is hel
 PROPERTY_ISSUES = ("dark", "light", "blurry", "low_information", "grayscale", "odd_aspect_ratio", "odd_size")
 DUPLICATE_ISSUES = ("conflicting_labels", "duplicate", "near_duplicate")
 ISSUES = ("conflicting_labels", "outlier", "duplicate", "near_duplicate", *PROPERTY_ISSUES)  # most important first
+DECISION_ISSUES = ("conflicting_labels", "outlier", "duplicate", "near_duplicate")  # a row in review.csv: relabel, keep or drop
+REPORT_ISSUES = PROPERTY_ISSUES  # reported (summary.json, health.csv, the report), not a row to decide
 CHECK_GROUPS = {"all": ISSUES, "none": (), "duplicates": DUPLICATE_ISSUES, "properties": PROPERTY_ISSUES}
 DROP = -2  # `Health.suggest`: suggest dropping the image
 COMMON = 0.5  # an image property shared by more than this share of a dataset is the dataset's trait (a grayscale
@@ -42,7 +57,8 @@ COMMON = 0.5  # an image property shared by more than this share of a dataset is
 
 @dataclass(frozen=True)
 class Thresholds:
-    # Chosen by bench/health.py on CIFAR-10 with planted problems (docs/health_benchmark.md).
+    # Chosen by bench/health.py on CIFAR-10 with planted problems (docs/health_benchmark.md), made relative to
+    # the dataset by bench/review_quality.py on digit scans, CIFAR thumbnails and real photos (docs/benchmarks.md).
     dark: float = 0.25  # p99 luminance in [0, 1]
     light: float = 0.80  # p5 luminance in [0, 1]
     low_information: float = 0.30  # entropy of the grey levels, bits / 8
@@ -52,20 +68,24 @@ class Thresholds:
     grayscale: float = 1.0  # mean channel difference, 0..255
     odd_aspect_ratio: float = 0.5  # shorter side / longer side
     odd_size: float = 4.0  # side (sqrt of area) over the dataset's median side, either way
-    max_bits: int = 4  # perceptual hashes at most this many bits apart are near duplicates
+    unusual: float = 4.0  # ... and every property at least this many robust standard deviations from the dataset's median
+    max_bits: int = 4  # perceptual hashes at most this many bits apart are near-duplicate candidates ...
     min_similarity: float = 0.95  # ... and so are images whose compact features are at least this alike
     loose_bits: int = 24  # ... and those within loose_bits whose features are at least loose_similarity alike
     loose_similarity: float = 0.80
-    ratio: float = 0.25  # ... and only at most this share of the distance to the k-th nearest neighbour
+    ratio: float = 0.25  # a pair holds when its distance is at most this share of either image's distance to its
+    #                      k-th nearest neighbour: a copy stands out from look-alikes ...
+    hash_ratio: float = 0.5  # ... or this share for a pair whose hashes are within max_bits (the same layout already)
     neighbours: int = 10  # k of the nearest-neighbour search (near-duplicate candidates, outlier distance)
     outlier_distance: float = 1.5  # mean distance to the k nearest neighbours over the dataset's median ...
     outlier_max_prob: float = 0.5  # ... and no class more probable than this: an outlier
+    outlier_unusual: float = 3.0  # ... and this many robust standard deviations (log distance) beyond the dataset's median
 
 
 # Without a pretrained member the features are the pixels at 16 px (`pixel_features`), where images of
 # one class lie close together: the feature rule and the outlier distance are held stricter there (the
 # values the bundled digit scans need to show no false pairs; the benchmark's values are for backbones).
-PIXEL_RULES = {"ratio": 0.1, "loose_bits": 12, "outlier_distance": 2.5, "outlier_max_prob": 0.7}
+PIXEL_RULES = {"ratio": 0.1, "hash_ratio": 0.2, "loose_bits": 12, "outlier_distance": 2.5, "outlier_max_prob": 0.7}
 
 
 def thresholds(source: str = "backbone") -> Thresholds:
@@ -118,27 +138,63 @@ def _p90(x: np.ndarray) -> float:
     return float(np.percentile(x, 90)) if len(x) else 0.0
 
 
-def is_flat(entropy: np.ndarray, t: Thresholds = Thresholds()) -> np.ndarray:
-    """(N,) bool: low_information images (few grey levels). Flat images all look alike to a hash and to
-    a backbone, so they take part in exact duplicates only."""
-    return np.asarray(entropy) < t.low_information
+def unusual(values: np.ndarray, low: bool, z: float, among: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: at least `z` robust standard deviations (1.4826 x the median absolute deviation of the
+    images `among`, default all) below (`low`) or above the median: what sets an image apart from its dataset."""
+    values = np.asarray(values, dtype=np.float64)
+    ref = values if among is None else values[np.asarray(among, dtype=bool)]
+    if not len(ref):
+        return np.zeros(len(values), dtype=bool)
+    median = float(np.median(ref))
+    spread = max(1.4826 * float(np.median(np.abs(ref - median))), 1e-6)
+    return ((median - values) if low else (values - median)) >= z * spread
 
 
-def property_issues(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) -> dict[str, np.ndarray]:
-    """{issue: (N,) bool} for the image-property issues."""
-    low_info = is_flat(props["entropy"], t)
-    issues = {
+def is_flat(entropy: np.ndarray, t: Thresholds = Thresholds(), usable: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: low_information images (few grey levels, and fewer than is usual in this dataset). Flat
+    images all look alike to a hash and to a backbone, so they take part in exact duplicates only."""
+    entropy = np.asarray(entropy)
+    return (entropy < t.low_information) & unusual(_log(entropy, 0.01), True, t.unusual, usable)
+
+
+def property_levels(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) -> dict[str, np.ndarray]:
+    """{issue: (N,) bool}: the images past each property's threshold, whatever the rest of the dataset is like."""
+    low_info = np.asarray(props["entropy"]) < t.low_information
+    levels = {
         "dark": props["p99"] < t.dark,
         "light": props["p5"] > t.light,
-        "blurry": (props["sharpness"] < min(t.blurry, t.blurry_relative * _p90(props["sharpness"][~low_info])))
-        & ~low_info,
+        "blurry": (props["sharpness"] < min(t.blurry, t.blurry_relative * _p90(props["sharpness"][~low_info]))) & ~low_info,
         "low_information": low_info,
         "grayscale": props["colour"] < t.grayscale,
     }
     if "aspect" in props:
-        issues["odd_aspect_ratio"] = props["aspect"] < t.odd_aspect_ratio
-        issues["odd_size"] = (props["size"] < 1 / t.odd_size) | (props["size"] > t.odd_size)
-    return issues
+        levels["odd_aspect_ratio"] = props["aspect"] < t.odd_aspect_ratio
+        levels["odd_size"] = (props["size"] < 1 / t.odd_size) | (props["size"] > t.odd_size)
+    return levels
+
+
+def _log(values, eps: float) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(values, dtype=np.float64), 0) + eps)
+
+
+# each property as `unusual` judges it: (its value on a log scale, whether low values are the problem)
+_SCALES = {
+    "dark": lambda p: (_log(p["p99"], 0.01), True),
+    "light": lambda p: (_log(1 - np.asarray(p["p5"]), 0.01), True),
+    "blurry": lambda p: (_log(p["sharpness"], 1e-3), True),
+    "low_information": lambda p: (_log(p["entropy"], 0.01), True),
+    "grayscale": lambda p: (_log(p["colour"], 1.0), True),
+    "odd_aspect_ratio": lambda p: (_log(p["aspect"], 1e-3), True),
+    "odd_size": lambda p: (np.abs(_log(p["size"], 1e-3)), False),
+}
+
+
+def property_issues(props: dict[str, np.ndarray], t: Thresholds = Thresholds(),
+                    usable: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """{issue: (N,) bool} for the image-property issues: past the property's threshold (property_levels)
+    and unusual for this dataset (`unusual`, on a log scale, judged among the `usable` images)."""
+    return {name: flags & unusual(*_SCALES[name](props), t.unusual, usable)
+            for name, flags in property_levels(props, t).items()}
 
 
 # Duplicates -----------------------------------------------------------------------------------
@@ -267,19 +323,71 @@ def near_groups(hashes: np.ndarray, usable: np.ndarray | None = None, max_bits: 
     return groups_from_pairs(len(hashes), pairs)
 
 
-def conflicts(groups: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """((N,) bool: the image's group holds more than one label, (N,) the group's majority label, or -1)."""
+def star_groups(n: int, pairs: np.ndarray, exact: np.ndarray | None = None) -> np.ndarray:
+    """(n,) group id per image, the index of the group's representative; -1 for an image in no group.
+
+    Exact copies (`exact`: digest_groups' ids, -1 for none) always share a group. Near-duplicate `pairs`
+    (P, 2) join images to a representative only directly: images are taken by their number of pairs
+    (most first, then index), each untaken one becomes a representative with its untaken partners, and
+    an image whose partners are all taken joins a partner that represents a group, else stays alone.
+    So every member is a near duplicate (or an exact copy) of the representative, and look-alikes
+    chained through neighbours of neighbours never make one group."""
+    exact = np.full(n, -1, dtype=np.int64) if exact is None else np.asarray(exact, dtype=np.int64)
+    node = np.where(exact >= 0, exact, np.arange(n))  # an exact copy stands for its first file
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    pairs = np.sort(node[pairs], axis=1)
+    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0) if len(pairs) else pairs
+    partners: dict[int, list[int]] = {}
+    for i, j in pairs.tolist():
+        partners.setdefault(i, []).append(j)
+        partners.setdefault(j, []).append(i)
+    owner: dict[int, int] = {}
+    for v in sorted(partners, key=lambda v: (-len(partners[v]), v)):
+        if v in owner:
+            continue
+        free = [u for u in partners[v] if u not in owner]
+        if free:
+            owner[v] = v
+            owner.update((u, v) for u in free)
+        else:
+            reps = [u for u in partners[v] if owner[u] == u]
+            if reps:
+                owner[v] = min(reps)
+    group = np.array([owner.get(int(v), -1) for v in node], dtype=np.int64)
+    return np.where((group < 0) & (exact >= 0), exact, group)
+
+
+def group_label(members: np.ndarray, labels: np.ndarray, suggested: np.ndarray | None = None,
+                suggested_prob: np.ndarray | None = None) -> tuple[int, str]:
+    """(the label a group of copies should carry, why): the members' majority; on a tie the committee's
+    label for the member it is surest of (without the committee: the first member's label)."""
+    values, counts = np.unique(labels[members], return_counts=True)
+    if (counts == counts.max()).sum() == 1:
+        return int(values[np.argmax(counts)]), "the group's majority"
+    if suggested is None or suggested_prob is None:
+        return int(labels[members[0]]), "a tie: the first file's label"
+    best = members[np.argmax(np.nan_to_num(np.asarray(suggested_prob)[members], nan=-1.0))]
+    return int(suggested[best]), "the committee's surest label in the group"
+
+
+def conflicts(groups: np.ndarray, labels: np.ndarray, suggested: np.ndarray | None = None,
+              suggested_prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """((N,) bool: the image's label differs from its group's label (group_label), (N,) the group's
+    label, or -1 outside groups). Members that agree with their group are not conflicted."""
     conflicted = np.zeros(len(groups), dtype=bool)
-    majority = np.full(len(groups), -1, dtype=np.int64)
+    chosen = np.full(len(groups), -1, dtype=np.int64)
+    for members in _members(groups).values():
+        chosen[members] = group_label(members, labels, suggested, suggested_prob)[0]
+        conflicted[members] = labels[members] != chosen[members]
+    return conflicted, chosen
+
+
+def _members(groups: np.ndarray) -> dict[int, np.ndarray]:
+    """{group id: its images, ascending} of the images with a group (id >= 0)."""
     grouped = np.flatnonzero(groups >= 0)
-    order = grouped[np.argsort(groups[grouped], kind="stable")]
-    starts = np.flatnonzero(np.r_[True, groups[order][1:] != groups[order][:-1]]) if len(order) else np.zeros(0, dtype=int)
-    for a, b in zip(starts, np.r_[starts[1:], len(order)]):
-        members = order[a:b]
-        values, counts = np.unique(labels[members], return_counts=True)
-        majority[members] = values[np.argmax(counts)]  # ties: the smallest label
-        conflicted[members] = len(values) > 1
-    return conflicted, majority
+    grouped = grouped[np.argsort(groups[grouped], kind="stable")]
+    cuts = np.flatnonzero(np.diff(groups[grouped])) + 1
+    return {int(groups[m[0]]): m for m in np.split(grouped, cuts) if len(m)}
 
 
 # Features: near duplicates that the hash misses (shifts, crops) and outliers -----------------
@@ -445,6 +553,85 @@ def close_pairs(sims: np.ndarray, idx: np.ndarray, q_hashes: np.ndarray | None, 
     return close & apart & (idx >= 0)
 
 
+def reach(sims: np.ndarray) -> np.ndarray:
+    """(N,) each query's distance (1 - cosine similarity) to its k-th (farthest kept) nearest neighbour
+    (`nearest`); inf for a query without neighbours."""
+    last = np.where(np.isfinite(sims), sims, np.inf).min(axis=1) if sims.shape[1] else np.full(len(sims), np.inf)
+    return np.where(np.isfinite(last), 1 - np.minimum(last, 1.0), np.inf)
+
+
+def _pair_similarity(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(P,) cosine similarity of unit vectors a[i] and b[j], a block of pairs at a time."""
+    out = np.empty(len(i), dtype=np.float32)
+    for s in range(0, len(i), 65536):
+        out[s : s + 65536] = np.einsum("pd,pd->p", np.asarray(a[i[s : s + 65536]], dtype=np.float32),
+                                       np.asarray(b[j[s : s + 65536]], dtype=np.float32))
+    return out
+
+
+def near_pairs(hashes: np.ndarray | None, features: np.ndarray | None, t: Thresholds = Thresholds(), *,
+               eligible: np.ndarray | None = None, knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(P, 2) pairs i < j of near duplicates among N images (exact copies are digest_groups' business).
+
+    Candidates: perceptual hashes at most max_bits apart, and each image's nearest neighbours in the
+    compact `features` (N, d) that close_pairs accepts. With features, every pair must stand out for
+    both images: its distance at most `ratio` (`hash_ratio` for hash candidates) times each one's
+    distance to its k-th neighbour (`reach`),
+    so images that are merely alike (one writer's zeros, one breed photographed alike) do not pair
+    while re-encoded, resized, shifted or cropped copies do. `eligible` (N,) bool: images that may pair
+    (readable, not flat); `knn`: the features' self-search (`nearest`), if already made."""
+    N = len(hashes) if hashes is not None else len(features)
+    eligible = np.ones(N, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    use = np.flatnonzero(eligible)
+    found = [np.zeros((0, 2), dtype=np.int64)]
+    if hashes is not None and len(use):
+        found.append(use[hash_pairs(np.asarray(hashes)[use], t.max_bits)])
+    if features is not None:
+        sims, idx = knn if knn is not None else nearest(features, k=t.neighbours)
+        rows, cols = np.nonzero(close_pairs(sims, idx, hashes, hashes, t))
+        found.append(np.stack([rows, idx[rows, cols]], axis=1))
+    pairs = np.sort(np.concatenate(found).astype(np.int64), axis=1)
+    pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & eligible[pairs].all(axis=1)]
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
+    if features is None or not len(pairs):
+        return pairs
+    far = reach(sims)
+    sim = _pair_similarity(features, features, pairs[:, 0], pairs[:, 1])
+    return pairs[(1 - sim) <= _share(pairs, hashes, hashes, t) * np.minimum(far[pairs[:, 0]], far[pairs[:, 1]])]
+
+
+def _share(pairs: np.ndarray, q_hashes, b_hashes, t: Thresholds) -> np.ndarray:
+    """(P,) the share of the k-th neighbour's distance a pair may reach: hash_ratio where the hashes are within
+    max_bits, else ratio."""
+    if q_hashes is None or b_hashes is None:
+        return np.full(len(pairs), t.ratio)
+    bits = _popcount(np.asarray(q_hashes, dtype=np.uint64)[pairs[:, 0]] ^ np.asarray(b_hashes, dtype=np.uint64)[pairs[:, 1]])
+    return np.where(bits <= t.max_bits, t.hash_ratio, t.ratio)
+
+
+def cross_pairs(q_hashes: np.ndarray, q_features: np.ndarray | None, b_hashes: np.ndarray, b_features: np.ndarray | None,
+                t: Thresholds = Thresholds(), *, eligible: np.ndarray | None = None) -> np.ndarray:
+    """(P, 2) pairs (query i, base j) of near duplicates between two sets of images, by near_pairs' rule
+    (the distance to the query's k-th nearest image of the base standing for both sides): what `select`
+    uses to recognise pool images already in the labeled set."""
+    Nq = len(q_hashes)
+    eligible = np.ones(Nq, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    both = np.concatenate([np.asarray(q_hashes, dtype=np.uint64), np.asarray(b_hashes, dtype=np.uint64)])
+    candidates = hash_pairs(both, t.max_bits)
+    found = [candidates[(candidates[:, 0] < Nq) & (candidates[:, 1] >= Nq)] - [0, Nq]]
+    use_features = q_features is not None and b_features is not None and len(b_features)
+    if use_features:
+        sims, idx = nearest(q_features, b_features, k=t.neighbours)
+        rows, cols = np.nonzero(close_pairs(sims, idx, q_hashes, b_hashes, t))
+        found.append(np.stack([rows, idx[rows, cols]], axis=1))
+    pairs = np.unique(np.concatenate(found).astype(np.int64), axis=0)
+    pairs = pairs[eligible[pairs[:, 0]]] if len(pairs) else pairs.reshape(0, 2)
+    if not use_features or not len(pairs):
+        return pairs
+    sim = _pair_similarity(q_features, b_features, pairs[:, 0], pairs[:, 1])
+    return pairs[(1 - sim) <= _share(pairs, q_hashes, b_hashes, t) * reach(sims)[pairs[:, 0]]]
+
+
 def parse_checks(value) -> tuple[str, ...]:
     """The issue types a `checks` setting turns on: 'all' (default), 'none', a group ('duplicates',
     'properties') or issue names, as a list or a comma-separated string; ValueError names what is unknown."""
@@ -466,7 +653,7 @@ class Health:
 
     issues: list[list[str]]  # (N,) the health issues of each image, most important first (ISSUES order)
     detail: np.ndarray  # (N,) object: why, in words, naming the other files
-    group: np.ndarray  # (N,) int64: duplicate / near-duplicate group (its first image), -1 for none
+    group: np.ndarray  # (N,) int64: duplicate / near-duplicate group (the file it keeps), -1 for none
     suggest: np.ndarray  # (N,) int64: the suggestion for review: a class, DROP, or -1 (the committee's)
     outlier_score: np.ndarray | None = None  # (N,) distance to the nearest neighbours over the median
     notes: list[str] = field(default_factory=list)  # checks that did not apply to this dataset, and why
@@ -496,19 +683,17 @@ def assess(
     suggest = np.full(N, -1, dtype=np.int64)
     group = np.full(N, -1, dtype=np.int64)
     score = None
-
     notes: list[str] = []
     if props is not None:
-        for name, flags in property_issues(props, t).items():
+        levels = property_levels(props, t)
+        for name, flags in property_issues(props, t, usable).items():
             if name not in checks:
                 continue
-            if (flags & usable).sum() > COMMON * max(int(usable.sum()), 1):
-                notes.append(f"{(flags & usable).mean():.0%} of the images are {name.replace('_', ' ')}: a trait of "
-                             f"this dataset, not a problem of single images, so {name} is not reported per image")
-                continue
+            share = float((levels[name] & usable).sum()) / max(int(usable.sum()), 1)
+            if share > COMMON:
+                notes.append(f"{share:.0%} of the images are {name.replace('_', ' ')}: a trait of this dataset, "
+                             f"not a problem of single images, so {name} is not reported per image")
             found[name] = flags & usable
-    wants_dups = any(c in checks for c in DUPLICATE_ISSUES)
-    sims = idx = None
     use = np.flatnonzero(usable)
 
     def search(x):
@@ -517,76 +702,79 @@ def assess(
         sims[use], idx[use] = s, np.where(i >= 0, use[np.maximum(i, 0)], -1)
         return sims, idx
 
-    if features is not None and wants_dups:
-        sims, idx = search(features)
-    if wants_dups:
+    knn = None
+    if any(c in checks for c in DUPLICATE_ISSUES):
+        flat = is_flat(props["entropy"], t, usable) if props is not None else np.zeros(N, dtype=bool)
         exact = digest_groups(digests, usable) if digests is not None else np.full(N, -1, dtype=np.int64)
-        pairs = [np.stack([np.flatnonzero(exact >= 0), exact[exact >= 0]], axis=1)]
-        if hashes is not None:
-            use = np.flatnonzero(usable)
-            pairs.append(use[hash_pairs(np.asarray(hashes)[use], t.max_bits)])
-        if sims is not None:
-            close = close_pairs(sims, idx, hashes, hashes, t)
-            rows, cols = np.nonzero(close)
-            pairs.append(np.stack([rows, idx[rows, cols]], axis=1))
-        plain = is_flat(props["entropy"], t) if props is not None else np.zeros(N, dtype=bool)
-        near_pairs = np.concatenate(pairs[1:]).astype(np.int64) if len(pairs) > 1 else np.zeros((0, 2), np.int64)
-        near_pairs = near_pairs[~plain[near_pairs].any(axis=1)]
-        pairs = np.concatenate([pairs[0].astype(np.int64), near_pairs])
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        group = groups_from_pairs(N, pairs)
-        conflicted, majority = conflicts(group, labels)
-        names = np.array(classes, dtype=object)
-        grouped = np.flatnonzero(group >= 0)
-        grouped = grouped[np.argsort(group[grouped], kind="stable")]
-        cuts = np.flatnonzero(np.diff(group[grouped])) + 1
-        members_of = {int(group[m[0]]): m for m in np.split(grouped, cuts) if len(m)}
-        dup = exact >= 0
-        near = np.zeros(N, dtype=bool)
-        for g, members in members_of.items():
-            near[members] = [bool((exact[members] != exact[m]).any() | (exact[m] < 0)) for m in members]
-        if "duplicate" in checks:
-            found["duplicate"] = dup
-        if "near_duplicate" in checks:
-            found["near_duplicate"] = near
-        if "conflicting_labels" in checks:
-            found["conflicting_labels"] = conflicted
-        for g, members in members_of.items():
-            for m in members:
-                others = members[members != m]
-                same = others[exact[others] == exact[m]] if exact[m] >= 0 else others[:0]
-                alike = others[~np.isin(others, same)]
-                if conflicted[m] and "conflicting_labels" in checks:
-                    values, counts = np.unique(labels[members], return_counts=True)
-                    tally = ", ".join(f"{names[v]} x{c}" for v, c in sorted(zip(values, counts), key=lambda vc: -vc[1]))
-                    if (counts == counts.max()).sum() == 1:
-                        suggest[m], why = majority[m], "the group's majority"
-                    else:
-                        best = members[np.argmax(suggested_prob[members])] if suggested_prob is not None else members[0]
-                        suggest[m] = suggested[best] if suggested is not None else labels[best]
-                        why = "the committee's surest label in the group" if suggested is not None else "a tie"
-                    named = "" if {"duplicate", "near_duplicate"} & set(checks) else f" ({_names(paths, others)})"
-                    detail[m].append(f"labels in its group{named}: {tally}; suggested {names[suggest[m]]}, {why}")
-                if len(same) and "duplicate" in checks:
-                    keep = min(int(exact[m]), int(m))
-                    detail[m].append(f"same pixels as {_names(paths, same)}"
-                                     + ("" if m == keep else f"; {paths[keep]} is kept, this copy can go"))
-                    if m != keep and not conflicted[m]:
-                        suggest[m] = DROP
-                if len(alike) and "near_duplicate" in checks:
-                    detail[m].append(f"near duplicate of {_names(paths, alike)}")
+        knn = search(features) if features is not None else None
+        pairs = (near_pairs(hashes, features, t, eligible=usable & ~flat, knn=knn)
+                 if hashes is not None or features is not None else np.zeros((0, 2), dtype=np.int64))
+        group = star_groups(N, pairs, exact)
+        _judge_groups(group, exact, labels, np.array(classes, dtype=object), paths, checks, found, detail, suggest,
+                      suggested, suggested_prob)  # also names each group by the file it keeps
     lonely = outlier_features if outlier_features is not None else features
     if "outlier" in checks and lonely is not None and suggested_prob is not None:
-        far = search(lonely)[0] if lonely is not features or sims is None else sims
+        far = search(lonely)[0] if lonely is not features or knn is None else knn[0]
         score = np.full(N, np.nan, dtype=np.float32)
         score[use] = outlier_scores(far[use], t.neighbours)
         out = np.zeros(N, dtype=bool)
-        out[use] = (score[use] > t.outlier_distance) & (np.asarray(suggested_prob)[use] < t.outlier_max_prob)
+        out[use] = outliers(score[use], np.asarray(suggested_prob)[use], t)
         found["outlier"] = out
         for m in np.flatnonzero(out):
-            detail[m].append(f"unlike the rest of the dataset: {score[m]:.2f}x the usual distance to its "
+            detail[m].append(f"unlike every class of the dataset: {score[m]:.2f}x the usual distance to its "
                              f"{t.neighbours} nearest images, no class above {t.outlier_max_prob:.0%}")
             if suggest[m] == -1:
                 suggest[m] = DROP
     issues = [[name for name in ISSUES if name in found and found[name][i]] for i in range(N)]
     return Health(issues, np.array(["; ".join(d) for d in detail], dtype=object), group, suggest, score, notes)
+
+
+def outliers(score: np.ndarray, suggested_prob: np.ndarray, t: Thresholds = Thresholds()) -> np.ndarray:
+    """(N,) bool: images that belong to no class: far from their nearest images (outlier_scores above
+    outlier_distance, and unusually far for this dataset) and no class above outlier_max_prob."""
+    score = np.asarray(score, dtype=np.float64)
+    lonely = (score > t.outlier_distance) & unusual(np.log(np.maximum(score, 1e-6)), False, t.outlier_unusual)
+    return lonely & (np.nan_to_num(np.asarray(suggested_prob, dtype=np.float64), nan=1.0) < t.outlier_max_prob)
+
+
+def _judge_groups(group, exact, labels, names, paths, checks, found, detail, suggest, suggested, suggested_prob) -> None:
+    """Issues, suggestions and words for the members of each duplicate group (star_groups): files whose label
+    differs from the group's (group_label) get conflicting_labels and that label; exact copies beside the kept
+    file (the representative, or an exact copy of it carrying the group's label) get duplicate, near copies
+    near_duplicate, both with a suggestion to drop them; the kept file gets no issue, only the names of its
+    copies, and gives the group its id (`group` is changed in place)."""
+    N = len(group)
+    conflicted, dup, near = (np.zeros(N, dtype=bool) for _ in range(3))
+    for rep, members in _members(group).items():
+        label, why = group_label(members, labels, suggested, suggested_prob)
+        agree = members[labels[members] == label]
+        values, counts = np.unique(labels[members], return_counts=True)
+        tally = ", ".join(f"{names[v]} x{c}" for v, c in sorted(zip(values, counts), key=lambda vc: (-vc[1], vc[0])))
+        twins = members[(exact[members] == exact[rep]) & (exact[rep] >= 0)]  # exact copies of the representative
+        keep = next((m for m in twins if labels[m] == label), rep)  # the file kept: one carrying the group's label
+        group[members] = keep
+        for m in members:
+            others = members[members != m]
+            if labels[m] != label and "conflicting_labels" in checks:
+                conflicted[m] = True
+                suggest[m] = label
+                agreeing = agree[agree != m]
+                detail[m].append(f"labels in its group: {tally}; suggested {names[label]}, {why}"
+                                 + (f"; labelled {names[label]}: {_names(paths, agreeing)}" if len(agreeing) else ""))
+            if m == keep:
+                if len(others):
+                    detail[m].append(f"kept; its copies: {_names(paths, others)}")
+                continue
+            copy_of = keep if m in twins else exact[m] if exact[m] >= 0 and exact[m] != m else -1  # same pixels as
+            if copy_of >= 0 and "duplicate" in checks:
+                dup[m] = True
+                detail[m].append(f"same pixels as {paths[copy_of]}" + ("" if copy_of == keep else f"; near duplicate of {paths[keep]}")
+                                 + f"; {paths[keep]} is kept" + ("" if conflicted[m] else ", this copy can go"))
+            elif copy_of < 0 and "near_duplicate" in checks:
+                near[m] = True
+                detail[m].append(f"near duplicate of {paths[keep]}; {paths[keep]} is kept" + ("" if conflicted[m] else ", this copy can go"))
+            if (dup[m] or near[m]) and not conflicted[m]:
+                suggest[m] = DROP
+    for name, flags in (("conflicting_labels", conflicted), ("duplicate", dup), ("near_duplicate", near)):
+        if name in checks:
+            found[name] = flags

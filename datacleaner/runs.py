@@ -425,7 +425,8 @@ def _start_pass(ctx: RunContext, number: int) -> Pass:
     if number == 0:
         return Pass(np.zeros(len(ctx.labels), dtype=bool))
     first = _judge(ctx.run, ctx.cfg, ctx.info, ctx.plan, ctx.labels, held_out=None, progress=ctx.progress)[0]
-    exclude = first.in_review.copy()
+    # what pass 1 flagged, whatever part of it min_error_prob shows: a cut of the list leaves the training alone
+    exclude = (first.rounds > 0) & (first.flag_count >= ctx.cfg.resolved_min_flags(ctx.plan.judgements_per_image))
     held_out = digest(np.flatnonzero(exclude).tolist())
     ctx.run.write_json("second_pass.json", {"held_out": held_out, "excluded": np.flatnonzero(exclude).tolist()})
     ctx.progress.info(f"pass 2: retraining every committee without the {int(exclude.sum())} images pass 1 flagged")
@@ -733,12 +734,16 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes, verdict)
     table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
     write_csv_atomic(table, run.file("scores.csv"))
+    if verdict is not None:
+        write_csv_atomic(health_table(table, verdict, _health_props(run, done.info)), run.file("health.csv"))
+    else:
+        run.file("health.csv").unlink(missing_ok=True)
     with list_lock(run.file("review.csv")):  # a reviewer's decision saved meanwhile is kept too
         review, kept = keep_decisions(review_table(table), run.file("review.csv"))
         write_csv_atomic(review, run.file("review.csv"))
     write_text_atomic(run.file("config.yaml"), dump_config(done.cfg))
     previous = run.read_json("summary.json") or {}
-    summary = {**{k: previous[k] for k in RUN_FACTS if k in previous}, **_score_summary(run, done, scores, table, fitted),
+    summary = {**{k: previous[k] for k in RUN_FACTS if k in previous}, **_score_summary(run, done, scores, table, fitted, review),
                **_kept_summary(kept), **({"health_notes": health_notes} if health_notes else {})}
     run.write_json("summary.json", summary)
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
@@ -774,6 +779,46 @@ def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | Non
         suggested=scores.suggested_label, suggested_prob=scores.suggested_prob, t=health.thresholds(source),
     )
     return verdict, notes + verdict.notes
+
+
+def group_sizes(group: pd.Series) -> dict:
+    """summary.json's record of the duplicate groups: how many, the largest, and how many of each size."""
+    sizes = group[group != ""].value_counts()
+    counts = sizes.value_counts().sort_index()
+    return {"groups": int(len(sizes)), "largest": int(sizes.max()) if len(sizes) else 0,
+            "sizes": {str(k): int(n) for k, n in counts.items()}}
+
+
+def _health_props(run: RunDir, info: dict) -> dict[str, np.ndarray]:
+    """The cached property scores of the run's images ({name: (N,)}), empty when the cache predates them."""
+    cache = run.health_facts_path(info["cache_size"], info["fingerprint"])
+    if not cache.is_file():
+        return {}
+    with np.load(cache) as saved:
+        return {k[len("prop_"):]: saved[k] for k in saved.files if k.startswith("prop_")}
+
+
+def health_table(table: pd.DataFrame, verdict: health.Health, props: dict[str, np.ndarray]) -> pd.DataFrame:
+    """health.csv: every image with a data-health finding, whether it asks for a decision (a row of review.csv)
+    or is reported only (image properties): its health issues, detail, duplicate group and the property
+    scores behind them (health.py's module docstring), most important issue first."""
+    has = np.array([bool(v) for v in verdict.issues])
+    out = pd.DataFrame({
+        "path": table["path"], "given_label": table["given_label"],
+        "issue": [";".join(v) for v in verdict.issues],
+        "in_review": primary_issue(table["issue"]).isin((*LABEL_ISSUES, *health.DECISION_ISSUES)).to_numpy(),
+        "detail": verdict.detail, "duplicate_group": table["duplicate_group"],
+    })
+    names = {"p99": "luminance_p99", "p5": "luminance_p5", "entropy": "entropy", "sharpness": "sharpness",
+             "colour": "colour", "aspect": "aspect_ratio", "size": "relative_size"}
+    for key, column in names.items():
+        if key in props and len(props[key]) == len(out):
+            out[column] = np.round(np.asarray(props[key], dtype=np.float64), 4)
+    if verdict.outlier_score is not None:
+        out["outlier_score"] = np.round(verdict.outlier_score.astype(np.float64), 3)
+    rank = {name: k for k, name in enumerate(health.ISSUES)}
+    out = out[has].assign(_rank=[rank[v[0]] for v in verdict.issues if v])
+    return out.sort_values(["_rank", "duplicate_group", "path"], kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
 def _kept_summary(kept) -> dict:
@@ -813,12 +858,13 @@ def _expected_summary(scores, in_review: pd.Series, first: int = 500) -> dict:
             "expected_wrong_in_first": {"rows": k, "wrong": round(float(ep[:k].sum()), 1)}}
 
 
-def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, fitted: dict) -> dict:
+def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, fitted: dict, review: pd.DataFrame) -> dict:
     cfg, classes, N = done.cfg, done.info["classes"], len(table)
     unreadable = int((table["issue"] == "unreadable").sum())
     in_review = primary_issue(table["issue"]).isin(["mislabel", "low_confidence"])
     names = table["issue"][table["issue"] != ""].str.split(";").explode().value_counts()
     issues = {name: int(names.get(name, 0)) for name in (*LABEL_ISSUES, *health.ISSUES, "unreadable")}
+    rows = primary_issue(review["issue"]).value_counts()
     per_class = table[in_review]["given_label"].value_counts().reindex(classes, fill_value=0)
     return {
         "images": N, "readable": N - unreadable, "unreadable": unreadable, "classes": len(classes),
@@ -827,7 +873,10 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "members": {j.label: round(j.weight, 6) for j in judges(cfg.members)}, "flag_rule": cfg.flag_rule,
         "label_quality": cfg.label_quality, "calibrate": cfg.calibrate, "fit_weights": cfg.fit_weights,
         "fitted": fitted, "flagged": int(in_review.sum()), "issues": issues,
-        "checks": list(health.parse_checks(cfg.checks)), "in_review": int((table["issue"] != "").sum()),
+        "checks": list(health.parse_checks(cfg.checks)), "in_review": len(review),
+        "review_rows": {name: int(n) for name, n in rows.items()},
+        "reported_only": {name: issues[name] for name in health.REPORT_ISSUES if issues[name]},
+        "duplicate_groups": group_sizes(table["duplicate_group"]),
         "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),

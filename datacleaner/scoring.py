@@ -89,14 +89,15 @@ def tempered(probs: np.ndarray, T: float) -> np.ndarray:
     return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / T, axis=1)
 
 
-def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: float = 10.83) -> tuple[float, float]:
-    """(rho, T): the maximum-likelihood share rho of labels replaced by another class (all alike),
-    the images' classes following the committee's probabilities re-tempered, softmax(log p / T),
-    T <= 1 (EM for rho on a grid of T). T < 1 sharpens an under-confident committee; T > 1 is not
-    tried, since a committee flattened by the noise it learnt would explain the noise away.
-    rho is 0 unless it explains the labels significantly better than no noise (likelihood ratio
-    2 * (ll - ll0) above `significance`, chi-squared with 1 degree of freedom at p = 0.001): the
-    confident mistakes a committee makes on clean labels must not read as a little noise."""
+SIGNIFICANCE = 10.83  # likelihood-ratio statistic for noise: chi-squared with 1 degree of freedom at p = 0.001
+
+
+def _noise_fits(probs: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """((rho, T, log-likelihood) with noise, (0, T, log-likelihood) without), each at its best T <= 1: the
+    maximum-likelihood share rho of labels replaced by another class (all alike), the images' classes
+    following the committee's probabilities re-tempered, softmax(log p / T) (EM for rho on a grid of T).
+    T < 1 sharpens an under-confident committee; T > 1 is not tried, since a committee flattened by the
+    noise it learnt would explain the noise away."""
     C = probs.shape[1]
     best, best0 = None, None
     for T in np.geomspace(0.25, 1.0, 13):
@@ -114,6 +115,14 @@ def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: floa
             best = (rho, float(T), ll)
         if best0 is None or ll0 > best0[2]:
             best0 = (0.0, float(T), ll0)
+    return best, best0
+
+
+def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: float = SIGNIFICANCE) -> tuple[float, float]:
+    """(rho, T): the maximum-likelihood noise rate and temperature (_noise_fits); rho is 0 unless it
+    explains the labels significantly better than no noise (likelihood ratio 2 * (ll - ll0) above
+    `significance`)."""
+    best, best0 = _noise_fits(probs, labels)
     return best[:2] if 2 * (best[2] - best0[2]) > significance else best0[:2]
 
 
@@ -147,28 +156,40 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
     """((N,) probability that each given label is wrong, the fitted model as a dict).
 
     A noisy-label model of the dataset's own labels: an image's true class follows the committee's
-    probabilities re-tempered (softmax(log probs / T), T <= 1 fitted as seen_noise_rate does) and
-    sharpened (T * sharpen); its given label is that class
-    with probability 1 - rho, else another class as the noise structure says (noise_structure:
-    cats are mislabelled dogs more often than trucks). rho comes from the noise the committee's
-    probabilities show (seen_noise_rate, on at most `fit_max` images) through `link` (see
-    NOISE_LINK). Each label's probability of being wrong is its posterior:
+    probabilities re-tempered (softmax(log probs / T), T <= 1 fitted with the noise rate by maximum
+    likelihood, _noise_fits) and sharpened (T * sharpen); its given label is that class with
+    probability 1 - rho, else another class as the noise structure says (noise_structure: cats are
+    mislabelled dogs more often than trucks). rho starts from the noise the committee's probabilities
+    show (rho_seen, on at most `fit_max` images):
+      - where that noise is significant (likelihood-ratio test, SIGNIFICANCE), the committee may have
+        learnt part of it, as it does from human annotators' confusions, and `link` scales it up
+        (NOISE_LINK) -- but never above confident learning's estimate (estimated_error_count), which
+        counts every confident disagreement: noise the committee sees whole (random flips) is not
+        inflated;
+      - where it is not, rho_seen is taken as it is: a nearly clean dataset still holds a few wrong
+        labels, and a label the committee contradicts with confidence is not called certainly right.
+    Each label's probability of being wrong is its posterior:
         1 - pi_y (1 - rho) / sum_z pi_z M[z, y],  M = (1 - rho) I + rho * structure.
     probs: (N, C) fused probabilities (any array: read in pieces); labels: (N,) int; rows: the rows to
     model (default: all), the result being (len(rows),)."""
     labels = np.asarray(labels, dtype=np.int64)
     rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
     N, C = len(rows), probs.shape[1]
-    model = {"noise_rate": 0.0, "seen_noise_rate": 0.0, "temperature": 1.0, "link": list(link), "sharpen": sharpen}
+    model = {"noise_rate": 0.0, "seen_noise_rate": 0.0, "significant": False, "confident_joint_rate": 0.0,
+             "temperature": 1.0, "link": list(link), "sharpen": sharpen}
     if N == 0 or C < 2:
         return np.zeros(N), model
     rng = np.random.default_rng(seed)
     fit = rows if N <= fit_max else rows[rng.choice(N, fit_max, replace=False)]
     fit_probs = np.asarray(probs[fit], dtype=np.float64)
-    seen, T = seen_noise_rate(fit_probs, labels[fit])
-    rho = min(linked_noise_rate(seen, link), 0.9)
-    model.update(noise_rate=round(rho, 4), seen_noise_rate=round(seen, 4), temperature=round(T, 3))
-    if rho == 0.0:
+    best, best0 = _noise_fits(fit_probs, labels[fit])
+    significant = 2 * (best[2] - best0[2]) > SIGNIFICANCE
+    seen, T = best[:2]
+    confident = estimated_error_count(fit_probs, labels[fit]) / len(fit)
+    rho = min(linked_noise_rate(seen, link) if significant else seen, max(confident, seen), 0.9)
+    model.update(noise_rate=round(rho, 4), seen_noise_rate=round(seen, 4), significant=bool(significant),
+                 confident_joint_rate=round(confident, 4), temperature=round(T, 3))
+    if rho <= 0.0:
         return np.zeros(N), model
     part = slice(0, structure_max)  # the structure's EM holds (n, C) arrays: bounded at many classes
     structure = noise_structure(tempered(fit_probs[part], T), labels[fit[part]], seen)
@@ -274,9 +295,11 @@ class Scores:
 
     def expected_wrong(self) -> float:
         """Expected number of wrong labels in the dataset: the error model's noise rate times the
-        judged images (the error_prob column sums lower, since the images the committee agrees with
-        hide the noise it learnt)."""
-        return float(self.noise_model.get("noise_rate", 0.0) * int((self.rounds > 0).sum()))
+        judged images, or the sum of error_prob if that is higher (the column usually sums lower, since
+        the images the committee agrees with hide the noise it learnt; never lower than what the
+        review list's rows promise)."""
+        judged = self.rounds > 0
+        return float(max(self.noise_model.get("noise_rate", 0.0) * int(judged.sum()), np.nansum(self.error_prob[judged])))
 
     def disagreement_rate(self) -> float:
         """Share of judged images whose committee label differs from the given label."""

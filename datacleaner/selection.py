@@ -339,15 +339,10 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
     hashes, digests = facts["phash"][idx], facts["digest"][idx]
     t = health.thresholds(str(labeled["source"]) if labeled is not None and "source" in labeled else "backbone")
     notes = []
-    # near copies inside the pool (exact copies are already marked by checksum)
-    pairs = [health.hash_pairs(hashes, t.max_bits)]
-    if features is not None:
-        sims, nbr = health.nearest(features, k=t.neighbours)
-        rows, cols = np.nonzero(health.close_pairs(sims, nbr, hashes, hashes, t))
-        pairs.append(np.stack([rows, nbr[rows, cols]], axis=1))
+    # near copies inside the pool (exact copies are already marked by checksum), by the rule `clean` groups with
     plain = health.is_flat(facts["prop_entropy"][idx], t)
-    pairs = np.concatenate(pairs).astype(np.int64)
-    group = health.groups_from_pairs(len(idx), pairs[~plain[pairs].any(axis=1)])
+    pairs = health.near_pairs(hashes, features, t, eligible=~plain)
+    group = health.star_groups(len(idx), pairs)
     copy = (group >= 0) & (group != np.arange(len(idx))) & (table["detail"] == "").to_numpy()
     paths = table["path"].to_numpy(dtype=object)
     table.loc[copy, "detail"] = ["near duplicate of " + paths[g] for g in group[copy]]
@@ -364,17 +359,12 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
         j = known.get(d.tobytes())
         if j is not None:
             match[i], how[i] = j, "same pixels as"
-    both = np.concatenate([hashes, labeled["phash"]])
-    cross = health.hash_pairs(both, t.max_bits)
-    cross = cross[(cross[:, 0] < len(idx)) & (cross[:, 1] >= len(idx))]
+    has_features = features is not None and len(labeled["features"])
+    cross = health.cross_pairs(hashes, features if has_features else None, labeled["phash"],
+                               labeled["features"] if has_features else None, t, eligible=~plain)
     for i, j in cross:
-        if match[i] < 0 and not plain[i]:
-            match[i], how[i] = j - len(idx), "near duplicate of"
-    if features is not None and len(labeled["features"]):
-        sims, nbr = health.nearest(features, labeled["features"], k=t.neighbours)
-        close = health.close_pairs(sims, nbr, hashes, labeled["phash"], t)
-        for i in np.flatnonzero(close.any(axis=1) & (match < 0) & ~plain):
-            match[i], how[i] = nbr[i, np.argmax(close[i])], "near duplicate of"
+        if match[i] < 0:
+            match[i], how[i] = j, "near duplicate of"
     leaked = match >= 0
     lab_paths, lab_labels = labeled["paths"], labeled["labels"]
     table.loc[leaked, "reason"] = "already_labeled"

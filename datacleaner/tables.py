@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .health import ISSUES, Health
+from .health import DECISION_ISSUES, ISSUES, Health
 from .scoring import Scores
 
 CSV_CHUNK = 50_000  # rows per write
@@ -150,16 +150,17 @@ def has_issue(issue: pd.Series, name: str) -> pd.Series:
 
 
 def review_table(scores_table: pd.DataFrame) -> pd.DataFrame:
-    """Every image with an issue: label problems first (mislabel and low_confidence most probably
-    wrong first: highest error_prob, then most flags, then lowest label_quality; then conflicting
-    labels by group), then the other
-    issues (most important first, a duplicate group's files together), unreadable files last."""
+    """Every image with an issue that asks a reviewer for a decision (relabel, keep or drop): label
+    problems first (mislabel and low_confidence most probably wrong first: highest error_prob, then
+    most flags, then lowest label_quality; then conflicting labels by group), then outliers and
+    copies (a duplicate group's files together), unreadable files last. Images whose only issues
+    are image properties (health.REPORT_ISSUES) are reported, not listed (health.csv)."""
     first = primary_issue(scores_table["issue"])
     committee = scores_table[first.isin(["mislabel", "low_confidence"])]
     committee = committee.sort_values(["error_prob", "flag_count", "label_quality", "path"], ascending=[False, False, True, True],
                                       kind="stable")
     rank = {name: k for k, name in enumerate(ISSUES)}
-    others = scores_table[~first.isin(["", "mislabel", "low_confidence", "unreadable"])]
+    others = scores_table[first.isin(DECISION_ISSUES)]
     group = others["duplicate_group"] if "duplicate_group" in others else pd.Series("", index=others.index)
     others = others.assign(_rank=first[others.index].map(rank), _group=group.where(group != "", others["path"]))
     others = others.sort_values(["_rank", "_group", "path"], kind="stable").drop(columns=["_rank", "_group"])

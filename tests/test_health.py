@@ -3,6 +3,8 @@ are grouped with their original, distinct scans are not, bad images get their pr
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
@@ -46,18 +48,43 @@ def scans(tmp_path_factory):
 
 def test_altered_copies_are_grouped_with_their_original_and_distinct_scans_are_not(scans):
     pixels, sizes, labels = scans
-    hashes = health.phash(pixels)
-    groups = health.near_groups(hashes, max_bits=4)
-    assert groups[0] >= 0 and all(groups[300 + k] == groups[0] for k in range(len(PLANTS))), dict(zip(PLANTS, groups[300:306]))
-    others = [i for i in range(1, 300) if groups[i] >= 0]
-    assert len(others) <= 2, others  # among 299 distinct scans at most a pair or two of look-alikes
+    hashes, features = health.phash(pixels), health.pixel_features(pixels)
     exact = health.exact_groups(pixels, None)
+    pairs = health.near_pairs(hashes, features, health.thresholds("pixels"))
+    groups = health.star_groups(len(pixels), pairs, exact)
+    joined = {plant: bool(groups[300 + k] == groups[0]) for k, plant in enumerate(PLANTS)}
+    # a 1 px shift or a 2 px crop of an 8 px scan is as far in pixels as a look-alike scan: they may stay out
+    assert groups[0] >= 0 and all(joined[p] for p in PLANTS[:3] + ("brighter",)), joined
+    others = [i for i in range(1, 300) if groups[i] >= 0]
+    assert len(others) <= 2, others  # among 299 distinct scans at most a pair of look-alikes
     assert exact[0] == exact[300] == 0 and exact[301] == -1 and (exact[1:300] == -1).all()
     assert (health.exact_groups(pixels, sizes)[[0, 300]] == 0).all()  # same size too
-    conflicted, majority = health.conflicts(groups, labels)
+    # the group's label is its majority: only the copies labelled otherwise conflict
+    conflicted, chosen = health.conflicts(groups, labels)
     group = np.flatnonzero(groups == groups[0])
-    assert conflicted[group].all() and (majority[group] == labels[0]).all()
-    assert not conflicted[others].any() or len(set(labels[others])) > 1
+    assert (chosen[group] == labels[0]).all()
+    assert conflicted[group].tolist() == [labels[i] != labels[0] for i in group] and conflicted[group].sum() >= 1
+
+
+def test_look_alikes_that_are_not_copies_do_not_pair(scans):
+    """Hash candidates must stand out from the look-alikes around them: scans of one digit written alike pair by
+    hash alone, not once the features say they are no closer to each other than to their other neighbours."""
+    pixels, _, _ = scans
+    hashes, features = health.phash(pixels[:300]), health.pixel_features(pixels[:300])
+    t = health.thresholds("pixels")
+    by_hash = health.hash_pairs(hashes, 8)  # a loose hash rule: many look-alike pairs
+    held = health.near_pairs(hashes, features, dataclasses.replace(t, max_bits=8, hash_ratio=t.ratio))
+    assert len(by_hash) >= 10 and len(held) <= 2, (len(by_hash), held.tolist())
+
+
+def test_groups_never_grow_through_neighbours_of_neighbours():
+    # a chain 0-1-2-3 and a copy 5 of 4 that also pairs with 6: each member is paired with its representative
+    groups = health.star_groups(8, np.array([[0, 1], [1, 2], [2, 3], [4, 6]]), np.array([-1, -1, -1, -1, 4, 4, -1, -1]))
+    assert groups.tolist() == [1, 1, 1, -1, 4, 4, 4, -1]
+    pairs = {(0, 1), (1, 2), (2, 3), (4, 6)}
+    for i, g in enumerate(groups):
+        if g >= 0 and i != g and i != 5:  # 5 is an exact copy of 4
+            assert tuple(sorted((i, int(g)))) in pairs, (i, g)
 
 
 def test_multi_index_hashing_finds_exactly_the_close_pairs():
@@ -72,11 +99,6 @@ def test_multi_index_hashing_finds_exactly_the_close_pairs():
         assert got == set(zip(i[close].tolist(), j[close].tolist())), max_bits
 
 
-def test_groups_are_connected_components():
-    pairs = np.array([[0, 3], [3, 5], [6, 7]])
-    assert health.groups_from_pairs(9, pairs).tolist() == [0, -1, -1, 0, -1, 0, 6, 6, -1]
-
-
 def test_bad_images_get_their_property_issues_and_good_ones_none(scans):
     pixels, sizes, _ = scans
     issues = health.property_issues(health.properties(pixels, sizes))
@@ -86,7 +108,9 @@ def test_bad_images_get_their_property_issues_and_good_ones_none(scans):
     scans_only = slice(0, 300)
     for name in ("dark", "light", "low_information", "odd_aspect_ratio", "odd_size"):
         assert issues[name][scans_only].sum() <= 3, name  # mid-grey scans of one size (8 px upscaled: soft, so blurry may apply)
-    assert issues["grayscale"][scans_only].all()  # the scans are grey
+    # the scans are all grey: past the threshold, but the dataset's nature, not a problem of single scans
+    assert health.property_levels(health.properties(pixels, sizes))["grayscale"][scans_only].all()
+    assert not issues["grayscale"][scans_only].any()
     colour = pixels[:20].copy()
     colour[..., 0] = 255 - colour[..., 0]
     assert not health.property_issues(health.properties(colour))["grayscale"].any()
@@ -96,16 +120,20 @@ def test_blur_is_told_apart_from_sharp_at_any_cache_size(tmp_path):
     from PIL import ImageFilter
 
     d = load_digits()
-    files = []
-    for i in range(40):
+    files, blurred = [], []
+    for i in range(80):
         crisp = Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((128, 128), Image.NEAREST).convert("RGB")
-        crisp.save(tmp_path / f"sharp{i}.png")
-        crisp.filter(ImageFilter.GaussianBlur(6)).save(tmp_path / f"blurred{i}.png")
-        files += [tmp_path / f"sharp{i}.png", tmp_path / f"blurred{i}.png"]
+        (crisp.filter(ImageFilter.GaussianBlur(6)) if i % 8 == 0 else crisp).save(tmp_path / f"scan{i}.png")
+        files.append(tmp_path / f"scan{i}.png")
+        blurred.append(i % 8 == 0)
+    blurred = np.array(blurred)
     for size in (32, 64, 128):
         pixels, _ = decode_images(files, size)
         blurry = health.property_issues(health.properties(pixels))["blurry"]
-        assert not blurry[0::2].any() and blurry[1::2].mean() >= 0.9, (size, blurry[0::2].sum(), blurry[1::2].mean())
+        assert not blurry[~blurred].any() and blurry[blurred].mean() >= 0.9, (size, blurry[~blurred].sum(), blurry[blurred].mean())
+    # a dataset blurred throughout is soft by nature: none of it is reported
+    pixels, _ = decode_images([f for f, b in zip(files, blurred) if b] * 4, 32)
+    assert not health.property_issues(health.properties(pixels))["blurry"].any()
 
 
 def test_clean_records_each_files_own_size_in_the_manifest(reviewable_run):

@@ -1,6 +1,7 @@
 """Data health inside `clean` on real digit scans with planted problems: copies and re-encoded copies
-are grouped, a copy under another class reaches review.csv with the group's majority label, a black
-image and a photo among digits are found, distinct scans are not paired, rescore --checks re-applies
+are grouped with the file kept, a copy under another class reaches review.csv with the group's majority
+label (and only that copy), a black image and a photo among digits are found, distinct scans are not
+paired, image properties are reported in health.csv rather than listed, rescore --checks re-applies
 the checks from cached data."""
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def test_copies_are_grouped_and_distinct_scans_are_not(health_run):
     _, run, _, originals, truth = health_run
     scores = pd.read_csv(run / "scores.csv", dtype=str, keep_default_na=False)
     zero, one, three = originals["0"], originals["1"], originals["3"]
-    assert "duplicate" in issues_of(scores, "0/zero copy.png") and "duplicate" in issues_of(scores, zero)
+    assert "duplicate" in issues_of(scores, "0/zero copy.png") and issues_of(scores, zero) == []  # the file kept
+    assert "kept; its copies: 0/zero copy.png" in scores.set_index("path").loc[zero, "detail"]
     group = scores.set_index("path")["duplicate_group"]
     assert group[zero] == group["0/zero copy.png"] == zero
     assert {group["1/one re-encoded.jpg"], group["1/one bigger.png"]} == {group[one]} and group[one]
@@ -76,11 +78,15 @@ def test_conflicting_labels_reach_review_with_the_majority_label(health_run):
     _, run, result, originals, _ = health_run
     review = pd.read_csv(run / "review.csv", dtype=str, keep_default_na=False)
     conflicted = review[review["issue"].str.contains("conflicting_labels")]
-    assert {"7/three copy.png", "3/three copy.png", originals["3"]} <= set(conflicted["path"])
-    assert (conflicted[conflicted["duplicate_group"] == originals["3"]]["suggested_label"] == "3").all()
+    # only the file whose label differs from its group's is a row to decide; the others agree
+    assert set(conflicted["path"]) == {"7/three copy.png"}, conflicted[["path", "issue", "detail"]]
     row = conflicted.set_index("path").loc["7/three copy.png"]
+    assert row["suggested_label"] == "3" and row["duplicate_group"] == originals["3"]
     assert row["given_label"] == "7" and "3 x2" in row["detail"] and "7 x1" in row["detail"]
-    assert result.summary["issues"]["conflicting_labels"] == 3
+    assert originals["3"] in row["detail"] and "3/three copy.png" in row["detail"]  # the agreeing files, by name
+    assert originals["3"] not in set(review["path"])  # the file kept asks for nothing
+    assert result.summary["issues"]["conflicting_labels"] == 1
+    assert result.summary["duplicate_groups"]["largest"] == 3
     # label problems first, then the other issues, unreadable last; the issue lists are ordered
     first = review["issue"].str.split(";").str[0]
     label = first.isin(["mislabel", "low_confidence", "conflicting_labels"]).to_numpy()
@@ -97,6 +103,15 @@ def test_black_image_and_photo_are_found(health_run):
     assert summary["issues"]["dark"] >= 1 and summary["issues"]["outlier"] >= 1
     assert any("grayscale" in note for note in summary.get("health_notes", []))  # digit scans: a grey dataset
     assert summary["issues"]["grayscale"] == 0
+    # properties are reported (health.csv, summary.json), not rows to decide; the outlier photo is a row
+    review = pd.read_csv(run / "review.csv", dtype=str, keep_default_na=False)
+    first = review.set_index("path")["issue"].str.split(";").str[0]
+    assert "1/photo.png" in first.index and first.get("0/black.png", "outlier") in ("outlier", "mislabel", "low_confidence")
+    assert not first.isin(["dark", "light", "blurry", "low_information", "grayscale", "odd_aspect_ratio", "odd_size"]).any()
+    listed = pd.read_csv(run / "health.csv", dtype=str, keep_default_na=False).set_index("path")
+    assert "dark" in listed.loc["0/black.png", "issue"]
+    assert float(listed.loc["0/black.png", "luminance_p99"]) < 0.05
+    assert summary["reported_only"]["dark"] >= 1 and "dark" not in summary["review_rows"]
 
 
 def test_rescore_applies_checks_from_cached_data_without_decoding(health_run, tmp_path, monkeypatch):

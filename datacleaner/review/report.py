@@ -365,22 +365,54 @@ def clean_report(run: Run, top: int) -> str:
 
 
 def health_section(run: Run, found: Listing) -> str:
-    """Counts per data-health issue (summary.json) and the first images whose main issue is one of them."""
+    """Counts per data-health issue (summary.json: rows to decide, then those reported only, listed in
+    health.csv) and the first rows of review.csv whose main issue is a data-health one, each beside the
+    other files of its duplicate group."""
     counts = {k: n for k, n in (run.summary.get("issues") or {}).items() if k not in (*FLAGGED, "unreadable")}
     if not counts and not found.n_health:
         return ""
-    tiles = stats([(k, num(n), k.replace("_", " ")) for k, n in counts.items()])
+    reported = run.summary.get("reported_only") or {}
+    tiles = stats([(k, num(n), k.replace("_", " ") + (" (reported, in health.csv)" if k in reported else ""))
+                   for k, n in counts.items()])
     notes = "".join(f'<p class="muted">{esc(n)}</p>' for n in run.summary.get("health_notes", []))
+    members = group_members(run, {r.get("duplicate_group", "") for r in found.health})
     body = "".join(
         f'<tr><td>{thumb(run, r, r["path"])}</td><td class="path">{esc(r["path"])}</td>'
         f'<td>{esc(str(r.get("issue", "")).replace(";", ", "))}</td><td>{esc(r.get("suggested_label", ""))}</td>'
-        f'<td>{esc(r.get("detail", ""))}</td></tr>'
+        f'<td>{esc(r.get("detail", ""))}</td><td>{group_strip(run, r, members)}</td></tr>'
         for r in found.health
     )
     more = f'<p class="muted">{found.n_health - len(found.health):,} more in the review list.</p>' if found.n_health > len(found.health) else ""
-    table = (f'<table class="files"><thead><tr><th></th><th>path</th><th>issue</th><th>suggested</th><th>why</th></tr></thead>'
-             f"<tbody>{body}</tbody></table>") if body else '<p class="muted">No image with a data-health issue.</p>'
-    return f'<section id="health"><h2>Data health ({found.n_health:,})</h2>{tiles}{notes}{table}{more}</section>'
+    table = (f'<table class="files"><thead><tr><th></th><th>path</th><th>issue</th><th>suggested</th><th>why</th>'
+             f'<th>its group</th></tr></thead><tbody>{body}</tbody></table>') if body else \
+        '<p class="muted">No image in the review list for a data-health issue.</p>'
+    return f'<section id="health"><h2>Data health ({found.n_health:,} to decide)</h2>{tiles}{notes}{table}{more}</section>'
+
+
+GROUP_SHOWN = 4  # other files of a duplicate group shown beside a row
+
+
+def group_members(run: Run, groups: set) -> dict[str, list[dict]]:
+    """{duplicate group: its files (path, given_label)} from scores.csv, for the `groups` asked for."""
+    groups = groups - {"", None}
+    path = run.folder / "scores.csv"
+    if not groups or not path.is_file():
+        return {}
+    out: dict[str, list[dict]] = {}
+    for chunk in chunks(path, ["path", "given_label", "duplicate_group"]):
+        if "duplicate_group" not in chunk:
+            return {}
+        for row in chunk[chunk["duplicate_group"].isin(groups)].to_dict("records"):
+            out.setdefault(row["duplicate_group"], []).append(row)
+    return out
+
+
+def group_strip(run: Run, row: dict, members: dict) -> str:
+    """Thumbnails of the other files of the row's duplicate group, each with its label ('' for none)."""
+    others = [m for m in members.get(row.get("duplicate_group", ""), []) if m["path"] != row["path"]][:GROUP_SHOWN]
+    shots = "".join(f'<figure class="mini" title="{esc(m["path"])}">{thumb(run, m, m["path"])}'
+                    f'<figcaption>{esc(m["given_label"])}</figcaption></figure>' for m in others)
+    return f'<div class="minis">{shots}</div>' if shots else ""
 
 
 def scan_scores(run: Run) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -426,6 +458,7 @@ def suspects(run: Run, found: Listing, top: int) -> str:
     if not found.top:
         return '<section id="suspects"><h2>Top suspects</h2><p class="muted">No image was flagged.</p></section>'
     cards = []
+    members = group_members(run, {r.get("duplicate_group", "") for r in found.top})
     for i, r in enumerate(found.top, 1):
         given, suggested = r.get("given_label", ""), r.get("suggested_label", "")
         alt = f"{unneutralise(r['path'])}: given {unneutralise(given)}, suggested {unneutralise(suggested)}"
@@ -436,7 +469,7 @@ def suspects(run: Run, found: Listing, top: int) -> str:
             f'<div class="labels">{relabel(given, suggested)} <span class="muted">p {dec(r.get("suggested_prob"), 2)}</span></div>'
             f'<div class="meta">quality <b>{dec(r.get("label_quality"))}</b>'
             + (f' · flags {esc(r["flag_count"])}/{esc(r.get("rounds", ""))}' if r.get("flag_count") else "")
-            + f"</div>{votes(r)}</figcaption></figure>"
+            + f"</div>{votes(r)}{group_strip(run, r, members)}</figcaption></figure>"
         )
     n = sum(found.pairs.values())
     return (f'<section id="suspects"><h2>Top suspects</h2><p class="muted">The first {len(cards):,} of {n:,} flagged images '

@@ -8,13 +8,15 @@ one page, its script and style, a JSON API and JPEG renditions of the listed ima
     GET  /api/meta                  classes, counts, the choices of each filter
     GET  /api/rows?offset=&limit=&given=&suggested=&issue=&status=   one page of rows, in list order
     GET  /api/references?cls=NAME   images of a class the committee is most sure of (clean runs)
+    (each row of /api/rows carries `group`: the other files of its duplicate group, with their labels)
     GET  /image?path=P&size=thumb|large   a listed (or reference) image as JPEG, cached
     POST /api/decide                {"decisions": [{"path", "label"}]} or {"filter": {...}, "action"}
     POST /api/restore               {"rows": [{"path", "label", "by", "at"}]}: undo
 
 Every request without the token (query `token`, header `X-Datacleaner-Token`, or the cookie the
 page sets) gets 403; writes need the header, so another site cannot post with the cookie. The
-image endpoint serves only paths listed in the list (or chosen as references), resolved inside
+image endpoint serves only paths listed in the list (or chosen as references, or in a listed image's
+duplicate group), resolved inside
 the images' root; anything else is 404. The only file written is the list itself (its review
 columns, through lists.record) and the thumbnail cache under the list's folder.
 """
@@ -49,6 +51,7 @@ from .lists import DROP, Decision, ListFile, ReviewList, now, open_list
 
 PAGE_LIMIT = 200  # rows per /api/rows answer at most
 REFERENCES = 6  # reference images per class
+GROUP_SHOWN = 8  # other files of a duplicate group shown with a row
 MAX_BODY = 16 << 20  # bytes a POST may carry
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = {
@@ -78,7 +81,9 @@ class ReviewState:
         issue_col = "issue" if lst.kind == "clean" else "reason"
         self.issue = _text(t[issue_col]) if issue_col in t else np.full(len(t), "", dtype=object)
         self.references = self._references()
-        self.allowed = set(self.paths) | {p for refs in self.references.values() for p in refs}
+        self.groups = self._groups(t)
+        self.allowed = (set(self.paths) | {p for refs in self.references.values() for p in refs}
+                        | {m["path"] for members in self.groups.values() for m in members})
         self._lock = threading.Lock()  # guards the review columns and the open batch
         self._write_lock = threading.Lock()  # one write of the file at a time
         self._open: Batch | None = None  # decisions waiting for the next write
@@ -144,6 +149,8 @@ class ReviewState:
             "votes": {c[len("vote_"):]: unneutralise(t[c].iat[i]) for c in self.lst.vote_columns},
             "issue": self.issue[i].replace(";", ", "), "detail": self._detail(i),
             "rank": t["rank"].iat[i] if "rank" in t else None,
+            "group": [m for m in self.groups.get(t["duplicate_group"].iat[i], []) if m["path"] != self.paths[i]][:GROUP_SHOWN]
+            if "duplicate_group" in t else [],
             **{k: self.review[c][i] for k, c in (("reviewed", "reviewed_label"), ("by", "reviewed_by"), ("at", "reviewed_at"))},
         }
 
@@ -195,6 +202,24 @@ class ReviewState:
                 },
                 "has_references": bool(self.references), **self.counts(),
             }
+
+    def _groups(self, table: pd.DataFrame) -> dict[str, list[dict]]:
+        """{duplicate group: its files with their labels} for the groups of listed rows (clean runs: scores.csv
+        holds every member, also those that need no decision), so a reviewer sees the copies beside the card."""
+        scores = self.lst.folder / "scores.csv"
+        if self.lst.kind != "clean" or "duplicate_group" not in table or not scores.is_file():
+            return {}
+        wanted = set(table["duplicate_group"]) - {""}
+        if not wanted:
+            return {}
+        try:
+            s = pd.read_csv(scores, dtype=str, keep_default_na=False, usecols=["path", "given_label", "duplicate_group"])
+        except (ValueError, pd.errors.ParserError):
+            return {}
+        s = s[s["duplicate_group"].isin(wanted)]
+        return {g: [{"path": p, "shown_path": unneutralise(p), "label": unneutralise(label)}
+                    for p, label in zip(rows["path"], rows["given_label"])]
+                for g, rows in s.groupby("duplicate_group", sort=False)}
 
     def _references(self) -> dict[str, list[str]]:
         """Per class, the images labeled so that the committee is most sure of (clean runs: scores.csv)."""

@@ -134,10 +134,27 @@ function card(r, k) {
   const votes = Object.entries(r.votes).map(([m, v]) => `${m}: ${v || "-"}`).join(", ");
   if (votes) c.appendChild(el("div", "votes", "votes " + votes));
   c.appendChild(el("div", "issue", r.issue + (r.detail ? ": " + r.detail : "")));
+  if (r.group.length) c.appendChild(groupStrip(r, 3));
   const d = el("div", "decision" + (r.reviewed === S.meta.drop ? " drop" : ""), decisionText(r));
   c.appendChild(d);
   c.addEventListener("click", () => setFocus(k));
   return c;
+}
+
+function groupStrip(r, limit) {
+  // the other files of the row's duplicate group, each with its label: the decision is made by looking
+  const strip = el("div", "grouprow");
+  for (const m of r.group.slice(0, limit)) {
+    const fig = el("figure", "member");
+    const img = new Image();
+    img.src = imageUrl(m.path, "thumb");
+    img.alt = `same picture: ${m.shown_path}, labelled ${m.label}`;
+    img.title = m.shown_path;
+    fig.appendChild(img);
+    fig.appendChild(el("figcaption", "", m.label));
+    strip.appendChild(fig);
+  }
+  return strip;
 }
 
 function render() {
@@ -169,6 +186,10 @@ function showSide(r) {
     dl.appendChild(el("dd", "", String(v)));
   }
   view.appendChild(dl);
+  if (r.group.length) {
+    view.appendChild(el("h2", "", `its group: ${r.group.length} other file${r.group.length > 1 ? "s" : ""}`));
+    view.appendChild(groupStrip(r, r.group.length));
+  }
   $("focus-view").replaceChildren(view);
   showReferences(r);
 }
