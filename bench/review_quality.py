@@ -49,6 +49,7 @@ from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from datacleaner.config import CleanConfig  # noqa: E402
 from datacleaner.demo import write_noisy_digits  # noqa: E402
 from datacleaner.progress import QUIET  # noqa: E402
 from datacleaner.runs import clean, rescore  # noqa: E402
@@ -280,6 +281,7 @@ def main() -> int:
     ap.add_argument("--plant", action="store_true", help="add known problems to the tree")
     ap.add_argument("--config", default=None, help="profile or YAML (default: small for digits, cpu otherwise)")
     ap.add_argument("--rescore", action="store_true", help="only re-judge the cached run (rescore) with the current code")
+    ap.add_argument("--min-error-prob", type=float, default=None, help="with --rescore: this min_error_prob (default: the config default)")
     ap.add_argument("--sheet", default=None, help="write a contact sheet of the review rows of this issue")
     args = ap.parse_args()
     args.labels = args.labels or {"digits": f"noise{args.noise:g}", "cifar": "clean", "imagenette": "label"}[args.dataset]
@@ -288,8 +290,9 @@ def main() -> int:
         print(contact_sheet(home, args.sheet))
         return 0
     started = time.time()
-    if args.rescore:
-        rescore(home / "run", progress=QUIET)
+    if args.rescore:  # with the config defaults of the code that runs (a run keeps the config it was made with)
+        rescore(home / "run", min_error_prob=args.min_error_prob if args.min_error_prob is not None else CleanConfig().min_error_prob,
+                progress=QUIET)
     else:
         config = args.config or ("small" if args.dataset == "digits" else "cpu")
         clean(home / "data", home / "run", config, progress=QUIET, weights_dir=str(WEIGHTS))

@@ -116,12 +116,20 @@ def _expected_line(summary: dict) -> str | None:
 
 
 def _issue_line(summary: dict) -> str | None:
-    """The data-health issues found, most important first (none: checks off or nothing found)."""
-    found = {k: n for k, n in summary.get("issues", {}).items() if n and k not in ("mislabel", "low_confidence", "unreadable")}
+    """The data-health issues found, most important first: those listed in the review list to decide, then
+    those only reported in health.csv (none: checks off or nothing found)."""
     if "issues" not in summary:
         return None
-    shown = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in found.items()) or "none"
-    return f"data health      {shown}" + ("" if summary.get("checks") else " (checks off)") + f"; {summary.get('in_review', 0)} image(s) in review"
+    reported = summary.get("reported_only", {})
+    found = {k: n for k, n in summary["issues"].items() if n and k not in ("mislabel", "low_confidence", "unreadable")}
+    listed = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in found.items() if k not in reported) or "none"
+    line = f"data health      {listed}" + ("" if summary.get("checks") else " (checks off)")
+    if reported:
+        line += "; reported in health.csv: " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in reported.items())
+    groups = summary.get("duplicate_groups") or {}
+    if groups.get("groups"):
+        line += f"; {groups['groups']} duplicate group(s), the largest of {groups['largest']}"
+    return line + f"; {summary.get('in_review', 0)} row(s) in the review list"
 
 
 def _kept_lines(summary: dict) -> list[str]:

@@ -100,7 +100,7 @@ def _noise_fits(probs: np.ndarray, labels: np.ndarray) -> tuple[tuple[float, flo
     noise it learnt would explain the noise away."""
     C = probs.shape[1]
     best, best0 = None, None
-    for T in np.geomspace(0.25, 1.0, 13):
+    for T in np.geomspace(0.1, 1.0, 21):
         pi = tempered(probs, T)[np.arange(len(labels)), labels]
         rho = 0.1
         for _ in range(500):

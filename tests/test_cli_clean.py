@@ -98,10 +98,10 @@ def test_run_directory_holds_config_plan_caches_and_summary(finished_run):
 def test_rescore_changes_flags_without_training(finished_run):
     _, _, out, _ = finished_run
     weights_before = {p: p.stat().st_mtime_ns for p in (out / "members").glob("*")}
-    strict = runner.invoke(app, ["rescore", str(out), "--tau", "0.95", "-q"])
+    strict = runner.invoke(app, ["rescore", str(out), "--tau", "0.95", "--min-error-prob", "0", "-q"])
     assert strict.exit_code == 0, strict.output
     n_strict = (read(out / "review.csv")["issue"] != "unreadable").sum()
-    loose = runner.invoke(app, ["rescore", str(out), "--tau", "0.05", "--weight", "resnet10t=2", "-q"])
+    loose = runner.invoke(app, ["rescore", str(out), "--tau", "0.05", "--weight", "resnet10t=2", "--min-error-prob", "0", "-q"])
     assert loose.exit_code == 0, loose.output
     n_loose = (read(out / "review.csv")["issue"] != "unreadable").sum()
     assert n_strict > n_loose
@@ -109,7 +109,8 @@ def test_rescore_changes_flags_without_training(finished_run):
     assert {p: p.stat().st_mtime_ns for p in (out / "members").glob("*")} == weights_before
     bad = runner.invoke(app, ["rescore", str(out), "--weight", "nosuch=1"])
     assert bad.exit_code == 1 and "no member named 'nosuch'" in bad.output
-    runner.invoke(app, ["rescore", str(out), "--tau", "0.3", "--weight", "resnet10t=1", "-q"])  # back to the config
+    back = ["rescore", str(out), "--tau", "0.3", "--weight", "resnet10t=1", "--min-error-prob", "0.1", "-q"]
+    assert runner.invoke(app, back).exit_code == 0  # back to the config
 
 
 def test_same_seed_gives_the_same_review_list(finished_run, tiny_config, tmp_path):
@@ -148,7 +149,9 @@ def test_demo_runs_with_its_default_profile_on_a_subset(tmp_path):
     assert "800 digit scans" in r.output and "80 labels flipped" in r.output
     assert "profile          small (built-in profile given by name)" in r.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert metrics["flipped"] == 80 and metrics["recall"] >= 0.8 and metrics["auroc"] >= 0.95
+    # committees trained on 16 scans per class: the list stops where error_prob < 0.1 (min_error_prob), a little
+    # recall traded for precision (measured: P 0.64 / R 0.84 / F1 0.72 without the cut, 0.73 / 0.79 / 0.76 with it)
+    assert metrics["flipped"] == 80 and metrics["recall"] >= 0.75 and metrics["f1"] >= 0.7 and metrics["auroc"] >= 0.95
     assert "precision" in r.output and "recall" in r.output
     config = (tmp_path / "demo" / "run" / "config.yaml").read_text()
     assert "resnet10t" in config and "regnetx_002" in config
