@@ -5,8 +5,8 @@ Columns of scores.csv and review.csv (one row per image):
 path              image path relative to the dataset root
 given_label       the dataset's label
 suggested_label   the committees' label (argmax of the fused probabilities, mean over rounds); for
-                  conflicting_labels the group's majority label, __drop__ for an outlier or an
-                  exact copy of a file kept
+                  conflicting_labels the group's label, __drop__ for an outlier or an extra copy
+                  of the file a duplicate group keeps
 suggested_prob    its fused probability
 given_label_prob  fused probability of the given label, mean over rounds
 label_quality     in [0, 1], lower = more likely mislabeled (= given_label_prob)
@@ -16,14 +16,15 @@ flag_count        rounds that flagged the image
 rounds            rounds that judged the image
 vote_<member>     each member's label (its most frequent over the rounds that judged the image)
 issue             every issue of the image, most important first, ';'-separated ('' = none):
-                  label issues   mislabel | low_confidence (the committee), conflicting_labels (copies
-                                 of one picture carry different labels)
-                  data health    outlier, duplicate, near_duplicate, dark, light, blurry,
-                                 low_information, grayscale, odd_aspect_ratio, odd_size (health.py)
+                  label issues   mislabel | low_confidence (the committee), conflicting_labels (a
+                                 copy whose label differs from its group's)
+                  data health    outlier, duplicate, near_duplicate (rows of review.csv), dark, light,
+                                 blurry, low_information, grayscale, odd_aspect_ratio, odd_size
+                                 (reported in health.csv, no row of their own) (health.py)
                   or unreadable alone
 reason            why an image is unreadable, else ''
 detail            the health issues in words, naming the other files of a duplicate group
-duplicate_group   the first file of the image's duplicate / near-duplicate group, else ''
+duplicate_group   the file the image's duplicate / near-duplicate group keeps, else ''
 checksum          sha256 prefix of the file as judged (`apply` refuses files changed since)
 reviewed_label    empty, for the annotator
 """
