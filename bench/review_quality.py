@@ -197,6 +197,9 @@ def judge(home: Path, truth: pd.DataFrame) -> dict:
     y = wrong.reindex(q.index).fillna(False).to_numpy(dtype=bool)
     auroc = roc_auc_score(y, -q.to_numpy()) if 0 < y.sum() < len(y) else float("nan")
     ep = pd.to_numeric(label_rows["error_prob"], errors="coerce").fillna(0.0).to_numpy()
+    ks = np.arange(50, len(ep) + 1, 50)
+    gaps = [float(ep[:k].mean() - label_wrong[:k].mean()) for k in ks]  # running mean of error_prob - precision at k
+    gap = max(gaps, key=abs) if gaps else float("nan")
     groups = scores["duplicate_group"][scores["duplicate_group"] != ""].value_counts()
     others = review[~is_label & (first != "unreadable")]
     by_issue = {}
@@ -214,7 +217,7 @@ def judge(home: Path, truth: pd.DataFrame) -> dict:
         "label_tp": tp, "precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-12), "auroc": auroc,
         "first100": int(label_wrong[:100].sum()), "first100_of": min(100, len(label_rows)),
         "flagged_share": committee_flagged / max(len(scores), 1),
-        "error_prob_sum": float(ep.sum()), "expected_wrong": summary.get("expected_wrong_labels"),
+        "error_prob_sum": float(ep.sum()), "expected_wrong": summary.get("expected_wrong_labels"), "gap": gap,
         "largest_group": int(groups.max()) if len(groups) else 0, "groups": int(len(groups)),
         "non_label": by_issue, "summary_sizes": summary.get("duplicate_groups"),
     }
@@ -233,6 +236,9 @@ def report(name: str, m: dict) -> str:
         f"| {m['images']:,} | {m['wrong']:,} | {m['review_rows']:,} | {m['label_rows']:,} | {m['precision']:.3f} / {m['recall']:.3f} / "
         f"{m['f1']:.3f} | {m['auroc']:.4f} | {m['first100']} / {m['first100_of']} | {m['flagged_share']:.1%} | "
         f"{m['error_prob_sum']:.1f} / {m['label_tp']} | {m['expected_wrong']} / {m['wrong']} | {m['largest_group']} |",
+        "",
+        f"Largest gap between the running mean of error_prob and the precision down the label rows (k = 50, 100, ...): "
+        f"{m['gap']:+.3f}.",
         "",
         f"Non-label rows: {non_label} ({real} planted or a planted copy's original, "
         f"{real / max(non_label, 1):.0%}): {issues or 'none'}.",

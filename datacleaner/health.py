@@ -596,17 +596,19 @@ def near_pairs(hashes: np.ndarray | None, features: np.ndarray | None, t: Thresh
     if features is None or not len(pairs):
         return pairs
     far = reach(sims)
-    sim = _pair_similarity(features, features, pairs[:, 0], pairs[:, 1])
-    return pairs[(1 - sim) <= _share(pairs, hashes, hashes, t) * np.minimum(far[pairs[:, 0]], far[pairs[:, 1]])]
+    return _standing_out(pairs, features, features, hashes, hashes, np.minimum(far[pairs[:, 0]], far[pairs[:, 1]]), t)
 
 
-def _share(pairs: np.ndarray, q_hashes, b_hashes, t: Thresholds) -> np.ndarray:
-    """(P,) the share of the k-th neighbour's distance a pair may reach: hash_ratio where the hashes are within
-    max_bits, else ratio."""
-    if q_hashes is None or b_hashes is None:
-        return np.full(len(pairs), t.ratio)
-    bits = _popcount(np.asarray(q_hashes, dtype=np.uint64)[pairs[:, 0]] ^ np.asarray(b_hashes, dtype=np.uint64)[pairs[:, 1]])
-    return np.where(bits <= t.max_bits, t.hash_ratio, t.ratio)
+def _standing_out(pairs: np.ndarray, q_features, b_features, q_hashes, b_hashes, far: np.ndarray, t: Thresholds) -> np.ndarray:
+    """The `pairs` (query i, base j) whose feature distance is at most a share of `far` (P,), the distance to
+    the look-alikes around them: hash_ratio where the hashes are within max_bits (the same layout already),
+    else ratio."""
+    sim = _pair_similarity(q_features, b_features, pairs[:, 0], pairs[:, 1])
+    share = np.full(len(pairs), t.ratio)
+    if q_hashes is not None and b_hashes is not None:
+        bits = _popcount(np.asarray(q_hashes, dtype=np.uint64)[pairs[:, 0]] ^ np.asarray(b_hashes, dtype=np.uint64)[pairs[:, 1]])
+        share = np.where(bits <= t.max_bits, t.hash_ratio, t.ratio)
+    return pairs[(1 - sim) <= share * far]
 
 
 def cross_pairs(q_hashes: np.ndarray, q_features: np.ndarray | None, b_hashes: np.ndarray, b_features: np.ndarray | None,
@@ -628,8 +630,7 @@ def cross_pairs(q_hashes: np.ndarray, q_features: np.ndarray | None, b_hashes: n
     pairs = pairs[eligible[pairs[:, 0]]] if len(pairs) else pairs.reshape(0, 2)
     if not use_features or not len(pairs):
         return pairs
-    sim = _pair_similarity(q_features, b_features, pairs[:, 0], pairs[:, 1])
-    return pairs[(1 - sim) <= _share(pairs, q_hashes, b_hashes, t) * reach(sims)[pairs[:, 0]]]
+    return _standing_out(pairs, q_features, b_features, q_hashes, b_hashes, reach(sims)[pairs[:, 0]], t)
 
 
 def parse_checks(value) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ Layout of a run directory (`--out`):
                        (computed in shards under <name>.parts/, joined when all are done)
     logits/            TTA logits per (round, member): (n_judged, V, C) float32 (r<k>p2-...: pass 2)
     second_pass.json   passes: 2 only: the images pass 1 flagged, left out of pass 2's training
-    scores.csv         every image;  review.csv  the flagged ones;  summary.json
+    scores.csv         every image;  review.csv  the rows to decide;  health.csv  data-health findings;  summary.json
     .datacleaner.lock  held while a command works here (lock.py): one command at a time
 
 Every cached file is named by a hash of what determines it, so a re-run continues
@@ -730,12 +730,12 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     problems = {i: why for i, why in enumerate(done.manifest["reason"]) if why}
     member_votes = {j.label: votes[:, k] for k, j in enumerate(judges(done.cfg.members))}
     with (watch or Stopwatch()).stage("health"):
-        verdict, health_notes = _health(run, done, scores)
+        verdict, health_notes, props = _health(run, done, scores)
     table = score_table(done.manifest["path"].tolist(), done.info["classes"], scores, problems, member_votes, verdict)
     table.insert(len(table.columns) - 1, "checksum", done.manifest["checksum"].to_numpy())
     write_csv_atomic(table, run.file("scores.csv"))
     if verdict is not None:
-        write_csv_atomic(health_table(table, verdict, _health_props(run, done.info)), run.file("health.csv"))
+        write_csv_atomic(health_table(table, verdict, props), run.file("health.csv"))
     else:
         run.file("health.csv").unlink(missing_ok=True)
     with list_lock(run.file("review.csv")):  # a reviewer's decision saved meanwhile is kept too
@@ -749,12 +749,12 @@ def _rescore(run: RunDir, changes: dict | None = None, weights: dict[str, float]
     return CleanResult(run_dir=run.path, scores=table, review=review, summary=summary)
 
 
-def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | None, list[str]]:
+def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | None, list[str], dict[str, np.ndarray]]:
     """The data-health verdict from the run's cached pixel facts and features (None when `checks` is none),
-    and notes on checks that could not run (a run directory from before they existed)."""
+    notes on checks that could not run (a run directory from before they existed), and the property scores."""
     checks = health.parse_checks(done.cfg.checks)
     if not checks:
-        return None, []
+        return None, [], {}
     notes = []
     info = done.info
     cache = run.health_facts_path(info["cache_size"], info["fingerprint"])
@@ -778,7 +778,7 @@ def _health(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | Non
         props=props, hashes=facts.get("phash"), digests=facts.get("digest"), features=features, outlier_features=lonely,
         suggested=scores.suggested_label, suggested_prob=scores.suggested_prob, t=health.thresholds(source),
     )
-    return verdict, notes + verdict.notes
+    return verdict, notes + verdict.notes, props or {}
 
 
 def group_sizes(group: pd.Series) -> dict:
@@ -787,15 +787,6 @@ def group_sizes(group: pd.Series) -> dict:
     counts = sizes.value_counts().sort_index()
     return {"groups": int(len(sizes)), "largest": int(sizes.max()) if len(sizes) else 0,
             "sizes": {str(k): int(n) for k, n in counts.items()}}
-
-
-def _health_props(run: RunDir, info: dict) -> dict[str, np.ndarray]:
-    """The cached property scores of the run's images ({name: (N,)}), empty when the cache predates them."""
-    cache = run.health_facts_path(info["cache_size"], info["fingerprint"])
-    if not cache.is_file():
-        return {}
-    with np.load(cache) as saved:
-        return {k[len("prop_"):]: saved[k] for k in saved.files if k.startswith("prop_")}
 
 
 def health_table(table: pd.DataFrame, verdict: health.Health, props: dict[str, np.ndarray]) -> pd.DataFrame:
