@@ -74,6 +74,8 @@ def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
 # renormalised. NOISE_LINK (1, 1) and SHARPEN 1 trust the committee as it is.
 NOISE_LINK = (1.1, 0.7)
 SHARPEN = 0.85
+NOISE_FLOOR = 0.002  # the least noise assumed: curated datasets still hold a few wrong labels (0.15% of MNIST's test
+#                      set and 0.5% of CIFAR-10's were found wrong by people), docs/method.md
 
 
 def linked_noise_rate(seen: float, link: tuple[float, float] = NOISE_LINK, knee: float = 0.02) -> float:
@@ -151,7 +153,7 @@ def noise_structure(probs: np.ndarray, labels: np.ndarray, rho: float, iters: in
 
 
 def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, float] = NOISE_LINK, sharpen: float = SHARPEN,
-                fit_max: int = 50_000, structure_max: int = 20_000, seed: int = 0,
+                floor: float = NOISE_FLOOR, fit_max: int = 50_000, structure_max: int = 20_000, seed: int = 0,
                 rows: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """((N,) probability that each given label is wrong, the fitted model as a dict).
 
@@ -166,8 +168,9 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
         (NOISE_LINK) -- but never above confident learning's estimate (estimated_error_count), which
         counts every confident disagreement: noise the committee sees whole (random flips) is not
         inflated;
-      - where it is not, rho_seen is taken as it is: a nearly clean dataset still holds a few wrong
-        labels, and a label the committee contradicts with confidence is not called certainly right.
+      - where it is not, rho_seen is taken as it is;
+    and never below `floor`: a nearly clean dataset still holds a few wrong labels, and a label the
+    committee contradicts with confidence is not called certainly right.
     Each label's probability of being wrong is its posterior:
         1 - pi_y (1 - rho) / sum_z pi_z M[z, y],  M = (1 - rho) I + rho * structure.
     probs: (N, C) fused probabilities (any array: read in pieces); labels: (N,) int; rows: the rows to
@@ -186,7 +189,7 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
     significant = 2 * (best[2] - best0[2]) > SIGNIFICANCE
     seen, T = best[:2]
     confident = estimated_error_count(fit_probs, labels[fit]) / len(fit)
-    rho = min(linked_noise_rate(seen, link) if significant else seen, max(confident, seen), 0.9)
+    rho = min(max(linked_noise_rate(seen, link) if significant else seen, floor), max(confident, seen, floor), 0.9)
     model.update(noise_rate=round(rho, 4), seen_noise_rate=round(seen, 4), significant=bool(significant),
                  confident_joint_rate=round(confident, 4), temperature=round(T, 3))
     if rho <= 0.0:
