@@ -58,7 +58,8 @@ COMMON = 0.5  # an image property shared by more than this share of a dataset is
 @dataclass(frozen=True)
 class Thresholds:
     # Chosen by bench/health.py on CIFAR-10 with planted problems (docs/health_benchmark.md), made relative to
-    # the dataset by bench/review_quality.py on digit scans, CIFAR thumbnails and real photos (docs/benchmarks.md).
+    # the dataset by bench/review_quality.py on digit scans, CIFAR thumbnails and real photos, and the pair rule
+    # (min_similarity, ratio) by bench/leakage.py on CIFAR's real re-cropped copies (docs/benchmarks.md).
     dark: float = 0.25  # p99 luminance in [0, 1]
     light: float = 0.80  # p5 luminance in [0, 1]
     low_information: float = 0.30  # entropy of the grey levels, bits / 8
@@ -70,10 +71,10 @@ class Thresholds:
     odd_size: float = 4.0  # side (sqrt of area) over the dataset's median side, either way
     unusual: float = 4.0  # ... and every property at least this many robust standard deviations from the dataset's median
     max_bits: int = 4  # perceptual hashes at most this many bits apart are near-duplicate candidates ...
-    min_similarity: float = 0.95  # ... and so are images whose compact features are at least this alike
+    min_similarity: float = 0.90  # ... and so are images whose compact features are at least this alike
     loose_bits: int = 24  # ... and those within loose_bits whose features are at least loose_similarity alike
     loose_similarity: float = 0.80
-    ratio: float = 0.25  # a pair holds when its distance is at most this share of either image's distance to its
+    ratio: float = 0.4  # a pair holds when its distance is at most this share of either image's distance to its
     #                      k-th nearest neighbour: a copy stands out from look-alikes ...
     hash_ratio: float = 0.5  # ... or this share for a pair whose hashes are within max_bits (the same layout already)
     neighbours: int = 10  # k of the nearest-neighbour search (near-duplicate candidates, outlier distance)
