@@ -131,3 +131,27 @@ def test_rescore_applies_checks_from_cached_data_without_decoding(health_run, tm
     assert set(none.scores["issue"]) <= {"", "mislabel", "low_confidence"}
     again = rescore(work, checks="all")
     assert "duplicate" in issues_of(again.scores, "0/zero copy.png")
+
+
+def test_review_page_and_report_show_the_group_beside_the_row(health_run, tmp_path):
+    """The file to fix comes with the other files of its group and their labels: in the review app's rows
+    (which the page draws beside the card) and as thumbnails in the report, so the decision is made by looking."""
+    from datacleaner.review.lists import open_list
+    from datacleaner.review.report import write_report
+    from datacleaner.review.server import ReviewState
+
+    _, run, _, originals, _ = health_run
+    work = tmp_path / "run"
+    shutil.copytree(run, work)
+    state = ReviewState(open_list(work), "tester")
+    rows = {r["path"]: r for r in state.rows({"limit": "200"})["rows"]}
+    group = {m["path"]: m["label"] for m in rows["7/three copy.png"]["group"]}
+    assert group == {originals["3"]: "3", "3/three copy.png": "3"}
+    assert set(group) <= state.allowed  # the image endpoint serves them
+    html = write_report(work).read_text()
+    # the row is a data-health row (a table row) or, when the committee flagged it too, a suspect's card
+    cell, end = (('<td class="path">7/three copy.png</td>', "</tr>") if '<td class="path">7/three copy.png</td>' in html
+                 else ('<div class="path">7/three copy.png</div>', '<figure class="card'))
+    row = html[html.index(cell):]
+    row = row[: row.find(end) if end in row else row.index("</section>")]
+    assert f'title="{originals["3"]}"' in row and 'title="3/three copy.png"' in row and row.count("<img") >= 2
