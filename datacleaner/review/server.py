@@ -80,8 +80,9 @@ class ReviewState:
         self.suggested = _text(t["suggested_label"]) if "suggested_label" in t else np.full(len(t), "", dtype=object)
         issue_col = "issue" if lst.kind == "clean" else "reason"
         self.issue = _text(t[issue_col]) if issue_col in t else np.full(len(t), "", dtype=object)
-        self.references = self._references()
-        self.groups = self._groups(t)
+        scores = self._scores()
+        self.references = self._references(scores)
+        self.groups = self._groups(scores, t)
         self.allowed = (set(self.paths) | {p for refs in self.references.values() for p in refs}
                         | {m["path"] for members in self.groups.values() for m in members})
         self._lock = threading.Lock()  # guards the review columns and the open batch
@@ -203,33 +204,32 @@ class ReviewState:
                 "has_references": bool(self.references), **self.counts(),
             }
 
-    def _groups(self, table: pd.DataFrame) -> dict[str, list[dict]]:
-        """{duplicate group: its files with their labels} for the groups of listed rows (clean runs: scores.csv
-        holds every member, also those that need no decision), so a reviewer sees the copies beside the card."""
+    def _scores(self) -> pd.DataFrame | None:
+        """The columns of scores.csv beside a clean run's list that references and groups need (read once), or None."""
         scores = self.lst.folder / "scores.csv"
-        if self.lst.kind != "clean" or "duplicate_group" not in table or not scores.is_file():
-            return {}
-        wanted = set(table["duplicate_group"]) - {""}
-        if not wanted:
-            return {}
+        if self.lst.kind != "clean" or not scores.is_file():
+            return None
+        cols = ["path", "given_label", "suggested_label", "given_label_prob", "issue", "duplicate_group"]
         try:
-            s = pd.read_csv(scores, dtype=str, keep_default_na=False, usecols=["path", "given_label", "duplicate_group"])
+            return pd.read_csv(scores, dtype=str, keep_default_na=False, usecols=lambda c: c in cols)
         except (ValueError, pd.errors.ParserError):
+            return None
+
+    @staticmethod
+    def _groups(s: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[dict]]:
+        """{duplicate group: its files with their labels} for the groups of listed rows (scores.csv holds every
+        member, also those that need no decision), so a reviewer sees the copies beside the card."""
+        if s is None or "duplicate_group" not in s or "duplicate_group" not in table:
             return {}
-        s = s[s["duplicate_group"].isin(wanted)]
+        s = s[s["duplicate_group"].isin(set(table["duplicate_group"]) - {""})]
         return {g: [{"path": p, "shown_path": unneutralise(p), "label": unneutralise(label)}
                     for p, label in zip(rows["path"], rows["given_label"])]
                 for g, rows in s.groupby("duplicate_group", sort=False)}
 
-    def _references(self) -> dict[str, list[str]]:
+    @staticmethod
+    def _references(s: pd.DataFrame | None) -> dict[str, list[str]]:
         """Per class, the images labeled so that the committee is most sure of (clean runs: scores.csv)."""
-        scores = self.lst.folder / "scores.csv"
-        if self.lst.kind != "clean" or not scores.is_file():
-            return {}
-        cols = ["path", "given_label", "suggested_label", "given_label_prob", "issue"]
-        try:
-            s = pd.read_csv(scores, dtype=str, keep_default_na=False, usecols=cols)
-        except (ValueError, pd.errors.ParserError):
+        if s is None or not {"suggested_label", "given_label_prob", "issue"} <= set(s.columns):
             return {}
         s = s[(s["issue"] == "") & (s["given_label"] == s["suggested_label"])]
         s = s.assign(p=pd.to_numeric(s["given_label_prob"], errors="coerce")).sort_values("p", ascending=False, kind="stable")
