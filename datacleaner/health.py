@@ -154,8 +154,8 @@ def unusual(values: np.ndarray, low: bool, z: float, among: np.ndarray | None = 
 def is_flat(entropy: np.ndarray, t: Thresholds = Thresholds(), usable: np.ndarray | None = None) -> np.ndarray:
     """(N,) bool: low_information images (few grey levels, and fewer than is usual in this dataset). Flat
     images all look alike to a hash and to a backbone, so they take part in exact duplicates only."""
-    entropy = np.asarray(entropy)
-    return (entropy < t.low_information) & unusual(_log(entropy, 0.01), True, t.unusual, usable)
+    return (np.asarray(entropy) < t.low_information) & unusual(*_SCALES["low_information"]({"entropy": entropy}),
+                                                                t.unusual, usable)
 
 
 def property_levels(props: dict[str, np.ndarray], t: Thresholds = Thresholds()) -> dict[str, np.ndarray]:
