@@ -19,6 +19,10 @@ heads).
 
     python bench/real_noise.py --sweep --sizes 128 160 224 --n 10000 --min-members 2 --time 1000
     python bench/real_noise.py --sweep --sizes 160 --offset 10000 --n 10000 --calibration 160:mnv2+lite2
+    python bench/committee_sweep.py --data imagenette --sizes 160 192 224 --min-members 2   # real photos, 224 px
+
+With `--data imagenette` the images are the 2,000 imagenette_2k photos and the label sets their
+ImageNet labels (clean) and fast.ai's synthetic noisy columns (noisy5, noisy25, noisy50).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +49,7 @@ from datacleaner.progress import QUIET  # noqa: E402
 from datacleaner.runs import RunDir, clean, judge_outputs  # noqa: E402
 from datacleaner.training import fit_view_head  # noqa: E402
 
-from paths import CIFAR, ROOT, WEIGHTS  # noqa: E402
+from paths import CIFAR, IMAGENETTE, ROOT, WEIGHTS  # noqa: E402
 from real_noise import CLASSES, metrics as list_metrics, review_order, write_tree  # noqa: E402
 
 ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
@@ -56,29 +62,60 @@ def base_config(size: int, archs: list[str]):
     return cfg
 
 
-def member_features(work: Path, arrays, offset: int, n: int, size: int, arch: str, quiet: bool) -> dict:
-    """{'features': (n, V, D) in CIFAR order, 'seconds': feature time} for one architecture and size."""
+@dataclass
+class SweepData:
+    """The images a sweep judges: a class-folder tree, where each manifest path sits in the label
+    arrays, the label sets ({name: (N,) int}) and the truth (N,)."""
+
+    key: str  # names the cached features
+    tree: Path
+    position: Callable[[str], int]  # manifest path -> row in the label arrays
+    labels: dict[str, np.ndarray]
+    truth: np.ndarray
+
+
+def cifar_data(work: Path, arrays, offset: int, n: int) -> SweepData:
     sel = np.arange(offset, offset + n)
     tree = work / f"tree-{offset}-{n}"
     write_tree(tree, arrays["images"][sel], arrays["clean_label"][sel], arrays["index"][sel])
-    out = work / f"features-{arch}-{size}-{offset}-{n}.npy"
+    position = {int(i): k for k, i in enumerate(arrays["index"][sel])}
+    return SweepData(f"{offset}-{n}", tree, lambda p: position[int(Path(p).stem)],
+                     {name: arrays[key][sel].astype(np.int64) for name, key in LABELS.items()},
+                     arrays["clean_label"][sel].astype(np.int64))
+
+
+def imagenette_data() -> SweepData:
+    """imagenette_2k: 2,000 photos at 224 px in class folders (the ImageNet label is the truth), with
+    fast.ai's synthetic noisy label sets."""
+    table = pd.read_csv(IMAGENETTE / "labels.csv")
+    classes = sorted(table["label"].unique())
+    code = {c: i for i, c in enumerate(classes)}
+    row = {p.split("/", 1)[1]: i for i, p in enumerate(table["path"])}  # 'images/<wnid>/<file>' -> row
+    sets = {"clean": "label", "noisy5": "noisy_labels_5", "noisy25": "noisy_labels_25", "noisy50": "noisy_labels_50"}
+    labels = {name: table[col].map(code).to_numpy(np.int64) for name, col in sets.items()}
+    return SweepData("imagenette", IMAGENETTE / "images", lambda p: row[p], labels, labels["clean"])
+
+
+def member_features(work: Path, data: SweepData, size: int, arch: str, quiet: bool) -> dict:
+    """{'features': (n, V, D) in the label arrays' order, 'seconds': feature time} for one architecture and size."""
+    out = work / f"features-{arch}-{size}-{data.key}.npy"
     meta = out.with_suffix(".json")
     if out.is_file() and meta.is_file():
         return {"features": np.load(out, mmap_mode="r"), **json.loads(meta.read_text())}
     cfg = base_config(size, [arch])
-    run_dir = work / f"run-{arch}-{size}-{offset}-{n}"
+    run_dir = work / f"run-{arch}-{size}-{data.key}"
     t = time.time()
-    result = clean(tree, run_dir, cfg, progress=QUIET if quiet else None)
+    result = clean(data.tree, run_dir, cfg, progress=QUIET if quiet else None)
     run = RunDir(run_dir)
     info = run.read_json("run.json")
     feats = np.load(run.features_path(cfg, cfg.members[0], info), mmap_mode="r")
     manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str}, keep_default_na=False)
-    position = {int(i): k for k, i in enumerate(arrays["index"][sel])}
-    order = np.array([position[int(Path(p).stem)] for p in manifest["path"]])  # manifest row -> position in sel
+    order = np.array([data.position(p) for p in manifest["path"]])  # manifest row -> row in the label arrays
     ordered = np.empty_like(np.asarray(feats))
     ordered[order] = feats
     np.save(out, ordered)
-    seconds = {"seconds": result.summary["timings_s"].get("features", time.time() - t), "decode_s": result.summary["timings_s"].get("decode", 0.0)}
+    seconds = {"seconds": result.summary["timings_s"].get("features", time.time() - t), "decode_s": result.summary["timings_s"].get("decode", 0.0),
+               "engines": result.summary.get("engines", {})}
     meta.write_text(json.dumps(seconds))
     shutil.rmtree(run_dir)  # the decoded cache (about 1 GB per 20,000 images at 128 px) is not needed again
     return {"features": np.load(out, mmap_mode="r"), **seconds}
@@ -110,7 +147,7 @@ def timed_features(work: Path, arrays, n: int, size: int, arch: str) -> dict:
 def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
                  key) -> tuple[list, float]:
     """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`."""
-    C = len(CLASSES)
+    C = int(labels.max()) + 1
     outs, seconds = [], 0.0
     for r in range(plan.n_rounds):
         t = plan.train_idx(r)
@@ -163,7 +200,7 @@ def knn_labels(feats: dict, combo, labels: np.ndarray, k: int = 10) -> np.ndarra
     x = np.concatenate(parts, axis=1)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     _, idx = health.nearest(x.astype(np.float16), k=k)
-    q = np.zeros((len(labels), len(CLASSES)))
+    q = np.zeros((len(labels), int(labels.max()) + 1))
     for j in range(idx.shape[1]):
         ok = idx[:, j] >= 0
         q[np.flatnonzero(ok), labels[idx[ok, j]]] += 1
@@ -268,7 +305,11 @@ def main(argv=None) -> int:
     ap.add_argument("--offset", type=int, default=0, help="judge images [offset, offset + n)")
     ap.add_argument("--features-n", type=int, default=None,
                     help="use features of images [0, features-n) (default: features of [offset, offset + n) alone)")
-    ap.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS))
+    ap.add_argument("--data", choices=["cifar", "imagenette"], default="cifar",
+                    help="cifar: CIFAR-10N images [offset, offset + n); imagenette: the 2,000 imagenette_2k photos "
+                         "(label sets clean, noisy5, noisy25, noisy50)")
+    ap.add_argument("--labels", nargs="+", default=None, choices=list(LABELS) + ["noisy5", "noisy25", "noisy50"],
+                    help="label sets (default: all of the data's)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-committee-sweep")
     ap.add_argument("--features-only", action="store_true", help="step 1 only")
     ap.add_argument("--min-members", type=int, default=1, help="smallest committee measured (2: pairs and up)")
@@ -284,27 +325,34 @@ def main(argv=None) -> int:
                     help="time each member's features on N images in a run of its own (cached in --work) and use "
                          "those timings for s / 1,000 images: run it with nothing else on the machine")
     args = ap.parse_args(argv)
-    arrays = dict(np.load(CIFAR))
     args.work.mkdir(parents=True, exist_ok=True)
     rows, cal_sets = [], {}
+    if args.data == "imagenette":
+        data = imagenette_data()
+        args.offset, args.n, args.features_n = 0, len(data.truth), None
+    else:
+        arrays = dict(np.load(CIFAR))
+    args.labels = args.labels or (list(data.labels) if args.data == "imagenette" else list(LABELS))
     fo, fn = (0, args.features_n) if args.features_n else (args.offset, args.n)
+    if args.data == "cifar":
+        data = cifar_data(args.work, arrays, fo, fn)
     for size in args.sizes:
         feats, secs = {}, {}
         for a in args.archs:
-            got = member_features(args.work, arrays, fo, fn, size, a, args.quiet)
+            got = member_features(args.work, data, size, a, args.quiet)
             feats[a], secs[a] = got["features"][args.offset - fo : args.offset - fo + args.n], got["seconds"] * args.n / fn
             print(f"[features {a} {size} px: {got['seconds']:.0f} s for {fn} images]", file=sys.stderr, flush=True)
-            if args.time:
+            if args.time and args.data == "cifar":
                 tm = timed_features(args.work, arrays, args.time, size, a)
                 secs[a], secs["decode"] = tm["features_s_per_image"] * args.n, tm["decode_s_per_image"] * args.n
                 print(f"[alone: {a} {size} px features {1000 * tm['features_s_per_image']:.1f} s, decode "
                       f"{1000 * tm['decode_s_per_image']:.1f} s per 1,000 images]", file=sys.stderr, flush=True)
         if args.features_only:
             continue
-        sel = np.arange(args.offset, args.offset + args.n)
-        truth = arrays["clean_label"][sel]
+        part = slice(args.offset - fo, args.offset - fo + args.n)
+        truth = data.truth[part]
         for name in args.labels:
-            labels = arrays[LABELS[name]][sel].astype(np.int64)
+            labels = data.labels[name][part]
             is_error = labels != truth
             cache: dict = {}
             for k in range(args.min_members, len(args.archs) + 1):

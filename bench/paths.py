@@ -1,6 +1,7 @@
 """Where the benchmarks find what the repository does not ship: ../shared/ beside the repository.
 
     ../shared/data/cifar10n_20k.npz   20,000 CIFAR-10 training images with CIFAR-10N human labels
+    ../shared/data/imagenette_2k/     2,000 Imagenette photos (224 px) with ImageNet and synthetic noisy labels
     ../shared/weights/                ImageNet weights (<arch>.<tag>.safetensors) for the cpu profile's members
 
 The benchmarks pass the weights folder as `weights_dir` (the CLI's --weights-dir); a user's
@@ -12,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CIFAR = SHARED / "data" / "cifar10n_20k.npz"
+IMAGENETTE = SHARED / "data" / "imagenette_2k"  # 2,000 photos at 224 px: images/<wnid>/, labels.csv
 WEIGHTS = SHARED / "weights"
 
 

@@ -57,7 +57,6 @@ from datacleaner.tables import LABEL_ISSUES, primary_issue  # noqa: E402
 
 from paths import CIFAR, ROOT, SHARED, WEIGHTS  # noqa: E402
 
-IMAGENETTE = SHARED / "data" / "imagenette_2k"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_SETS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
 PLANTED_AS = {"outlier": ("outside",), "dark": ("dark",), "blurry": ("blurry",), "low_information": ("outside",)}

@@ -20,6 +20,15 @@ NAIVE_HEAD_EPOCHS epochs. It runs on a small N, next to our pipeline on the same
     python bench/speed.py                                   # the full table (~30 min on 2 cores)
     python bench/speed.py --sizes 2500 --naive-n 200        # quick look
     python bench/speed.py --config small                    # a committee trained from scratch instead
+    python bench/speed.py --sizes 1000,10000 --engines torch,onnxruntime --naive-n 0   # both engines
+    python bench/speed.py --backbones                       # each backbone alone: engines, sizes, ONNX Runtime settings
+
+`--engines` runs every N once per engine (the config key `engine`), each in a fresh process with the
+ONNX export already in the cache (the one-time export is timed on its own). `--backbones` times
+each backbone's forward passes alone, in a fresh process per setting, on CIFAR images resized to the
+input size: torch (channels-last, inference mode) against ONNX Runtime at batch sizes, thread
+counts and graph optimisation levels, and ONNX Runtime's int8 path (static QDQ quantisation
+calibrated on 256 other CIFAR images) with its features' cosine similarity to the float32 ones.
 """
 
 from __future__ import annotations
@@ -63,19 +72,143 @@ def peak_rss_mb() -> float:
 
 
 # --- one measured run, in its own process ------------------------------------------------
-def run_ours(folder: Path, config: str, out: Path) -> dict:
+def run_ours(folder: Path, config: str, out: Path, engine: str = "auto") -> dict:
     from datacleaner.config import load_config
     from datacleaner.progress import QUIET
     from datacleaner.runs import clean
 
     shutil.rmtree(out, ignore_errors=True)
-    cfg = load_config(config, {"threads": 2, "weights_dir": WEIGHTS})
+    cfg = load_config(config, {"threads": 2, "weights_dir": WEIGHTS, "engine": engine})
     start = time.perf_counter()
     result = clean(folder, out, cfg, progress=QUIET)
     wall = time.perf_counter() - start
     s = result.summary
     return {"wall_s": wall, "timings_s": s["timings_s"], "work": s["work"], "images": s["images"],
-            "views": cfg.tta.views, "members": len(cfg.members), "peak_rss_mb": peak_rss_mb()}
+            "views": cfg.tta.views, "members": len(cfg.members), "peak_rss_mb": peak_rss_mb(),
+            "engines": s.get("engines", {}), "in_review": s["in_review"]}
+
+
+def export_backbones(config: str) -> dict:
+    """Export the config's frozen backbones into the ONNX cache (if not there yet); seconds per member."""
+    import torch
+
+    from datacleaner import engines
+    from datacleaner.config import load_config
+    from datacleaner.models import create_member_model, member_preprocess
+    from datacleaner.weights import resolve_weights
+
+    torch.set_num_threads(2)
+    cfg = load_config(config, {"weights_dir": WEIGHTS})
+    pretrained = resolve_weights(cfg)
+    out = {}
+    for m in cfg.members:
+        if not m.frozen:
+            continue
+        model = create_member_model(m, 10, pretrained_path=pretrained.get(m.label)).eval()
+        start = time.perf_counter()
+        backbone, run = engines.onnx_backbone(model, member_preprocess(m).size)
+        out[m.label] = {"seconds": time.perf_counter() - start, "engine": run.engine, "note": run.note}
+    return out
+
+
+BACKBONE_ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
+
+
+def time_backbone(spec: str, seconds: float = 10.0) -> dict:
+    """Image-views/s of one backbone alone: spec = arch:size:engine:batch:threads:opt (opt: basic,
+    extended, all or int8; int8 also reports the features' cosine similarity to float32's)."""
+    import torch
+
+    from datacleaner import engines
+    from datacleaner.augment import to_model_input
+    from datacleaner.config import MemberConfig
+    from datacleaner.models import create_member_model, member_preprocess
+    from datacleaner.runtime import configure
+    from datacleaner.weights import resolve_weights
+    from datacleaner.config import CleanConfig
+
+    arch, size, engine, batch, threads, opt = spec.split(":")
+    size, batch, threads = int(size), int(batch), int(threads)
+    configure(threads)
+    member = MemberConfig(arch=BACKBONE_ARCHS.get(arch, arch), pretrained=True, frozen=True, img_size=size)
+    cfg = CleanConfig(members=[member], weights_dir=str(WEIGHTS))
+    model = create_member_model(member, 10, pretrained_path=resolve_weights(cfg).get(member.label)).eval()
+    prep = member_preprocess(member)
+    images = np.load(DATA)["images"]
+    mean, std = prep.tensors(torch.device("cpu"))
+
+    def inputs(rows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(images[rows])
+        x = to_model_input(x, mean, std)
+        return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+    x = inputs(np.arange(batch))
+    extra = {}
+    if engine == "torch":
+        model = model.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+
+        def step():
+            with torch.inference_mode():
+                return model.forward_head(model.forward_features(xc), pre_logits=True).flatten(1).numpy()
+    else:
+        import onnxruntime as ort
+
+        path = engines.onnx_path(model, size)
+        if not path.is_file():
+            engines.export(model, size, path)
+        if opt == "int8":
+            path = quantized(path, inputs(np.arange(10000, 10256)), model, size)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }.get(opt, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        xn = x.contiguous().numpy()
+
+        def step():
+            return session.run(None, {session.get_inputs()[0].name: xn})[0]
+
+        if opt == "int8":
+            with torch.inference_mode():
+                ref = model.forward_head(model.forward_features(x), pre_logits=True).flatten(1).numpy()
+            got = step()
+            cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+            extra = {"cosine_to_float32": float(cos.mean()), "cosine_min": float(cos.min())}
+    step()
+    step()
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        step()
+        n += batch
+    return {"spec": spec, "img_view_s": n / (time.perf_counter() - start), **extra}
+
+
+def quantized(path: Path, calibration, model, size: int) -> Path:
+    """ONNX Runtime's static int8 quantisation (QDQ, per-channel weights) of an exported backbone."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out = path.with_name(path.stem + "-int8.onnx")
+    if out.is_file():
+        return out
+    pre = path.with_name(path.stem + "-pre.onnx")
+    quant_pre_process(str(path), str(pre))
+    batches = [{"views": calibration[s : s + 32].contiguous().numpy()} for s in range(0, len(calibration), 32)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(batches)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    pre.unlink()
+    return out
 
 
 def run_naive(folder: Path, config: Path) -> dict:
@@ -271,20 +404,74 @@ def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_s
               f"({naive['wall_s'] / naive['images'] / (runs[sizes[-1]]['wall_s'] / sizes[-1]):.1f}x)")
 
 
+def compare_engines(by_engine: dict[str, dict[int, dict]], work: Path) -> None:
+    """Per N: features, heads and end to end on each engine, the ratios, and whether the review lists match."""
+    import pandas as pd
+
+    names = list(by_engine)
+    base, other = names[0], names[-1]
+    print(f"\n| N | stage | " + " | ".join(names) + f" | {base} / {other} |")
+    print("|---:|---|" + "---:|" * (len(names) + 1))
+    for n in sorted(by_engine[base]):
+        for key, label in (("features", "frozen features"), ("train_heads", "frozen heads"), ("health", "health checks"), (None, "**end to end**")):
+            secs = [by_engine[e][n]["wall_s"] if key is None else by_engine[e][n]["timings_s"].get(key, 0.0) for e in names]
+            ratio = f"{secs[0] / secs[-1]:.2f}x" if secs[-1] > 0 else "–"
+            print(f"| {n:,} | {label} | " + " | ".join(f"{x:.1f} s" for x in secs) + f" | {ratio} |")
+        lists = [set(pd.read_csv(work / f"run-{n}-{e}" / "review.csv")["path"]) for e in names]
+        same = len(lists[0] & lists[-1])
+        print(f"| {n:,} | review rows (shared) | " + " | ".join(f"{len(x):,}" for x in lists) + f" | {same:,} shared |")
+
+
+def backbone_table(specs: list[str], common: list[str]) -> None:
+    results = []
+    for spec in specs:
+        results.append(child(["--backbone", spec, *common]))
+        print(f"{spec}: {results[-1]}", file=sys.stderr, flush=True)
+    print("\n| backbone | px | engine | batch | threads | graph | img-view/s | features vs float32 |")
+    print("|---|---:|---|---:|---:|---|---:|---|")
+    for r in results:
+        arch, size, engine, batch, threads, opt = r["spec"].split(":")
+        cos = f"cosine {r['cosine_to_float32']:.3f} (min {r['cosine_min']:.3f})" if "cosine_to_float32" in r else "–"
+        print(f"| {arch} | {size} | {engine} | {batch} | {threads} | {opt if engine != 'torch' else '–'} | "
+              f"{r['img_view_s']:,.0f} | {cos} |")
+
+
+def backbone_specs() -> list[str]:
+    specs = [f"{a}:{px}:{e}:64:2:all" for a in ("mnv2", "lite2", "lite0") for px in (160, 192, 224) for e in ("torch", "onnxruntime")]
+    specs += [f"lite2:160:{e}:{b}:2:all" for b in (16, 32, 128) for e in ("torch", "onnxruntime")]
+    specs += ["lite2:160:onnxruntime:64:2:basic", "lite2:160:onnxruntime:64:2:extended",
+              "lite2:160:torch:64:1:all", "lite2:160:onnxruntime:64:1:all",
+              "lite2:160:onnxruntime:64:2:int8", "mnv2:160:onnxruntime:64:2:int8"]
+    return specs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="2500,5000,10000,20000")
     ap.add_argument("--naive-n", type=int, default=300, help="N for the naive reference (0: skip it)")
     ap.add_argument("--config", type=config_name, default="cpu", help="profile name or YAML file (default: cpu)")
+    ap.add_argument("--engines", default="auto", help="comma-separated engines to run every N with (torch, onnxruntime, auto)")
+    ap.add_argument("--backbones", action="store_true", help="time each backbone alone on both engines instead")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "datacleaner-speed")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: our pipeline on N images
+    ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)  # child: with this engine
+    ap.add_argument("--export", action="store_true", help=argparse.SUPPRESS)  # child: fill the ONNX cache
+    ap.add_argument("--backbone", help=argparse.SUPPRESS)  # child: one backbone setting
     ap.add_argument("--naive", type=int, help=argparse.SUPPRESS)  # child: the naive reference on N images
     ap.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     config = args.config
+    os.environ.setdefault("DATACLEANER_CACHE_DIR", str(args.work / "cache"))  # exported backbones
     if args.one:
-        print(json.dumps(run_ours(write_tree(args.work / f"png-{args.one}", args.one), config, args.work / f"run-{args.one}")))
+        tree = write_tree(args.work / f"png-{args.one}", args.one)
+        print(json.dumps(run_ours(tree, config, args.work / f"run-{args.one}-{args.engine}", args.engine)))
+        return
+    if args.export:
+        print(json.dumps(export_backbones(config)))
+        return
+    if args.backbone:
+        print(json.dumps(time_backbone(args.backbone)))
         return
     if args.naive:
         print(json.dumps(run_naive(write_tree(args.work / f"png-{args.naive}", args.naive), config)))
@@ -295,18 +482,32 @@ def main() -> None:
     if not DATA.is_file():
         sys.exit(f"{DATA} not found: this benchmark reads the shared CIFAR-10N images")
     common = ["--config", config, "--work", str(args.work)]
-    runs = {}
+    if args.backbones:
+        backbone_table(backbone_specs(), common)
+        return
+    names = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if any(e != "torch" for e in names):
+        exported = child(["--export", *common])
+        print("one-time ONNX export (cached for later runs): " + ", ".join(
+            f"{m} {x['seconds']:.1f} s ({x['engine']}{': ' + x['note'] if x['note'] else ''})" for m, x in exported.items()))
+    by_engine: dict[str, dict[int, dict]] = {e: {} for e in names}
     for n in sorted(int(x) for x in args.sizes.split(",")):
-        runs[n] = child(["--one", str(n), *common])
-        print(f"N={n}: {runs[n]['wall_s']:.1f} s, {runs[n]['timings_s']}", file=sys.stderr, flush=True)
+        for e in names:
+            by_engine[e][n] = child(["--one", str(n), "--engine", e, *common])
+            print(f"N={n} {e}: {by_engine[e][n]['wall_s']:.1f} s, {by_engine[e][n]['timings_s']}", file=sys.stderr, flush=True)
     augment = child(["--augment", *common])
     naive = ours_small = None
+    runs = by_engine[names[0]]
     if args.naive_n:
         ours_small = runs.get(args.naive_n) or child(["--one", str(args.naive_n), *common])
         naive = child(["--naive", str(args.naive_n), *common])
-    print_table(runs, augment, naive, ours_small, config)
+    for e in names:
+        print(f"\n### engine {e} (ran: {next(iter(by_engine[e].values()))['engines']})")
+        print_table(by_engine[e], augment, naive if e == names[0] else None, ours_small, config)
+    if len(names) > 1:
+        compare_engines(by_engine, args.work)
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "augment": augment, "naive": naive, "ours_small": ours_small}, indent=2))
+        args.json.write_text(json.dumps({"runs": by_engine, "augment": augment, "naive": naive, "ours_small": ours_small}, indent=2))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,9 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
     ]
     lines = [line for line in lines if line]
     if "wall_time_s" in summary:
-        lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}")
+        engines = summary.get("engines") or {}
+        ran = f" ({', '.join(f'{m}: {e}' for m, e in engines.items())})" if engines else ""
+        lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}{ran}")
     lines.append(f"review list      {summary['review_csv']}")
     lines += _kept_lines(summary)
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]
@@ -148,6 +150,9 @@ ConfigFile = Annotated[Optional[str], typer.Option(
 WeightsDir = Annotated[Optional[Path], typer.Option(
     "--weights-dir", help="Folder of <arch>.safetensors / <arch>.<tag>.safetensors tried before timm's hub "
     "(default: $DATACLEANER_WEIGHTS_DIR).")]
+ENGINE_HELP = ("What runs frozen members' backbones: auto (ONNX Runtime on the CPU, torch on a GPU), torch, "
+               "or onnxruntime.")
+EngineOption = Annotated[Optional[str], typer.Option(help=ENGINE_HELP)]
 Members = Annotated[Optional[str], typer.Option(help="Comma-separated member names or timm architectures.")]
 Epochs = Annotated[Optional[int], typer.Option(help="Training epochs for every member.")]
 FlagRule = Annotated[
@@ -187,6 +192,7 @@ def clean(
     fusion: Annotated[Optional[str], typer.Option(help="Fuse 'logits' (default) or 'probs'.")] = None,
     tta_views: Annotated[Optional[int], typer.Option("--tta-views", help="V, views per image.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    engine: EngineOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for folds, training and TTA.")] = None,
     flag_rule: FlagRule = None,
     label_quality: LabelQuality = None,
@@ -208,7 +214,7 @@ def clean(
 
     result = run_clean(
         data, out, config, progress=_progress(quiet, verbose), scheme=scheme, folds=folds, epochs=epochs, tau=tau,
-        min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, seed=seed, members=_names(members),
+        min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, engine=engine, seed=seed, members=_names(members),
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
         executor=executor, ray_address=ray_address, weights_dir=weights_dir, checks=checks,
         min_error_prob=min_error_prob, memory_gb=memory_gb,
@@ -293,6 +299,7 @@ def train(
     members: Members = None,
     epochs: Epochs = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    engine: EngineOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation and augmentation.")] = None,
     weights_dir: WeightsDir = None,
     memory_gb: MemoryGb = None,
@@ -303,7 +310,7 @@ def train(
     from .runs import train_committee
 
     committee = train_committee(
-        data, out, config, progress=_progress(quiet, verbose), epochs=epochs, device=device, seed=seed,
+        data, out, config, progress=_progress(quiet, verbose), epochs=epochs, device=device, engine=engine, seed=seed,
         members=_names(members), weights_dir=weights_dir, memory_gb=memory_gb,
     )
     summary = json.loads((out / "summary.json").read_text())
@@ -328,6 +335,7 @@ def select(
     production_size: Annotated[Optional[int], typer.Option(help="Production model input size.")] = None,
     diverse: Annotated[bool, typer.Option("--diverse", help="Keep near-duplicates from filling the budget (k-center on committee features).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
     executor: Annotated[str, typer.Option(help="local (this process) or ray (shards of the pool as Ray tasks).")] = "local",
     ray_address: RayAddress = None,
     shard_images: Annotated[int, typer.Option(help="Pool images per prediction job (and per chunk held in memory).")] = 4096,
@@ -344,7 +352,7 @@ def select(
         names = [x.strip() for x in (p.read_text().splitlines() if p.is_file() else production_classes.split(",")) if x.strip()]
     options = SelectOptions(
         budget=budget, method=method, min_committee_prob=min_committee_prob, min_production_score=min_production_score,
-        diverse=diverse, device=device, executor=executor, ray_address=ray_address, shard_images=shard_images,
+        diverse=diverse, device=device, engine=engine, executor=executor, ray_address=ray_address, shard_images=shard_images,
         memory_gb=memory_gb,
     )
     model = Production(production, arch=production_arch, classes=names, size=production_size)

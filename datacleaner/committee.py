@@ -27,8 +27,9 @@ from safetensors.torch import load_file
 
 from . import health
 from .arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece
-from .config import JUDGING_ONLY, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
+from .config import ENGINES, JUDGING_ONLY, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, dump_config, validate
 from .dataset import decode_images
+from .engines import engine_for
 from .errors import DataCleanerError
 from .fuse import fuse
 from .keys import digest, member_seed
@@ -130,9 +131,12 @@ class Committee:
         labels = np.asarray(labels)[idx]
         budget, per_image = memory_budget(cfg.memory_gb), cfg.tta.views * model.num_features * 4
 
+        backbone = self._backbone(member, model, prep, device, progress)
+
         def features(rows, bar):
             return predict_logits(model, images, rows, prep, cfg.tta, cfg.augment, device=device, seed=cfg.seed,
-                                  batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True)
+                                  batch_size=cfg.batch_size_predict, amp=member.amp, on_batch=bar.update, features=True,
+                                  backbone=backbone)
 
         with progress.bar(len(idx), f"features {member.label}") as bar:
             if len(idx) * per_image * 1.5 <= budget:
@@ -151,6 +155,16 @@ class Committee:
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
         set_classifier(model, *head)
+
+    def _backbone(self, member: MemberConfig, model, prep: Preprocess, device, progress: Progress = QUIET):
+        """The member's backbone on ONNX Runtime (engines.py) or None for torch; which ran goes to `engines_`
+        and, the first time, to `progress`."""
+        backbone, run = engine_for(self.config.engine, member.frozen, device, model, prep.size)
+        engines = self.__dict__.setdefault("engines_", {})
+        if member.label not in engines:
+            progress.info(f"{member.label}: {run.engine}" + (f" ({run.note})" if run.note else ""))
+        engines[member.label] = run.engine
+        return backbone
 
     # saving and loading --------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -172,8 +186,9 @@ class Committee:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None) -> "Committee":
-        """Load a bundle written by `save`. Reads JSON and safetensors only: no code is executed."""
+    def load(cls, path: str | Path, *, device: str | None = None, engine: str | None = None) -> "Committee":
+        """Load a bundle written by `save`. Reads JSON and safetensors only: no code is executed.
+        `engine` (engines.py, default auto): what runs its frozen members' backbones."""
         path = Path(path)
         meta_path = path / "committee.json"
         if not meta_path.is_file():
@@ -188,8 +203,10 @@ class Committee:
         members = list(by_label.values())
         cfg = CleanConfig(
             seed=meta["seed"], fusion=meta["fusion"], tta=TTAConfig(**meta["tta"]), augment=AugmentConfig(**meta["augment"]),
-            members=members, device=device or "auto",
+            members=members, device=device or "auto", engine=engine or "auto",
         )
+        if cfg.engine not in ENGINES:
+            raise DataCleanerError(f"engine must be one of {', '.join(ENGINES)}, got '{cfg.engine}'")
         committee = cls(cfg)
         committee.classes_ = list(meta["classes"])
         committee.cache_size_ = int(meta["cache_size"])
@@ -220,12 +237,13 @@ class Committee:
         idx = np.arange(len(images))
         outputs = []
         for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
+            backbone = self._backbone(judge.member, model, prep, device, progress)
             with progress.bar(len(idx), f"judge {judge.label}") as bar:
                 outputs.append(
                     predict_logits(
                         model, images, idx, prep, self.config.tta, self.config.augment, device=device,
                         seed=self.config.seed, batch_size=self.config.batch_size_predict, on_batch=bar.update,
-                        view_index=index,
+                        view_index=index, backbone=backbone,
                     )
                 )
         return np.stack(outputs, axis=1)
@@ -236,8 +254,9 @@ class Committee:
 
         device = resolve_device(self.config.device)
         parts = []
-        for model, prep in zip(self.members_, self.preps_):
-            f = predict_features(model, images, prep, device=device)
+        for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
+            f = predict_features(model, images, prep, device=device,
+                                 backbone=self._backbone(judge.member, model, prep, device))
             parts.append(f / np.clip(np.linalg.norm(f, axis=1, keepdims=True), 1e-12, None))
         return np.concatenate(parts, axis=1)
 
@@ -250,9 +269,11 @@ class Committee:
         member's backbone (pretrained, never fine-tuned) on the unaugmented image, else the pixels."""
         from .predict import predict_features
 
+        device = resolve_device(self.config.device)
         for judge, model, prep in zip(self.judges_, self.members_, self.preps_):
             if judge.member.frozen:
-                return predict_features(model, images, prep, device=resolve_device(self.config.device))
+                return predict_features(model, images, prep, device=device,
+                                        backbone=self._backbone(judge.member, model, prep, device))
         return health.pixel_features(images)
 
     def record_labeled(self, path: str | Path, images: np.ndarray, paths: list[str], labels: np.ndarray,

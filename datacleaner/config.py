@@ -31,6 +31,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "cosine_restarts", "constant")
 TTA_MODES = ("deterministic", "augment")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ENGINES = ("auto", "torch", "onnxruntime")  # engines.py
 EXECUTORS = ("local", "ray")
 
 # Deterministic views, in the order they are taken: (zoom, centre x, centre y, hflip, vflip).
@@ -194,6 +195,7 @@ class CleanConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     threads: int = 0  # torch CPU threads; 0 = all cores
+    engine: str = "auto"  # frozen members' forward passes: auto (ONNX Runtime on the CPU, else torch) | torch | onnxruntime
     fusion: str = "logits"  # average logits (then softmax) or probabilities
     tau: float = 0.1  # a round flags an image if its label's fused probability < tau
     flag_rule: str = "fixed"  # fixed: the fused argmax differs from the label or p(label) < tau;
@@ -256,7 +258,7 @@ NONNEG, POSITIVE = Bound(0), Bound(0, low_open=True)
 
 LIMITS: dict[type, dict[str, Bound | tuple[str, ...]]] = {
     CleanConfig: {
-        "scheme": SCHEMES, "folds": Bound(2), "device": DEVICES, "threads": NONNEG, "fusion": FUSIONS, "tau": UNIT,
+        "scheme": SCHEMES, "folds": Bound(2), "device": DEVICES, "threads": NONNEG, "engine": ENGINES, "fusion": FUSIONS, "tau": UNIT,
         "flag_rule": FLAG_RULES, "label_quality": QUALITY_METHODS, "passes": Bound(1, 2), "min_flags": Bound(1),
         "min_error_prob": UNIT,
         "cache_size": Bound(8), "batch_size_predict": Bound(1), "shard_images": Bound(1), "cache_memory_gb": NONNEG,

@@ -12,6 +12,7 @@ import numpy as np
 from safetensors.torch import load as load_bytes
 
 from .config import AugmentConfig, MemberConfig, TTAConfig
+from .engines import Run, engine_for
 from .models import Preprocess, create_member_model, resolve_device
 from .predict import predict_logits
 from .progress import QUIET, Progress
@@ -54,21 +55,24 @@ def predict_job(
     *, member: MemberConfig, num_classes: int, weights: bytes | None, images: np.ndarray, index: np.ndarray,
     prep: Preprocess, tta: TTAConfig, aug: AugmentConfig, seed: int, batch_size: int | None, device: str,
     features: bool = False, desc: str = "", compile: bool = False, pretrained_path: str | None = None,
-    progress: Progress = QUIET,
-) -> np.ndarray:
-    """TTA logits (n, V, C) of a member on a shard `images` (n, S, S, 3) whose dataset positions are
+    engine: str = "torch", progress: Progress = QUIET,
+) -> tuple[np.ndarray, Run]:
+    """(TTA logits (n, V, C) of a member on a shard `images` (n, S, S, 3) whose dataset positions are
     `index` (n,), with its trained `weights`; with `features` (and weights None), the pretrained
-    backbone's (n, V, D) features in float16 instead."""
+    backbone's (n, V, D) features in float16 instead, and which engine ran it). `engine`: the
+    config's (engines.py): a frozen member on the CPU runs on ONNX Runtime unless it is 'torch'."""
     model = create_member_model(member, num_classes, load_pretrained=weights is None, pretrained_path=pretrained_path)
     if weights is not None:
         model.load_state_dict(load_bytes(weights))
+    dev = resolve_device(device)
+    backbone, run = engine_for(engine, member.frozen, dev, model, prep.size)
     with progress.bar(len(images), desc) as bar:
         out = predict_logits(
-            model, images, np.arange(len(images)), prep, tta, aug, device=resolve_device(device), seed=seed,
+            model, images, np.arange(len(images)), prep, tta, aug, device=dev, seed=seed,
             batch_size=batch_size, amp=member.amp, on_batch=bar.update, features=features, view_index=index,
-            compile=compile,
+            compile=compile, backbone=backbone,
         )
-    return out.astype(np.float16) if features else out
+    return (out.astype(np.float16) if features else out), run
 
 
 def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str = "", progress: Progress = QUIET,
@@ -76,7 +80,8 @@ def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str
     """A committee's view of a shard of pool images (n, S, S, 3) at positions `index` (n,): fused
     probabilities (n, C) and each member's view-averaged probabilities (n, M, C), float32. The
     (n, M, V, C) logits live only inside this job. With `health_mean` (the labeled set's feature
-    mean), also "features": compact features (n, d) float16 to compare with the labeled set's."""
+    mean), also "features": compact features (n, d) float16 to compare with the labeled set's; "engines":
+    {member: the engine that ran it}."""
     from .fuse import fuse, softmax
     from .health import compact_features
 
@@ -87,4 +92,5 @@ def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str
     }
     if health_mean is not None:
         out["features"] = compact_features(committee.health_features(np.asarray(images)), health_mean)[0]
+    out["engines"] = dict(getattr(committee, "engines_", {}))  # {member: engine that ran it}
     return out

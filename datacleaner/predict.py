@@ -9,6 +9,7 @@ import torch
 
 from .augment import make_views, view_params
 from .config import AugmentConfig, TTAConfig
+from .engines import OnnxBackbone, classifier
 from .models import Preprocess
 from .training import autocast, compiled
 
@@ -35,6 +36,7 @@ def predict_logits(
     features: bool = False,
     view_index: np.ndarray | None = None,
     compile: bool = False,
+    backbone: OnnxBackbone | None = None,
 ) -> np.ndarray:
     """(len(idx), V, C) float32 logits of `model` on V views of images[idx]; with `features`,
     (len(idx), V, D) penultimate features (timm's pre-logits) instead.
@@ -46,7 +48,10 @@ def predict_logits(
     model runs through torch.compile.
     """
     model.to(device).to(memory_format=torch.channels_last).eval()
-    net = compiled(model, device) if compile else model
+    net = compiled(model, device) if compile and backbone is None else model
+    head = classifier(model) if backbone is not None and not features else None
+    if backbone is not None and not features and head is None:
+        backbone = None  # no linear classifier to put on its features: torch runs the whole model
     mean, std = prep.tensors(device)
     V = tta.views
     per_batch = max(1, (batch_size or default_batch_size(device)) // V)  # images per forward pass
@@ -60,12 +65,17 @@ def predict_logits(
         if pin:
             x = x.pin_memory()
         views = make_views(x.to(device, non_blocking=True), params, prep.size, mean, std)  # (B*V, 3, s, s)
-        with autocast(device, amp):
-            if features:
-                out = model.forward_head(net.forward_features(views), pre_logits=True).flatten(1)  # (B*V, D)
-            else:
-                out = net(views)  # (B*V, C)
-        chunks.append(out.float().reshape(len(batch_idx), V, -1).cpu().numpy())  # (B, V, C or D)
+        if backbone is not None:
+            f = backbone(views)  # (B*V, D) float32
+            out = f if features else f @ head[0].T + head[1]  # (B*V, D or C)
+        else:
+            with autocast(device, amp):
+                if features:
+                    out = model.forward_head(net.forward_features(views), pre_logits=True).flatten(1)  # (B*V, D)
+                else:
+                    out = net(views)  # (B*V, C)
+            out = out.float().cpu().numpy()
+        chunks.append(out.reshape(len(batch_idx), V, -1))  # (B, V, C or D)
         if on_batch is not None:
             on_batch(len(batch_idx))
     if not chunks:
@@ -76,9 +86,11 @@ def predict_logits(
 
 @torch.inference_mode()
 def predict_features(
-    model: torch.nn.Module, images: np.ndarray, prep: Preprocess, *, device: torch.device, batch_size: int = 256
+    model: torch.nn.Module, images: np.ndarray, prep: Preprocess, *, device: torch.device, batch_size: int = 256,
+    backbone: OnnxBackbone | None = None,
 ) -> np.ndarray:
-    """(N, D) penultimate features (timm's pre-logits) of the unaugmented images (N, S, S, 3)."""
+    """(N, D) penultimate features (timm's pre-logits) of the unaugmented images (N, S, S, 3); through
+    `backbone` (the model's backbone on ONNX Runtime) when given."""
     from .config import AugmentConfig
 
     model.to(device).to(memory_format=torch.channels_last).eval()
@@ -88,6 +100,9 @@ def predict_features(
         batch = images[start : start + batch_size]
         params = view_params(np.arange(len(batch)), 1, mode="deterministic", aug=AugmentConfig(), seed=0)
         x = make_views(torch.from_numpy(np.ascontiguousarray(batch)).to(device), params, prep.size, mean, std)
-        feats = model.forward_head(model.forward_features(x), pre_logits=True)
-        chunks.append(feats.float().flatten(1).cpu().numpy())
+        if backbone is not None:
+            chunks.append(backbone(x))
+        else:
+            feats = model.forward_head(model.forward_features(x), pre_logits=True)
+            chunks.append(feats.float().flatten(1).cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)

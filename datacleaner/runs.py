@@ -307,6 +307,7 @@ class RunContext:
     executor: Any  # executors.LocalExecutor or RayExecutor
     progress: Progress
     watch: Stopwatch
+    told: set = dataclasses.field(default_factory=set)  # members whose engine was announced
 
     @property
     def labels(self) -> np.ndarray:
@@ -361,8 +362,8 @@ def clean(
         result.summary.update(
             profile=origin.profile, profile_reason=origin.reason, warnings=warnings,
             wall_time_s=round(time.time() - started, 1), members_trained=trained,
-            device=str(resolve_device(cfg.device)), judgements_reused=reused, executor=cfg.executor,
-            **ctx.watch.report(),
+            device=str(resolve_device(cfg.device)), engines=engines_used(ctx.run, cfg, ctx.info),
+            judgements_reused=reused, executor=cfg.executor, **ctx.watch.report(),
         )
         ctx.run.write_json("summary.json", result.summary)
     return result
@@ -484,7 +485,8 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
 
 def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
     """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
-    (each saved as it arrives, so an interrupted run resumes), then joined into one file read in pieces."""
+    (each saved as it arrives, so an interrupted run resumes), then joined into one file read in pieces.
+    Which engine computed them is kept beside the file (<features>.json, see `engines_used`)."""
     cfg, images = ctx.cfg, ctx.prepared.images
     path = ctx.run.features_path(cfg, member, ctx.info)
     if path.is_file():
@@ -496,10 +498,14 @@ def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
     jobs = [
         ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
                 tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
-                desc=f"features {member.label} {s}/{len(images)}")
+                engine=cfg.engine, desc=f"features {member.label} {s}/{len(images)}")
         for s in todo for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
     ]
-    for i, feats in ctx.executor.run(jobs):
+    engines_seen = set(json.loads((parts_dir / "engines.json").read_text())) if (parts_dir / "engines.json").is_file() else set()
+    for i, (feats, used) in ctx.executor.run(jobs):
+        _tell_engine(ctx, member, used)
+        engines_seen.add(used.engine)
+        write_text_atomic(parts_dir / "engines.json", json.dumps(sorted(engines_seen)))
         _save_array(parts_dir / f"{todo[i]}.npy", feats)
         ctx.watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
     tmp = path.with_suffix(".partial.npy")
@@ -507,9 +513,29 @@ def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
     with NpyWriter(tmp, (len(images), *shape[1:]), np.float16, block_rows=1) as out:
         for s in starts:
             out.write(s, np.load(parts_dir / f"{s}.npy"))  # (n, V, D) float16
+    write_text_atomic(path.with_suffix(".json"), json.dumps({"engine": " + ".join(sorted(engines_seen)) or "none"}))
     os.replace(tmp, path)
     shutil.rmtree(parts_dir)
     return NpyFile(path)
+
+
+def engines_used(run: RunDir, cfg: CleanConfig, info: dict) -> dict[str, str]:
+    """{member: the engine that ran its forward passes}: a frozen member's as recorded beside its features
+    ('onnxruntime', 'torch', both joined by ' + ' when a resumed run mixed them), a fine-tuned one's 'torch'."""
+    out = {}
+    for m in cfg.members:
+        side = run.features_path(cfg, m, info).with_suffix(".json")
+        out[m.label] = json.loads(side.read_text())["engine"] if m.frozen and side.is_file() else "torch"
+    return out
+
+
+def _tell_engine(ctx: RunContext, member: MemberConfig, used) -> None:
+    """One line per member and run saying which engine computed its features, and why when torch stood in."""
+    if member.label in ctx.told:
+        return
+    ctx.told.add(member.label)
+    why = f" ({used.note})" if used.note else ""
+    ctx.progress.info(f"features {member.label}: {used.engine}{why}")
 
 
 def _health_features(ctx: RunContext) -> None:
@@ -528,10 +554,10 @@ def _health_features(ctx: RunContext) -> None:
         jobs = [
             ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
                     tta=one_view, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
-                    desc=f"health features {s}/{len(images)}")
+                    engine=cfg.engine, desc=f"health features {s}/{len(images)}")
             for s in starts for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
         ]
-        parts = dict(ctx.executor.run(jobs))
+        parts = {i: feats for i, (feats, _) in ctx.executor.run(jobs)}
         feats = np.concatenate([parts[i] for i in range(len(starts))]) if starts else np.zeros((0, 1, 1), np.float16)
     compact = health.compact_features(feats)[0]
     lonely = health.compact_features(feats, centre=False)[0] if member is not None else compact
@@ -615,7 +641,7 @@ def _judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass)
             ))
             owner.append((k, i))
     with ctx.watch.stage("predict"):
-        for i, logits in ctx.executor.run(jobs):
+        for i, (logits, _) in ctx.executor.run(jobs):
             k, n = owner[i]
             parts[k][n] = logits
             ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
@@ -693,7 +719,7 @@ class FinishedRun:
 
 
 # What a re-score keeps from the summary `clean` wrote: facts about the run, not about the scores.
-RUN_FACTS = ("profile", "profile_reason", "wall_time_s", "members_trained", "device", "warnings",
+RUN_FACTS = ("profile", "profile_reason", "wall_time_s", "members_trained", "device", "engines", "warnings",
              "judgements_reused", "executor", "timings_s", "work")
 
 
@@ -905,5 +931,6 @@ def train_committee(
             "images": len(labeled.paths), "trained_on": int(len(keep)), "unreadable": len(prepared.problems),
             "classes": labeled.classes, "members": [j.label for j in judges(cfg.members)], "profile": origin.profile,
             "profile_reason": origin.reason, "wall_time_s": round(time.time() - started, 1),
+            "engines": {j.label: committee.__dict__.get("engines_", {}).get(j.member.label, "torch") for j in judges(cfg.members)},
         })
     return committee

@@ -28,6 +28,7 @@ from . import health
 from .arrays import GiB, memory_budget, scratch_array
 from .committee import LABELED, Committee
 from .dataset import LabeledImages, find_pool_images
+from .config import ENGINES
 from .errors import DataCleanerError
 from .executors import Job, Rows, Shared, make_executor
 from .jobs import committee_job
@@ -52,6 +53,7 @@ class SelectOptions:
     diverse: bool = False  # fill the budget by greedy k-center on committee features
     diverse_pool: int = 5  # ... among the top diverse_pool x B candidates
     device: str = "auto"
+    engine: str = "auto"  # frozen members' backbones: auto (ONNX Runtime on the CPU) | torch | onnxruntime (engines.py)
     executor: str = "local"  # local | ray
     ray_address: str | None = None
     shard_images: int = 4096  # pool images per prediction job (and per chunk held in memory)
@@ -62,6 +64,8 @@ class SelectOptions:
             raise DataCleanerError(f"--method must be one of {', '.join(DISAGREEMENT_METHODS)}, got '{self.method}'")
         if self.shard_images < 1:
             raise DataCleanerError(f"--shard-images must be >= 1, got {self.shard_images}")
+        if self.engine not in ENGINES:
+            raise DataCleanerError(f"--engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
         if self.budget is not None and self.budget < 0:
             raise DataCleanerError(f"--budget must be >= 0, got {self.budget}")
         return self
@@ -118,7 +122,7 @@ def select(
     opts = dataclasses.replace(options or SelectOptions(), **option_values).check()
     production = production if isinstance(production, Production) else Production(production)
     with run_lock(out, progress):
-        bundle = Committee.load(committee, device=opts.device)
+        bundle = Committee.load(committee, device=opts.device, engine=opts.engine)
         configure(bundle.config.threads)
         run = RunDir(out)
         executor = make_executor(opts.executor, address=opts.ray_address, progress=progress)
@@ -255,6 +259,7 @@ def _summary(run: RunDir, pool: Pool, table: pd.DataFrame, selection: pd.DataFra
         "duplicates": int(((table["detail"] != "") & (table["reason"] != "already_labeled")).sum()),
         "already_labeled": int((table["reason"] == "already_labeled").sum()), "diverse": opts.diverse,
         "budget": opts.budget, "method": opts.method, "executor": opts.executor,
+        "engines": dict(getattr(committee, "engines_", {})),
         "committee": str(Path(committee_dir).resolve()), "classes": committee.classes_,
         "wall_time_s": round(seconds, 1), "selection_csv": str(run.file("selection.csv")),
     }
@@ -310,6 +315,7 @@ def _judge_pool(run: RunDir, committee: Committee, committee_dir, pool: Pool, ex
     ]
     for i, result in executor.run(jobs):
         s = todo[i]
+        committee.__dict__.setdefault("engines_", {}).update(result.pop("engines", {}))
         buf = io.BytesIO()
         np.savez(buf, **result)
         write_bytes_atomic(shard_file[s], buf.getvalue())

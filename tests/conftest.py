@@ -10,6 +10,19 @@ import yaml
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """Exported backbones (engines.py) go to a folder of this test session, not the user's cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("DATACLEANER_CACHE_DIR")
+    os.environ["DATACLEANER_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("DATACLEANER_CACHE_DIR", None)
+    else:
+        os.environ["DATACLEANER_CACHE_DIR"] = old
+
 TINY_CONFIG = {
     "scheme": "cv",
     "folds": 3,
