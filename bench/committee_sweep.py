@@ -145,8 +145,10 @@ def timed_features(work: Path, arrays, n: int, size: int, arch: str) -> dict:
 
 
 def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
-                 key) -> tuple[list, float]:
-    """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`."""
+                 key, first_key=None) -> tuple[list, float]:
+    """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`.
+    Heads start where `clean`'s do (runs._head_to_start_from): pass 1's later rounds from its round 1,
+    pass 2's (first_key: pass 1's cache key) from pass 1's head of the same round."""
     C = int(labels.max()) + 1
     outs, seconds = [], 0.0
     for r in range(plan.n_rounds):
@@ -160,8 +162,11 @@ def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, ex
             if k not in cache:
                 t0 = time.perf_counter()
                 F = feats[m.name]
-                W, b = fit_view_head(np.asarray(F[t]), labels[t], C, m)
+                origin = (first_key, m.name, r) if first_key else (key, m.name, 0)
+                start = cache.get((origin, "head")) if (first_key or r) else None
+                W, b = fit_view_head(np.asarray(F[t]), labels[t], C, m, init=start)
                 cache[k] = (np.asarray(F[judge], dtype=np.float32) @ W.T + b).astype(np.float32)
+                cache[k, "head"] = (W, b)
                 cache[k, "s"] = time.perf_counter() - t0
             parts.append(cache[k])
             seconds += cache[k, "s"]
@@ -178,7 +183,8 @@ def committee_scores(feats, labels, cfg, cache, label_key, passes: int = 2):
     if passes == 1:
         return first, first, s1
     held = tuple(np.flatnonzero(first.in_review))
-    outs2, s2 = round_logits(feats, labels, cfg, plan, first.in_review, cache, (label_key, "p2", hash(held)))
+    outs2, s2 = round_logits(feats, labels, cfg, plan, first.in_review, cache, (label_key, "p2", hash(held)),
+                             first_key=(label_key, "p1"))
     return first, judge_outputs(outs2, labels, cfg, J)[0], s1 + s2, outs2
 
 

@@ -114,7 +114,7 @@ def export_backbones(config: str) -> dict:
 BACKBONE_ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
 
 
-def time_backbone(spec: str, seconds: float = 10.0) -> dict:
+def time_backbone(spec: str, seconds: float = 8.0) -> dict:
     """Image-views/s of one backbone alone: spec = arch:size:engine:batch:threads:opt (opt: basic,
     extended, all or int8; int8 also reports the features' cosine similarity to float32's)."""
     import torch

@@ -148,6 +148,10 @@ class RunDir:
             source = [backbone, info["fingerprint"], info["cache_size"], self._weights(info, m)]
         return self.file("features", f"health-{digest([source, health.FEATURE_DIM])}.npz")
 
+    def head_path(self, cfg, member: MemberConfig, round_, info, held_out: str | None = None) -> Path:
+        """A frozen member's fitted head (W, b) in a round: where later heads of the run start from."""
+        return self.file("heads", f"{self._prefix(round_, Judge(member), held_out)}-{self.training_key(cfg, member, round_, info, held_out)}.npz")
+
     def logits_path(self, cfg, judge: Judge, round_, info, held_out: str | None = None) -> Path:
         """TTA logits of (round, judge); `held_out` keys pass 2 by the images it trained without."""
         training = self.training_key(cfg, judge.member, round_, info, held_out)
@@ -461,8 +465,9 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
             feats, t = features[m.label], ctx.train_idx(r, pass_)
             per_image = int(np.prod(feats.shape[1:])) * 4  # float32 bytes of one image's views
             stats: dict = {}
+            init = _head_to_start_from(ctx, m, r, pass_)
             if len(t) * per_image * 1.5 <= budget:  # the float16 rows read, then their float32 copy
-                W, b = fit_view_head(feats[t], ctx.labels[t], C, m, stats=stats)
+                W, b = fit_view_head(feats[t], ctx.labels[t], C, m, stats=stats, init=init)
             else:
                 if not told:
                     ctx.progress.info(
@@ -470,7 +475,8 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
                         f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
                     told = True
                 W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=rows_per_piece(budget, per_image),
-                                             stats=stats)
+                                             stats=stats, init=init)
+            _save_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out), W, b)
             judge = ctx.plan.judge_idx(r)
             path = ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -481,6 +487,30 @@ def _fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], p
             os.replace(tmp, path)
             ctx.watch.count("head_fits", 1)
             ctx.watch.count("head_evaluations", stats.get("evaluations", 0))  # L-BFGS loss evaluations: passes over the data
+
+
+def _head_to_start_from(ctx: RunContext, member: MemberConfig, round_: int, pass_: Pass):
+    """Where a frozen member's head starts L-BFGS: pass 2's from pass 1's head of the same round, pass 1's
+    later rounds from its round 1 (they train on mostly the same images, so the optimum is near and
+    is reached in about half the evaluations); round 1 of pass 1, or a head not on disk, from zero.
+    The start is read from the run directory, so a resumed run starts every head where it would have."""
+    cfg, info = ctx.cfg, ctx.info
+    if pass_.held_out:
+        path = ctx.run.head_path(cfg, member, round_, info)
+    elif round_ > 0:
+        path = ctx.run.head_path(cfg, member, 0, info)
+    else:
+        return None
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        return saved["W"], saved["b"]
+
+
+def _save_head(path: Path, W: np.ndarray, b: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, W=np.asarray(W, dtype=np.float32), b=np.asarray(b, dtype=np.float32))
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:

@@ -293,29 +293,37 @@ HEAD_MAX_ITER = 200  # L-BFGS iterations for a frozen member's logistic head
 
 def fit_linear_head(
     features: np.ndarray, labels: np.ndarray, num_classes: int, *, l2: float, label_smoothing: float = 0.0,
-    stats: dict | None = None,
+    stats: dict | None = None, init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression: (W (C, D), b (C,)) with logits = features @ W.T + b.
 
     features: (n, D) float; labels: (n,) int. Features are standardised inside and the
     scaling folded back into W and b, so the head acts on raw features. Full-batch L-BFGS
-    from zero weights: the same data always gives the same head. fit_linear_head_chunked
-    fits the same head from chunks read one at a time.
+    from zero weights, or from `init` (a head (W, b) on raw features, e.g. fitted on nearly the
+    same images: the same optimum, reached in about half the evaluations): the same data and
+    start always give the same head. fit_linear_head_chunked fits the same head from chunks
+    read one at a time.
     """
     z = torch.from_numpy(np.array(features, dtype=np.float32))  # (n, D), our own copy
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     mu, sd = z.mean(0), z.std(0).clamp_min(1e-6)  # (D,)
     z.sub_(mu).div_(sd)  # standardised in place: one copy of the features in memory
     loss_fn = MemberLoss(label_smoothing=label_smoothing)
-    return _lbfgs_head(lambda W, b: loss_fn(z @ W.T + b, y), z.shape[1], num_classes, l2, mu, sd, stats)
+    return _lbfgs_head(lambda W, b: loss_fn(z @ W.T + b, y), z.shape[1], num_classes, l2, mu, sd, stats, init)
 
 
-def _lbfgs_head(data_loss, D: int, C: int, l2: float, mu: torch.Tensor, sd: torch.Tensor, stats: dict | None = None):
-    """L-BFGS from zero on data_loss(W, b) + l2/2 |W|^2 (data_loss backpropagates itself, in parts if it
-    likes, and returns the loss value), W and b acting on standardised features; returned on raw ones.
-    `stats`, if given, receives the iterations and loss evaluations it took."""
-    W = torch.zeros(C, D, requires_grad=True)
-    b = torch.zeros(C, requires_grad=True)
+def _lbfgs_head(data_loss, D: int, C: int, l2: float, mu: torch.Tensor, sd: torch.Tensor, stats: dict | None = None,
+                init: tuple[np.ndarray, np.ndarray] | None = None):
+    """L-BFGS from zero (or from `init`, a head on raw features) on data_loss(W, b) + l2/2 |W|^2 (data_loss
+    backpropagates itself, in parts if it likes, and returns the loss value), W and b acting on
+    standardised features; returned on raw ones. `stats`, if given, receives the iterations and loss
+    evaluations it took."""
+    if init is None:
+        W, b = torch.zeros(C, D), torch.zeros(C)
+    else:  # raw -> standardised: W_std = W_raw * sd, b_std = b_raw + W_raw @ mu
+        W_raw, b_raw = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in init)
+        W, b = W_raw * sd, b_raw + W_raw @ mu
+    W, b = W.clone().requires_grad_(True), b.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=HEAD_MAX_ITER, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -339,7 +347,7 @@ def _lbfgs_head(data_loss, D: int, C: int, l2: float, mu: torch.Tensor, sd: torc
 
 def fit_linear_head_chunked(
     chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], num_classes: int, *, l2: float,
-    label_smoothing: float = 0.0, stats: dict | None = None,
+    label_smoothing: float = 0.0, stats: dict | None = None, init: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """fit_linear_head's head from data too large to hold: chunks() yields (features (m, D), labels (m,))
     pieces of the same n rows every time it is called (e.g. read from a memory-mapped file). The mean,
@@ -377,22 +385,22 @@ def fit_linear_head_chunked(
             total += loss.detach()
         return total
 
-    return _lbfgs_head(data_loss, len(mu), num_classes, l2, mu, sd, stats)
+    return _lbfgs_head(data_loss, len(mu), num_classes, l2, mu, sd, stats, init)
 
 
 def fit_view_head(features: np.ndarray, labels: np.ndarray, num_classes: int, member: MemberConfig,
-                  stats: dict | None = None):
+                  stats: dict | None = None, init: tuple[np.ndarray, np.ndarray] | None = None):
     """A frozen member's head from TTA features (n, V, D) of its training images, labels (n,):
-    every view is a sample. Returns (W (C, D), b (C,))."""
+    every view is a sample. Returns (W (C, D), b (C,)); `init`: a head to start from."""
     n, V, D = features.shape
     return fit_linear_head(
         np.asarray(features).reshape(n * V, D), np.repeat(np.asarray(labels), V), num_classes,
-        l2=member.head_l2, label_smoothing=member.label_smoothing, stats=stats,
+        l2=member.head_l2, label_smoothing=member.label_smoothing, stats=stats, init=init,
     )
 
 
 def fit_view_head_chunked(features, idx: np.ndarray, labels: np.ndarray, num_classes: int, member: MemberConfig,
-                          chunk_images: int, stats: dict | None = None):
+                          chunk_images: int, stats: dict | None = None, init: tuple[np.ndarray, np.ndarray] | None = None):
     """fit_view_head on rows `idx` of TTA features (N, V, D) too large to hold (e.g. an arrays.NpyFile):
     read `chunk_images` images at a time; `labels` (len(idx),)."""
     idx, labels = np.asarray(idx), np.asarray(labels)
@@ -403,7 +411,7 @@ def fit_view_head_chunked(features, idx: np.ndarray, labels: np.ndarray, num_cla
             yield x.reshape(-1, x.shape[2]), np.repeat(labels[s : s + chunk_images], x.shape[1])
 
     return fit_linear_head_chunked(chunks, num_classes, l2=member.head_l2, label_smoothing=member.label_smoothing,
-                                   stats=stats)
+                                   stats=stats, init=init)
 
 
 def set_classifier(model: torch.nn.Module, weight: np.ndarray, bias: np.ndarray) -> torch.nn.Module:

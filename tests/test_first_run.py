@@ -144,6 +144,8 @@ def test_doctor_reports_versions_device_and_weights(weights_dir):
         assert any(line.startswith(key) for line in r.output.splitlines()), key
     assert str(weights_dir / "tf_efficientnet_lite2.in1k.safetensors") in r.output
     assert "ready: a run with this config has everything it needs" in r.output
+    engine = next(line for line in r.output.splitlines() if line.startswith("engine"))
+    assert "onnxruntime" in engine and "tf_efficientnet_lite2, mobilenetv2_100" in engine  # the cpu profile's frozen members
     r = runner.invoke(app, ["doctor", "--config", "small"])
     assert r.exit_code == 0 and "trained from scratch: needs no weights" in r.output
     r = runner.invoke(app, ["doctor", "--config", "small", "--device", "cuda"])

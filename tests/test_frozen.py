@@ -53,6 +53,24 @@ def test_chunked_head_equals_the_full_batch_head(smoothing):
     assert 0.6 < (p.argmax(1) == labels).mean() < 0.99  # a real fit on classes that overlap, not a trivial one
 
 
+def test_a_head_started_near_its_optimum_reaches_the_same_head_sooner():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(0, 1, (5, 64)) * 2
+    labels = rng.integers(0, 5, 3000)
+    features = (centres[labels] + rng.normal(0, 2, (3000, 64)) + 20).astype(np.float32)  # overlapping classes
+    first = fit_linear_head(features, labels, 5, l2=0.03)  # what pass 1 fitted
+    keep = rng.random(3000) > 0.08  # pass 2: the same images but a few
+    cold, warm = {}, {}
+    W, b = fit_linear_head(features[keep], labels[keep], 5, l2=0.03, stats=cold)
+    Ww, bw = fit_linear_head(features[keep], labels[keep], 5, l2=0.03, stats=warm, init=first)
+    x = features[~keep]
+    p, pw = (torch.softmax(torch.from_numpy(x @ w.T + c), 1).numpy() for w, c in [(W, b), (Ww, bw)])
+    assert np.abs(p - pw).max() < 5e-3  # one strictly convex problem: the same optimum, to the optimiser's tolerance
+    assert warm["evaluations"] < 0.8 * cold["evaluations"]
+    Wc, bc = fit_linear_head_chunked(lambda: [(features[keep], labels[keep])], 5, l2=0.03, init=first)
+    np.testing.assert_allclose(Wc, Ww, atol=0.02 * np.abs(Ww).max())
+
+
 def test_npy_writer_and_reader_round_trip(tmp_path):
     rows = np.random.default_rng(0).integers(0, 255, (10, 3, 2), dtype=np.uint8)
     with NpyWriter(tmp_path / "a.npy", rows.shape, np.uint8, block_rows=3) as out:
@@ -220,6 +238,7 @@ def test_second_pass_retrains_without_pass_one_flags_and_rescores(noisy_digits, 
     excluded = set(manifest["path"].iloc[second["excluded"]])
     assert len(excluded) >= 10 and truth.set_index("path").loc[sorted(excluded & set(truth["path"])), "flipped"].mean() > 0.6
     assert len(list((out / "logits").glob("r*p2-*.npy"))) == 3  # one per round of pass 2
+    assert len(list((out / "heads").glob("r*p2-*.npz"))) == 3  # and its heads, started from pass 1's
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passes"] == 2 and summary["flag_rule"] == "noise_rate"
     assert 0.03 < summary["estimated_noise_rate"] < 0.25  # 10% of the labels are flipped
