@@ -330,7 +330,13 @@ def main(argv=None) -> int:
     ap.add_argument("--time", type=int, default=None, metavar="N",
                     help="time each member's features on N images in a run of its own (cached in --work) and use "
                          "those timings for s / 1,000 images: run it with nothing else on the machine")
+    ap.add_argument("--summary", nargs="+", type=Path, metavar="JSON",
+                    help="print the summary table of earlier sweeps' --json files (with --rates) and stop")
+    ap.add_argument("--rates", type=Path, help="the table `bench/speed.py --backbones` printed, for --summary")
     args = ap.parse_args(argv)
+    if args.summary:
+        print(summary(args.summary, args.rates))
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     rows, cal_sets = [], {}
     if args.data == "imagenette":
@@ -404,6 +410,36 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def feature_seconds(rates_md: Path) -> dict[tuple[str, int, str], float]:
+    """{(arch, px, engine): seconds of features per 1,000 images at 2 views} from the table that
+    `bench/speed.py --backbones` prints (batch 64, 2 threads, graph level all)."""
+    out = {}
+    for line in rates_md.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and cells[3] == "64" and cells[4] == "2" and cells[5] in ("–", "all"):
+            out[cells[0], int(cells[1]), cells[2]] = 2000 / float(cells[6].replace(",", ""))
+    return out
+
+
+def summary(files: list[Path], rates_md: Path) -> str:
+    """One row per (data, size, committee): false alarms on clean labels, F1 / AUROC on each noisy set,
+    and features seconds per 1,000 images on torch and ONNX Runtime (backbones timed alone)."""
+    secs = feature_seconds(rates_md)
+    lines = []
+    for f in files:
+        rows = json.loads(f.read_text())
+        sets = [s for s in dict.fromkeys(r["labels"] for r in rows) if s != "clean"]
+        lines += [f"\n{f.stem}\n", "| px | committee | flagged on clean | " + " | ".join(f"{s} F1 / AUROC" for s in sets)
+                  + " | features s / 1,000: torch | onnxruntime |", "|---:|---|---:|" + "---|" * len(sets) + "---:|---:|"]
+        for (size, committee) in dict.fromkeys((r["size"], r["committee"]) for r in rows):
+            by = {r["labels"]: r for r in rows if r["size"] == size and r["committee"] == committee}
+            t = [sum(secs.get((a, size, e), float("nan")) for a in committee.split("+")) for e in ("torch", "onnxruntime")]
+            clean = f"{by['clean']['flagged_share']:.1%}" if "clean" in by else "–"
+            lines.append(f"| {size} | {committee} | {clean} | " + " | ".join(
+                f"{by[s]['f1']:.3f} / {by[s]['auroc']:.3f}" if s in by else "–" for s in sets) + f" | {t[0]:.1f} | {t[1]:.1f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:

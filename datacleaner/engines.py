@@ -12,9 +12,9 @@ classifier left out), the input size, the opset and the torch and timm versions.
 never the only copy of a member: a stale or broken file is rebuilt, a missing one exported again.
 <cache> is $DATACLEANER_CACHE_DIR, else $XDG_CACHE_HOME/datacleaner, else ~/.cache/datacleaner.
 
-`engine`: 'auto' (ONNX Runtime for frozen members on the CPU, torch everywhere else), 'torch',
-or 'onnxruntime' (the same as auto, but a failure to export or run is reported as one). Torch
-stays the path on a GPU, for fine-tuned members and wherever the export or the runtime fails.
+`engine` (config.ENGINES): 'auto' and 'onnxruntime' run frozen members on ONNX Runtime on the
+CPU; 'torch' never does. Torch stays the path on a GPU, for fine-tuned members, and wherever
+the export or the runtime fails: then the run says so in one line (and why), and goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ENGINES  # noqa: F401  (auto | torch | onnxruntime)
 from .keys import digest
 from .tables import write_bytes_atomic
 
