@@ -50,7 +50,7 @@ from datacleaner.runs import RunDir, clean, judge_outputs  # noqa: E402
 from datacleaner.training import fit_view_head  # noqa: E402
 
 from paths import CIFAR, IMAGENETTE, ROOT, WEIGHTS  # noqa: E402
-from real_noise import CLASSES, metrics as list_metrics, review_order, write_tree  # noqa: E402
+from real_noise import metrics as list_metrics, review_order, write_tree  # noqa: E402
 
 ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
 LABELS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
