@@ -55,7 +55,7 @@ from datacleaner.progress import QUIET  # noqa: E402
 from datacleaner.runs import clean, rescore  # noqa: E402
 from datacleaner.tables import LABEL_ISSUES, primary_issue  # noqa: E402
 
-from paths import CIFAR, ROOT, SHARED, WEIGHTS  # noqa: E402
+from paths import CIFAR, IMAGENETTE, ROOT, WEIGHTS  # noqa: E402
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR_SETS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}

@@ -145,8 +145,9 @@ def _kept_lines(summary: dict) -> list[str]:
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Per-epoch losses and cache decisions.")]
 ConfigFile = Annotated[Optional[str], typer.Option(
-    "--config", "-c", help="Built-in profile (cpu, gpu, small: see `datacleaner profiles`) or a YAML file; "
-    "default: gpu with a CUDA GPU, else cpu.")]
+    "--config", "-c", help="Built-in profile (cpu, gpu, small: see `datacleaner profiles`) or a YAML file (which may "
+    "build on one with base: NAME); default: chosen from the data and the device (small for small grayscale scans, "
+    "else gpu with a CUDA GPU, cpu without).")]
 WeightsDir = Annotated[Optional[Path], typer.Option(
     "--weights-dir", help="Folder of <arch>.safetensors / <arch>.<tag>.safetensors tried before timm's hub "
     "(default: $DATACLEANER_WEIGHTS_DIR).")]
@@ -475,11 +476,16 @@ def profiles_list(ctx: typer.Context):
         typer.echo("print one with: datacleaner profiles show NAME; use one with: --config NAME")
 
 
-def profiles_show(name: Annotated[str, typer.Argument(help="A built-in profile: cpu, gpu or small.")]):
-    """Print a built-in profile as YAML, to copy into a file and edit."""
-    from .config import profile_text
+def profiles_show(name: Annotated[str, typer.Argument(help="A built-in profile (cpu, gpu, small) or a YAML config file.")]):
+    """Print a built-in profile as YAML, to copy into a file and edit; or a YAML config file as a run
+    would use it, its base resolved and every key filled in."""
+    from .config import dump_config, profile_names, profile_text, resolve_config
 
-    typer.echo(profile_text(name), nl=False)
+    if name in profile_names() or not (Path(name).is_file() or name.endswith((".yaml", ".yml"))):
+        typer.echo(profile_text(name), nl=False)  # an unknown name: the error lists the profiles
+        return
+    cfg, origin = resolve_config(name)
+    typer.echo(f"# {origin.profile} as a run uses it ({origin.reason})\n{dump_config(cfg)}", nl=False)
 
 
 command(profiles_show, group=profiles_app, name="show")
@@ -487,14 +493,17 @@ command(profiles_show, group=profiles_app, name="show")
 
 @command
 def doctor(
+    data: Annotated[Optional[Path], typer.Argument(help="Labeled data (class folders or CSV): also say which profile a run on it "
+                                                         "would use, and why.", show_default=False)] = None,
     config: ConfigFile = None,
     weights_dir: WeightsDir = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or mps.")] = None,
 ):
-    """Versions, the device a run would use, Ray, and where each member's weights would come from; exit 1 if a run would fail."""
+    """Versions, the device a run would use, Ray, the profile (for DATA: chosen from the data) and where each member's
+    weights would come from; exit 1 if a run would fail."""
     from .doctor import examine
 
-    report = examine(config, {"weights_dir": weights_dir, "device": device})
+    report = examine(config, {"weights_dir": weights_dir, "device": device}, data)
     width = max(len(what) for what, _ in report.facts)
     for what, value in report.facts:
         typer.echo(f"{what:{width}s}  {value}")

@@ -481,27 +481,65 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
-    """A YAML config; relative pretrained_file and weights_dir paths are relative to the file."""
+def _read_config_file(path: Path, chain: tuple[str, ...] = (), bases: list[str] | None = None) -> dict[str, Any]:
+    """A YAML config with its `base` (a built-in profile or another YAML file, relative to this
+    one) resolved: the base's keys, then this file's on top (sections such as tta merge key by
+    key; a list such as members replaces the base's). Relative pretrained_file and weights_dir
+    paths are relative to the file that names them."""
     if not path.is_file():
         raise DataCleanerError(
             f"config {path} does not exist; pass a YAML file or a built-in profile ({', '.join(profile_names())})"
         )
     data = _read_yaml(path.read_text(encoding="utf-8"), f"config file {path}")
     here = path.resolve().parent
+    _absolute_paths(data, here)
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    chain = (*chain, str(path.resolve()))
+    if bases is not None:
+        bases.append(str(base))
+    if not isinstance(base, str) or not base.strip():
+        raise DataCleanerError(
+            f"config file {path}: base: {base!r} must name a built-in profile ({', '.join(profile_names())}) or a YAML file"
+        )
+    if not _is_path(base) and base in profile_names():
+        return _merge(_read_yaml(profile_text(base), f"built-in profile {base}"), data)
+    target = Path(base) if Path(base).is_absolute() else here / base
+    if str(target.resolve()) in chain:
+        loop = " -> ".join(Path(p).name for p in (*chain, str(target.resolve())))
+        raise DataCleanerError(f"config file {path}: base: {base} leads back to itself ({loop}); remove one of the bases")
+    if not target.is_file():
+        raise DataCleanerError(
+            f"config file {path}: base: {base} is neither a built-in profile ({', '.join(profile_names())}) "
+            f"nor a file ({target} does not exist)"
+        )
+    return _merge(_read_config_file(target, chain, bases), data)
+
+
+def _absolute_paths(data: dict[str, Any], here: Path) -> None:
     for m in data.get("members") if isinstance(data.get("members"), list) else []:
         if isinstance(m, dict) and isinstance(m.get("pretrained_file"), str) and not Path(m["pretrained_file"]).is_absolute():
             m["pretrained_file"] = str(here / m["pretrained_file"])
     if isinstance(data.get("weights_dir"), str) and not Path(data["weights_dir"]).is_absolute():
         data["weights_dir"] = str(here / data["weights_dir"])
-    return data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top`'s keys over `base`'s; mappings (tta, augment) merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
 
 
 def resolve_config(
-    config: str | Path | CleanConfig | None = None, overrides: dict[str, Any] | None = None
+    config: str | Path | CleanConfig | None = None, overrides: dict[str, Any] | None = None,
+    data: str | Path | None = None,
 ) -> tuple[CleanConfig, ConfigOrigin]:
     """The validated config and where it came from. `config`: a built-in profile name, a YAML path,
-    a CleanConfig, or None for the default profile (`gpu` with a CUDA GPU, else `cpu`). Then
+    a CleanConfig, or None for the default profile: chosen from `data` and the device when the data
+    is given (choice.py), else `gpu` with a CUDA GPU and `cpu` without. Then
     `overrides` (flat keys of CleanConfig, plus 'epochs' applied to every member, 'tta_views', and
     'members' selecting configured members or adding timm architectures with the first one's recipe)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -509,11 +547,18 @@ def resolve_config(
         cfg, origin = copy.deepcopy(config), ConfigOrigin("custom", "config object given")  # the caller's stays as it is
     else:
         if config is not None and (_is_path(config) or str(config) not in profile_names()):
-            origin = ConfigOrigin(str(config), "YAML file given")
-            data = _read_config_file(Path(config))
+            bases: list[str] = []
+            data = _read_config_file(Path(config), bases=bases)
+            origin = ConfigOrigin(str(config), "YAML file given" + (f", base {' -> '.join(bases)}" if bases else ""))
         else:
-            origin = (ConfigOrigin(*default_profile(overrides.get("device"))) if config is None
-                      else ConfigOrigin(str(config), "built-in profile given by name"))
+            if config is not None:
+                origin = ConfigOrigin(str(config), "built-in profile given by name")
+            elif data is not None:
+                from .choice import choose_profile, look_at
+
+                origin = ConfigOrigin(*choose_profile(look_at(data), overrides.get("device")))
+            else:
+                origin = ConfigOrigin(*default_profile(overrides.get("device")))
             data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
         cfg = _build(CleanConfig, data, "")
     for key, value in overrides.items():

@@ -1,7 +1,8 @@
 """`datacleaner doctor`: what this machine has, and whether a run with a given config would start.
 
-Checks, without training or reading data: Python, torch and timm versions, the device a
-run would use (CUDA name and memory, or CPU threads), whether Ray is installed, and for
+Checks, without training: Python, torch and timm versions, the device a run would use (CUDA
+name and memory, or CPU threads), whether Ray is installed, the profile a run would use (for
+`doctor DATA`, chosen from a sample of the data as `clean DATA` would choose it), and for
 every member of the config where its pretrained weights would come from (weights folder,
 Hugging Face cache, or the hub, probed with a short timeout). Any problem that would stop
 a run is reported with its reason.
@@ -35,9 +36,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def examine(config=None, overrides: dict | None = None) -> Report:
+def examine(config=None, overrides: dict | None = None, data=None) -> Report:
     """The report for a run with `config` (a profile name, a YAML path, a CleanConfig, or None for
-    the default profile) and `overrides` (e.g. weights_dir)."""
+    the default profile, chosen from `data` when given) and `overrides` (e.g. weights_dir)."""
     report = Report()
     report.add("datacleaner", __version__)
     report.add("python", f"{platform.python_version()} ({platform.machine()}, {platform.system()})")
@@ -54,8 +55,14 @@ def examine(config=None, overrides: dict | None = None) -> Report:
     report.add("cpu", f"{os.cpu_count()} cores")
     ray = _version("ray")
     report.add("ray", f"{ray} (--executor ray works)" if ray else "not installed (pip install 'datacleaner[ray]' for --executor ray)")
+    if data is not None:
+        from .choice import look_at
+
+        shape = look_at(data)
+        report.add("data", f"{data}: {shape.describe()} (from {shape.sampled} sampled images)" if shape
+                   else f"{data}: could not be listed or sampled (a run would say why)")
     try:
-        cfg, origin = resolve_config(config, overrides)
+        cfg, origin = resolve_config(config, overrides, data)
     except DataCleanerError as exc:
         report.problems.append(str(exc))
         return report

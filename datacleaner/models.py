@@ -13,6 +13,7 @@ from timm.data import resolve_data_config
 
 from .config import MemberConfig
 from .errors import DataCleanerError
+from .weights import MISSING
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +50,11 @@ def create_member_model(
     if member.drop_path_rate:
         kwargs["drop_path_rate"] = member.drop_path_rate
     pretrained = load_pretrained and (member.pretrained or bool(member.pretrained_file))
+    if pretrained and pretrained_path and pretrained_path.startswith(MISSING):
+        raise DataCleanerError(
+            f"member '{member.label}' needs its pretrained weights for work this run has not cached yet: "
+            f"{pretrained_path.split(':', 2)[2]}"
+        )
     source = pretrained_path or member.pretrained_file
     if pretrained and source:
         kwargs["pretrained_cfg_overlay"] = dict(file=str(source))

@@ -54,7 +54,7 @@ from .tables import LABEL_ISSUES, keep_decisions, list_lock, primary_issue, revi
 from .runtime import configure
 from .scoring import score_rounds
 from .training import Cycles, fit_view_head, fit_view_head_chunked
-from .weights import resolve_weights, weights_identity
+from .weights import missing_weights, resolve_weights, weights_identity
 
 
 def data_fingerprint(labeled: LabeledImages) -> str:
@@ -338,13 +338,13 @@ def clean(
     its outputs into the run directory `out`.
 
     config: a built-in profile name ('cpu', 'gpu', 'small'), a YAML path, a CleanConfig, or None
-    for the default profile (gpu with a CUDA GPU, else cpu); `overrides` are config keys on top
+    for the profile chosen from the data and the device (choice.py); `overrides` are config keys on top
     (e.g. folds=3, weights_dir='weights'). Training and prediction jobs go to the config's
     executor (this process, or a Ray cluster). Holds the run directory's lock throughout.
     """
     progress = progress or Progress()
     started = time.time()
-    cfg, origin, pretrained = _configure(config, overrides, progress)
+    cfg, origin, pretrained = _configure(config, overrides, progress, data, RunDir(out))
     with run_lock(out, progress):
         ctx = _start_run(data, cfg, pretrained, RunDir(out), progress)
         warnings = _small_data_warnings(ctx)
@@ -373,12 +373,20 @@ def clean(
     return result
 
 
-def _configure(config, overrides: dict, progress: Progress):
+def _configure(config, overrides: dict, progress: Progress, data, run: RunDir | None = None):
     """(config, where it came from, every pretrained member's weights file) for `clean` and `train`,
-    before anything is written: a bad config or a member without weights stops the command here."""
-    cfg, origin = resolve_config(config, overrides)
+    before anything is written: a bad config or a member without weights stops the command here,
+    unless `run` (an earlier run of `clean` in the same directory) recorded that member's weights:
+    then its cached work may cover it (checked in _start_run). No config: the profile is chosen from
+    the data and the device."""
+    cfg, origin = resolve_config(config, overrides, data)
     progress.info(f"profile: {origin.profile} ({origin.reason})")
-    return cfg, origin, resolve_weights(cfg)
+    recorded = (run.read_json("run.json") or {}).get("pretrained") if run is not None else None
+    pretrained = resolve_weights(cfg, recorded)
+    for label in missing_weights(pretrained):
+        progress.info(f"weights: {label}'s are not found; going on with this run's cached work for it "
+                      f"(weights {recorded[label]}, recorded by the earlier run)")
+    return cfg, origin, pretrained
 
 
 def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: Progress) -> RunContext:
@@ -392,6 +400,11 @@ def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: 
         "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
         "pretrained": weights_identity(pretrained),
     }
+    for m in cfg.members:  # all a frozen member needs its weights for is its features: fail before writing anything
+        why = missing_weights(pretrained).get(m.label)
+        if why and m.frozen and not run.features_path(cfg, m, info).is_file():
+            raise DataCleanerError(f"member '{m.label}' needs its pretrained weights: this run has no cached features "
+                                   f"for it (other data, image size or views than the earlier run). {why}")
     run.write_json("run.json", info)
     write_text_atomic(run.file("config.yaml"), dump_config(cfg))
     plan = make_fold_plan(labeled.labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed, usable=prepared.usable)
@@ -944,7 +957,7 @@ def train_committee(
     retrained. Returns the fitted Committee."""
     progress = progress or Progress()
     started = time.time()
-    cfg, origin, pretrained = _configure(config, overrides, progress)
+    cfg, origin, pretrained = _configure(config, overrides, progress, data)
     with run_lock(out, progress):
         run = RunDir(out)
         prepared = _prepare(data, cfg, run, progress, min_per_class=2, guard=False)

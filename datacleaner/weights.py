@@ -175,14 +175,42 @@ def locate(member: MemberConfig, folder: Path | None) -> WeightsSource:
     )
 
 
-def resolve_weights(cfg: CleanConfig) -> dict[str, str | None]:
+MISSING = "missing-weights:"  # resolve_weights' value for weights that are not here: MISSING<identity>:<why>
+
+
+def resolve_weights(cfg: CleanConfig, recorded: dict[str, str] | None = None) -> dict[str, str | None]:
     """{member label: the pretrained weights file to load (None: timm's hub download)} for every
-    member that loads pretrained weights; raises before any work when one has none."""
-    folder = weights_folder(cfg)
-    return {m.label: locate(m, folder).path for m in cfg.members if m.pretrained or m.pretrained_file}
+    member that loads pretrained weights; raises before any work when one has none. `recorded`
+    ({member label: identity}, an earlier run's run.json) lets a member whose weights are not found
+    go on with the earlier run's identity, so its cached work is found; its value then is
+    MISSING<identity>:<why>, and loading it (create_member_model) stops with that reason."""
+    recorded = recorded or {}
+    needed = [m for m in cfg.members if m.pretrained or m.pretrained_file]
+    try:
+        folder = weights_folder(cfg)
+    except DataCleanerError as exc:  # a folder moved away: fine for members the earlier run recorded
+        if not needed or not all(recorded.get(m.label) for m in needed):
+            raise
+        return {m.label: f"{MISSING}{recorded[m.label]}:{exc}" for m in needed}
+    found = {}
+    for m in needed:
+        try:
+            found[m.label] = locate(m, folder).path
+        except DataCleanerError as exc:
+            if not recorded.get(m.label):
+                raise
+            found[m.label] = f"{MISSING}{recorded[m.label]}:{exc}"
+    return found
+
+
+def missing_weights(pretrained: dict[str, str | None]) -> dict[str, str]:
+    """{member label: why its weights are not here} for the members resolve_weights could not find."""
+    return {label: path.split(":", 2)[2] for label, path in pretrained.items() if path and path.startswith(MISSING)}
 
 
 def weights_identity(pretrained: dict[str, str | None]) -> dict[str, str]:
-    """{member label: what its pretrained weights are}: the file's sha256 prefix, or 'hub'. Cached
-    work is keyed by it, so other weights under the same file name are never mistaken for these."""
-    return {label: file_digest(path) if path else "hub" for label, path in pretrained.items()}
+    """{member label: what its pretrained weights are}: the file's sha256 prefix, or 'hub' (or, for weights
+    not found, the identity an earlier run recorded). Cached work is keyed by it, so other weights
+    under the same file name are never mistaken for these."""
+    return {label: path.split(":", 2)[1] if path and path.startswith(MISSING) else file_digest(path) if path else "hub"
+            for label, path in pretrained.items()}

@@ -56,6 +56,24 @@ def noisy_digits(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tinted_digits(noisy_digits, tmp_path_factory):
+    """noisy_digits in colour (dark blue ink on cream paper, the same for every scan): data that a run
+    without --config gives the photo (cpu) profile, as it would colour photos. (folder, truth table)."""
+    import numpy as np
+    from PIL import Image
+
+    src, truth = noisy_digits
+    root = tmp_path_factory.mktemp("tinted") / "data"
+    paper, ink = np.array([250, 240, 215], np.float32), np.array([30, 40, 140], np.float32)
+    for path in src.rglob("*.png"):
+        gray = np.asarray(Image.open(path).convert("L"), np.float32)[..., None] / 255.0
+        dest = root / path.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((ink + (paper - ink) * (1 - gray)).round().astype(np.uint8)).save(dest)
+    return root, truth
+
+
+@pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory):
     """Weights for the cpu profile's two architectures with timm key names, made here (random
     initialisation, seeded: these tests check where weights come from and what a run does with them,

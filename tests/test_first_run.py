@@ -37,14 +37,16 @@ def closed_port() -> int:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="without --config a CUDA machine runs the gpu profile")
-def test_clean_without_config_runs_the_cpu_profile_with_weights_from_a_folder(noisy_digits, weights_dir, tmp_path):
-    root, truth = noisy_digits
+def test_clean_without_config_runs_the_cpu_profile_with_weights_from_a_folder(tinted_digits, weights_dir, tmp_path):
+    root, truth = tinted_digits  # colour images: the photo profile
     out = tmp_path / "run"
     r = runner.invoke(app, ["clean", str(root), "--out", str(out), "--weights-dir", str(weights_dir), "-q"])
     assert r.exit_code == 0, r.output
-    assert "profile          cpu (no --config given and no CUDA GPU found)" in r.output
+    why = ("no --config given and no CUDA GPU found; 240 images, 4 classes, colour, median side 32 px: "
+           "pretrained photo features suit them")
+    assert f"profile          cpu ({why})" in r.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["profile"] == "cpu" and summary["profile_reason"] == "no --config given and no CUDA GPU found"
+    assert summary["profile"] == "cpu" and summary["profile_reason"] == why
     assert list(summary["members"]) == ["tf_efficientnet_lite2", "mobilenetv2_100"] and summary["passes"] == 2
     assert len(list((out / "features").glob("*.npy"))) == 2  # both frozen backbones ran on every image
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False).merge(truth, on="path")
@@ -54,9 +56,9 @@ def test_clean_without_config_runs_the_cpu_profile_with_weights_from_a_folder(no
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="without --config a CUDA machine runs the gpu profile")
-def test_train_without_config_takes_weights_from_the_environment(noisy_digits, weights_dir, tmp_path, monkeypatch):
+def test_train_without_config_takes_weights_from_the_environment(tinted_digits, weights_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DATACLEANER_WEIGHTS_DIR", str(weights_dir))
-    r = runner.invoke(app, ["train", str(noisy_digits[0]), "--out", str(tmp_path / "committee"), "-q"])
+    r = runner.invoke(app, ["train", str(tinted_digits[0]), "--out", str(tmp_path / "committee"), "-q"])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "committee" / "summary.json").read_text())
     assert summary["profile"] == "cpu" and "no --config given" in summary["profile_reason"]
@@ -99,10 +101,10 @@ def test_a_weights_file_from_the_folder_is_the_one_loaded(weights_dir):
     assert model.get_classifier().out_features == 4  # a new head for the dataset's classes
 
 
-def test_no_weights_and_no_hub_is_one_line_within_a_minute(noisy_digits, tmp_path):
+def test_no_weights_and_no_hub_is_one_line_within_a_minute(tinted_digits, tmp_path):
     out = tmp_path / "run"
     started = time.time()
-    r = subprocess.run([sys.executable, "-m", "datacleaner", "clean", str(noisy_digits[0]), "--out", str(out), "-q"],
+    r = subprocess.run([sys.executable, "-m", "datacleaner", "clean", str(tinted_digits[0]), "--out", str(out), "-q"],
                        capture_output=True, text=True, env=offline_env(tmp_path, f"http://127.0.0.1:{closed_port()}"),
                        timeout=120)
     assert time.time() - started < 60
@@ -207,3 +209,34 @@ def test_cached_work_follows_the_weights_content_not_the_file_name(noisy_digits,
     after = {p.name for p in (out / "features").glob("*.npy")}
     new = after - set(first)
     assert len(after) == 3 and len(new) == 1 and next(iter(new)).startswith("mobilenetv2_100-")
+
+
+def test_a_rerun_and_a_rescore_need_no_weights_for_work_the_run_has_cached(noisy_digits, weights_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+
+    root, _ = noisy_digits
+    out, weights = tmp_path / "run", shutil.copytree(weights_dir, tmp_path / "weights")
+    args = ["clean", str(root), "--out", str(out), "-c", "cpu", "--folds", "3", "--weights-dir", str(weights)]
+    assert runner.invoke(app, [*args, "-q"]).exit_code == 0
+    review = (out / "review.csv").read_text()
+    shutil.move(weights, tmp_path / "elsewhere")  # the weights folder moved away, and no hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("datacleaner.weights.hub_cached_file", lambda arch: None)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "weights: tf_efficientnet_lite2's are not found; going on with this run's cached work for it" in r.output
+    assert (out / "review.csv").read_text() == review
+    assert runner.invoke(app, ["rescore", str(out), "--tau", "0.2"]).exit_code == 0
+    r = runner.invoke(app, [*args, "--tta-views", "1"])  # other views: features the run has not cached
+    assert r.exit_code == 1
+    assert "member 'tf_efficientnet_lite2' needs its pretrained weights: this run has no cached features for it" in r.output
+    assert f"weights_dir {weights} is not a folder" in r.output and "Traceback" not in r.output
+    assert yaml_views(out) == 2  # the failed re-run wrote nothing over the run
+
+
+def yaml_views(run) -> int:
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())["tta"]["views"]

@@ -1,0 +1,104 @@
+"""Which built-in profile a run given no --config uses: from the data as well as the device.
+
+`look_at` lists the data (class folders or a CSV manifest) and opens up to `SAMPLE` of its
+images, spread evenly over the listing: their size, and whether they are grayscale (a
+grayscale mode, or three equal channels). `choose_profile` then decides:
+
+- small grayscale images (median longest side <= SMALL_SIDE px, at least GRAY_SHARE of the
+  sample grayscale; digit and character scans, sketches) with enough of them to train from
+  scratch (at least MIN_PER_CLASS per class on average) -> `small` on any device: networks
+  trained from scratch at 32 px found more of their label errors than frozen ImageNet photo
+  backbones (docs/benchmarks.md, "Which profile without --config");
+- anything else -> `gpu` with a CUDA GPU, else `cpu` (ImageNet features carry over to
+  photos, colour thumbnails included).
+
+Where the look cannot decide (nothing readable in the sample, a mixed sample) the device
+alone decides, as it did before, and the reason says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import DataCleanerError
+
+SAMPLE = 64  # images opened to judge the data: their headers, and small ones decoded
+SMALL_SIDE = 64  # px: a median longest side up to this is a small image
+GRAY_SHARE = 0.9  # this share of the sample grayscale: grayscale data; at most 1 - this: colour
+MIN_PER_CLASS = 150  # fewer images per class than this: too few to train a network from scratch
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a run's data looks like, from a sample of its images."""
+
+    images: int
+    classes: int
+    sampled: int  # images of the sample that could be opened
+    median_side: int  # median of each sampled image's longest side, px
+    gray_share: float  # share of the sampled images that are grayscale
+
+    def describe(self) -> str:
+        tone = ("grayscale" if self.gray_share >= GRAY_SHARE else "colour" if self.gray_share <= 1 - GRAY_SHARE
+                else f"{self.gray_share:.0%} grayscale")
+        return f"{self.images:,} images, {self.classes} classes, {tone}, median side {self.median_side} px"
+
+
+def look_at(data: str | Path, sample: int = SAMPLE) -> DataShape | None:
+    """The data's shape from `sample` of its images, or None when it cannot be listed or none opens."""
+    from .dataset import find_labeled_images
+
+    try:
+        labeled = find_labeled_images(data)
+    except DataCleanerError:
+        return None  # the run itself will say what is wrong with the data
+    n = len(labeled.paths)
+    if n == 0:
+        return None
+    sides, gray = [], []
+    for i in np.unique(np.linspace(0, n - 1, min(sample, n)).round().astype(int)):
+        seen = _side_and_gray(labeled.absolute(int(i)))
+        if seen is not None:
+            sides.append(seen[0])
+            gray.append(seen[1])
+    if not sides:
+        return None
+    return DataShape(n, len(labeled.classes), len(sides), int(np.median(sides)), float(np.mean(gray)))
+
+
+def _side_and_gray(path: Path) -> tuple[int, bool] | None:
+    try:
+        with Image.open(path) as img:
+            side = max(img.size)
+            if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+                return side, True
+            if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr") or side > 4 * SMALL_SIDE:
+                return side, False  # large colour-mode images: their tone does not change the choice
+            rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None  # unreadable: the run reports it
+    spread = np.abs(rgb[..., 0] - rgb[..., 1]).max(initial=0), np.abs(rgb[..., 1] - rgb[..., 2]).max(initial=0)
+    return side, bool(max(spread) <= 2)  # three equal channels (up to rounding): a grayscale scan saved as RGB
+
+
+def choose_profile(shape: DataShape | None, device: str | None = None) -> tuple[str, str]:
+    """(profile, why) for a run given no config: from the data's shape and the device."""
+    from .config import default_profile
+
+    by_device, device_why = default_profile(device)
+    if shape is None:
+        return by_device, f"{device_why}; the data could not be sampled, so the device decided"
+    seen = shape.describe()
+    small = shape.median_side <= SMALL_SIDE
+    if small and shape.gray_share >= GRAY_SHARE:
+        if shape.images < MIN_PER_CLASS * shape.classes:
+            return by_device, (f"{device_why}; {seen}: small grayscale images, but under {MIN_PER_CLASS} per class "
+                               "to train from scratch, so pretrained features")
+        return "small", f"no --config given; {seen}: small grayscale images train better from scratch at 32 px"
+    if small and shape.gray_share > 1 - GRAY_SHARE:
+        return by_device, f"{device_why}; {seen}: a mixed sample, so the device decided"
+    return by_device, f"{device_why}; {seen}: pretrained photo features suit them"
