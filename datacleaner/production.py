@@ -3,12 +3,14 @@
 (a) a predictions CSV from any system: path,label,score, optionally one probability column per
     class (named as the class, or `prob_<class>`);
 (b) a timm architecture plus a weights file (safetensors or a state dict);
-(c) a TorchScript file.
+(c) an exported program (`torch.export.save`, `.pt2`), or a TorchScript file (`torch.jit.save`;
+    torch deprecates TorchScript, so .pt2 is the form to move to).
 For (b) and (c) the class names come from `classes` (default: the committee's, in order).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,11 +124,74 @@ def from_timm(arch: str, weights: str | Path, images: np.ndarray, idx, classes: 
     return _run_model(model, images, idx, member_preprocess(member, model), classes, committee_classes, str(weights), device)
 
 
-def from_torchscript(path: str | Path, images: np.ndarray, idx, classes: list[str], committee_classes: list[str], *,
-                     size: int = 224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), device: str = "auto") -> ProductionPredictions:
-    """Run a TorchScript model (input: normalised RGB (B, 3, size, size); output: logits)."""
+class ExportedModel(torch.nn.Module):
+    """An exported program (torch.export) as a module predict_logits can run. Its graph has no train or
+    eval mode (it was exported in one) and keeps its memory format; a program exported for one batch
+    size runs any number of images in pieces of that size, the last one padded."""
+
+    def __init__(self, program):
+        super().__init__()
+        self.__dict__["run"] = program.module()  # not a sub-module: .eval() would reach it, and it refuses
+        shape = _input_shape(program)
+        self.batch = shape[0] if shape and isinstance(shape[0], int) else None
+        self.size = shape[-1] if shape and isinstance(shape[-1], int) else None
+
+    def train(self, mode: bool = True):
+        return self
+
+    def to(self, *args, **kwargs):
+        device = kwargs.get("device", next((a for a in args if isinstance(a, (str, torch.device))), None))
+        if device is not None:
+            self.__dict__["run"] = self.run.to(device)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch is None or len(x) == self.batch:
+            return self.run(x)
+        out = []
+        for start in range(0, len(x), self.batch):
+            part = x[start:start + self.batch]
+            n = len(part)
+            if n < self.batch:
+                part = torch.cat([part, part[-1:].expand(self.batch - n, *part.shape[1:])])
+            out.append(self.run(part.contiguous())[:n])
+        return torch.cat(out)
+
+
+def _input_shape(program) -> list | None:
+    """The exported program's image input shape, an int per fixed dimension (None: not found)."""
+    inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in inputs and hasattr(node.meta.get("val"), "shape"):
+            return [int(d) if isinstance(d, int) else None for d in node.meta["val"].shape]
+    return None
+
+
+def load_production_model(path: str | Path) -> torch.nn.Module:
+    """A `.pt2` exported program (ExportedModel) or a TorchScript file, on the CPU."""
+    path = Path(path)
+    if path.suffix.lower() == ".pt2":
+        try:
+            return ExportedModel(torch.export.load(str(path)))
+        except Exception as exc:
+            raise DataCleanerError(f"production model {path} is not a torch.export program ({str(exc).splitlines()[0][:160]}); "
+                                   "save one with torch.export.save(torch.export.export(model, (example,)), 'model.pt2')") from None
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # torch deprecates TorchScript; the files users have keep working
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise DataCleanerError(f"production model {path} is not a TorchScript file ({str(exc).splitlines()[0][:160]})") from None
+        raise DataCleanerError(
+            f"production model {path} is neither a TorchScript file nor a .pt2 exported program "
+            f"({str(exc).splitlines()[0][:160]}); pass a predictions CSV, timm weights with --production-arch, "
+            "or a model saved with torch.export.save as .pt2") from None
+
+
+def from_model_file(path: str | Path, images: np.ndarray, idx, classes: list[str], committee_classes: list[str], *,
+                     size: int | None = None, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                     device: str = "auto") -> ProductionPredictions:
+    """Run a `.pt2` exported program or a TorchScript model (input: normalised RGB (B, 3, size, size);
+    output: logits). `size`: None takes a program's own fixed input size, else 224."""
+    model = load_production_model(path)
+    size = size or getattr(model, "size", None) or 224
     return _run_model(model, images, idx, Preprocess(size=size, mean=tuple(mean), std=tuple(std)), classes, committee_classes, str(path), device)

@@ -34,7 +34,7 @@ from .executors import Job, Rows, Shared, make_executor
 from .jobs import committee_job
 from .keys import digest
 from .lock import run_lock
-from .production import ProductionPredictions, from_csv, from_timm, from_torchscript
+from .production import ProductionPredictions, from_csv, from_timm, from_model_file
 from .progress import Progress
 from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
 from .runs import RunDir, _decoded_cache, data_fingerprint, health_cache
@@ -73,12 +73,13 @@ class SelectOptions:
 
 @dataclass
 class Production:
-    """The production model: a predictions CSV, a timm weights file (with `arch`), or TorchScript."""
+    """The production model: a predictions CSV, a timm weights file (with `arch`), a torch.export
+    program (.pt2) or TorchScript."""
 
     path: str | Path
     arch: str | None = None  # timm architecture of a weights file
     classes: list[str] | None = None  # its output order; None = the committee's
-    size: int | None = None  # its input size (TorchScript default 224)
+    size: int | None = None  # its input size (default: a .pt2 program's own, else 224)
 
 
 @dataclass
@@ -167,7 +168,7 @@ def load_production(production: Production, pool: Pool, committee: Committee, *,
         return from_csv(path, [pool.paths[i] for i in idx], pool.root, committee.classes_)
     if production.arch:
         return from_timm(production.arch, path, pool.images, idx, names, committee.classes_, size=production.size, device=device)
-    return from_torchscript(path, pool.images, idx, names, committee.classes_, size=production.size or 224, device=device)
+    return from_model_file(path, pool.images, idx, names, committee.classes_, size=production.size, device=device)
 
 
 PIECE = 65536  # pool images per step when scoring the pool table

@@ -1,6 +1,7 @@
 """Committee bundles, production loaders and `datacleaner select` end to end on real digit scans."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,8 @@ def test_select_end_to_end_puts_production_errors_first(committee_dir, pool, tmp
     assert summary["skipped"] >= 25 and summary["skipped"] + summary["candidates"] + 1 == 61
 
 
-def test_production_as_timm_weights_and_torchscript(committee_dir, pool, tmp_path):
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # making the TorchScript file users already have
+def test_production_as_timm_weights_torchscript_or_an_exported_program(committee_dir, pool, tmp_path):
     root, _ = pool
     member = committee_dir / "members" / "resnet10t.safetensors"
     common = ["--committee", str(committee_dir), "--production-size", "32", "-q"]
@@ -95,16 +97,26 @@ def test_production_as_timm_weights_and_torchscript(committee_dir, pool, tmp_pat
     committee = Committee.load(committee_dir, device="cpu")
     scripted = torch.jit.script(committee.members_[0].eval())
     scripted.save(str(tmp_path / "prod.pt"))
-    r = runner.invoke(app, ["select", str(root), "--production", str(tmp_path / "prod.pt"), "--out", str(tmp_path / "ts"), *common])
+    with warnings.catch_warnings():  # torch deprecates torch.jit.load; a TorchScript file still loads, quietly
+        warnings.filterwarnings("error", message=".*torch.jit.load")
+        r = runner.invoke(app, ["select", str(root), "--production", str(tmp_path / "prod.pt"), "--out", str(tmp_path / "ts"), *common])
     assert r.exit_code == 0, r.output
+    # a torch.export program exported for batches of 8 (60 pool images: the last piece padded), its input size its own
+    program = torch.export.export(committee.members_[0].eval(), (torch.zeros(8, 3, 32, 32),))
+    torch.export.save(program, str(tmp_path / "prod.pt2"))
+    r = runner.invoke(app, ["select", str(root), "--production", str(tmp_path / "prod.pt2"), "--out", str(tmp_path / "pt2"),
+                            "--committee", str(committee_dir), "-q"])
+    assert r.exit_code == 0, r.output
+    c = pd.read_csv(tmp_path / "pt2" / "pool_scores.csv", keep_default_na=False)
     ts_summary = json.loads((tmp_path / "ts" / "summary.json").read_text())
     timm_summary = json.loads((tmp_path / "timm" / "summary.json").read_text())
     assert ts_summary["skipped"] == timm_summary["skipped"]  # same weights, same predictions
     a = pd.read_csv(tmp_path / "timm" / "pool_scores.csv", keep_default_na=False)
     b = pd.read_csv(tmp_path / "ts" / "pool_scores.csv", keep_default_na=False)
     assert len(a) == len(b) == 60 and a["path"].tolist() == b["path"].tolist()
-    assert a["production_label"].tolist() == b["production_label"].tolist()  # row by row, not just in total
+    assert a["production_label"].tolist() == b["production_label"].tolist() == c["production_label"].tolist()  # row by row
     np.testing.assert_allclose(a["production_score"], b["production_score"], atol=1e-4)
+    np.testing.assert_allclose(a["production_score"], c["production_score"], atol=1e-4)
     # the production model is member 0 of the committee: mostly right on these digits, so it is not always skipped
     assert (a["production_label"].astype(str) == a["path"].map(pool[1])).mean() >= 0.85
     ranked = timm_sel[timm_sel["reason"].isin(["disagree", "low_confidence"])]
