@@ -110,10 +110,7 @@ class RayExecutor:
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:
-                raise DataCleanerError(
-                    f"cannot connect to Ray at {address or 'a new local instance'}: {str(exc).splitlines()[0][:200]}; "
-                    "check --ray-address (ray://HOST:10001 or HOST:6379) and that `ray status` works there"
-                ) from None
+                raise DataCleanerError(_connect_problem(address, exc)) from None
         self._shared: dict[int, Any] = {}
         self._remote = ray.remote(_ray_call)
 
@@ -170,6 +167,24 @@ class RayExecutor:
 def _last_line(exc: Exception) -> str:
     lines = [x for x in str(exc).splitlines() if x.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def _connect_problem(address: str | None, exc: BaseException) -> str:
+    """One line on why ray.init failed, with what to do: Ray's token authentication refusing this
+    process is told apart, since its own message is buried in a chained traceback."""
+    where = address or "a new local instance"
+    texts, seen = [], exc
+    while seen is not None and len(texts) < 6:
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    if any("InvalidAuthToken" in t or "AuthenticationError" in t for t in texts):
+        token = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+        return (f"cannot connect to Ray at {where}: the cluster uses Ray's token authentication and refused this process's "
+                f"token (InvalidAuthToken); give this process the cluster's token (RAY_AUTH_TOKEN, or its auth_token file "
+                f"at {token}), or, if an earlier local Ray left that file behind where the cluster was started, move it "
+                "away and restart the cluster (ray stop; ray start --head)")
+    return (f"cannot connect to Ray at {where}: {texts[0].splitlines()[0][:200] if texts[0] else type(exc).__name__}; "
+            "check --ray-address (ray://HOST:10001 or HOST:6379) and that `ray status` works there")
 
 
 def make_executor(name: str, *, address: str | None = None, retries: int = 3, progress: Progress = QUIET):
