@@ -10,8 +10,9 @@ dir, analytics and version checks off, and is stopped at the end (also on failur
 served the documented way: Label Studio's local files, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT =
 the dataset's parent and a Local Files storage at the dataset.
 
-The run is a real `clean` (the 'small' profile, trained from scratch) of 120 of scikit-learn's
-digit scans with 10% of labels flipped and one unreadable file. Annotations are made through the
+The run is a real `clean` (the 'cpu' profile, ImageNet weights from ../shared/weights beside the
+repository, see bench/paths.py) of 120 of scikit-learn's digit scans with 10% of labels flipped and one unreadable file; the class of the 3s is named `$3`
+(Label Studio reads `$name` as task data: the export writes it `＄3`, and it must come back as `$3`). Annotations are made through the
 REST API: some accept the suggestion, some choose another class, the unreadable file is dropped,
 one task is annotated twice (the later counts), one is cancelled. Prints step, result, seconds;
 exits 1 if any check fails.
@@ -37,11 +38,17 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from datacleaner.review.labelstudio import choice_value  # noqa: E402
+
+from paths import WEIGHTS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 LS_VENV = ROOT / ".bench" / "label-studio-venv"
 LABEL_STUDIO = "label-studio==1.23.2"
 DROP = "__drop__"
 DATACLEANER = [sys.executable, "-m", "datacleaner"]
+DOLLAR_CLASS = "$3"
 
 
 class Failed(Exception):
@@ -98,13 +105,14 @@ def install():
 
 
 def make_run(work: Path):
-    """A real review list: noisy digits + one unreadable file, cleaned with the 'small' profile."""
+    """A real review list: noisy digits + one unreadable file, cleaned with the 'cpu' profile."""
     from datacleaner.demo import write_noisy_digits
 
     data, run_dir = work / "data", work / "run"
     write_noisy_digits(data, noise=0.1, seed=1, per_class=30, classes=[0, 1, 3, 7])
+    (data / "3").rename(data / DOLLAR_CLASS)  # a class name Label Studio would read as task data
     (data / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    run(DATACLEANER + ["clean", data, "--out", run_dir, "--config", "small", "--quiet"])
+    run(DATACLEANER + ["clean", data, "--out", run_dir, "--config", "cpu", "--weights-dir", WEIGHTS, "--quiet"])
     rows = pd.read_csv(run_dir / "review.csv", dtype=str, keep_default_na=False)
     check((rows["issue"] == "unreadable").sum() == 1, "the review list should hold the unreadable file")
     return (data, run_dir), f"{len(rows)} rows in review.csv"
@@ -223,13 +231,16 @@ def annotate(ls: LabelStudio, project: int, classes: list[str]):
     by_path = {t["data"]["path"]: t for t in tasks}
     judged = [t["data"] for t in tasks if t["data"]["suggested_label"] and t["data"]["suggested_label"] != t["data"]["given_label"]]
     unreadable = next(t["data"] for t in tasks if t["data"]["issue"] == "unreadable")
-    accept, other, twice, cancelled = judged[:3], judged[3:5], judged[5], judged[6]
 
-    def submit(row, label=None):
-        result = [] if label is None else [{"from_name": "reviewed_label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+    def submit(row, label=None):  # the choice as the annotator clicks it: the config's value
+        result = [] if label is None else [{"from_name": "reviewed_label", "to_name": "image", "type": "choices",
+                                            "value": {"choices": [choice_value(label)]}}]
         ls.api("POST", f"/api/tasks/{by_path[row['path']]['id']}/annotations", {"result": result, "was_cancelled": label is None, "lead_time": 3.0})
 
     expected = {}
+    accept = sorted(judged, key=lambda d: d["suggested_label"] != DOLLAR_CLASS)[:3]  # one of them into $3, if any
+    judged = [d for d in judged if d not in accept]
+    other, twice, cancelled = judged[:2], judged[2], judged[3]
     for row in accept:
         submit(row, row["suggested_label"])
         expected[row["path"]] = row["suggested_label"]
@@ -246,6 +257,23 @@ def annotate(ls: LabelStudio, project: int, classes: list[str]):
     expected[twice["path"]] = later
     submit(cancelled)
     return expected, f"{len(expected)} tasks labeled (3 accepted, 2 other class, 1 drop, 1 twice), 1 cancelled"
+
+
+def dollar_labels(ls: LabelStudio, project: int):
+    """The project's labels as Label Studio parsed the exported config (＄3 a label of its own), against
+    a config with the class written as it is ($3: read as task data, so not a label)."""
+    def labels(config_of):
+        parsed = ls.api("GET", f"/api/projects/{config_of}")["parsed_label_config"]["reviewed_label"]
+        return parsed.get("labels", []), bool(parsed.get("dynamic_labels"))
+
+    ours, ours_dynamic = labels(project)
+    check(choice_value(DOLLAR_CLASS) in ours and not ours_dynamic, f"exported config parsed as {ours} (dynamic: {ours_dynamic})")
+    raw = (ls.api("GET", f"/api/projects/{project}")["label_config"]).replace(choice_value(DOLLAR_CLASS), DOLLAR_CLASS)
+    other = ls.api("POST", "/api/projects", {"title": "$ as it is", "label_config": raw})["id"]
+    theirs, theirs_dynamic = labels(other)
+    ls.api("DELETE", f"/api/projects/{other}")
+    return None, (f"exported: {choice_value(DOLLAR_CLASS)} a label (labels {ours}); written as {DOLLAR_CLASS}: labels {theirs}, "
+                  f"dynamic {theirs_dynamic}")
 
 
 def export_formats(ls: LabelStudio, project: int, work: Path):
@@ -308,12 +336,13 @@ def main() -> int:
     bench, ls = Bench(), None
     try:
         exe = bench.step("install label-studio", install)
-        data, run_dir = bench.step("clean (small profile)", make_run, work)
+        data, run_dir = bench.step("clean (cpu profile)", make_run, work)
         tasks = bench.step("datacleaner export", export, run_dir, work)
         ls = LabelStudio(exe, work, data.parent)
         bench.step("start label-studio", ls.wait)
         project = bench.step("project + storage + tasks", set_up, ls, work, data, tasks)
         bench.step("images + score order", check_serving_and_order, ls, project, data, tasks)
+        bench.step("a class named $3", dollar_labels, ls, project)
         classes = json.loads((run_dir / "run.json").read_text())["classes"]
         expected = bench.step("annotate via API", annotate, ls, project, [str(c) for c in classes])
         files = bench.step("export JSON/JSON_MIN/CSV", export_formats, ls, project, work)

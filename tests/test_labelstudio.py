@@ -327,3 +327,35 @@ def test_formula_like_class_and_path_values(reviewable_run, tmp_path):
 
     neutralised = [({**tasks[0]["data"], "path": "'=HYPERLINK(x).png"}, [(3, DROP)])]  # the path as the list's CSV holds it
     assert import_reviews(write_export("JSON", neutralised, tmp_path / "n.json"), mine).replaced == 1
+
+
+def test_a_class_that_starts_with_a_dollar_survives_the_round_trip(reviewable_run, tmp_path):
+    """Label Studio reads `$name` as task data: such a class goes out with a full-width ＄ in the config
+    and the predictions, and comes back as the class it is."""
+    _, run, _ = reviewable_run
+    mine = copy_run(run, tmp_path / "run")
+    record = load(mine / "run.json")
+    record["classes"] = record["classes"] + ["$price", "US$ 5"]
+    (mine / "run.json").write_text(json.dumps(record))
+    table = pd.read_csv(mine / "review.csv", dtype=str, keep_default_na=False)
+    row = table.index[table["suggested_label"] != ""][0]
+    table.loc[row, "suggested_label"] = "$price"
+    write_csv_atomic(table, mine / "review.csv")
+
+    result = export_tasks(mine, tmp_path / "tasks.json")
+    values = [c.get("value") for c in ET.fromstring(result.config_path.read_text()).iter("Choice")]
+    assert values[-3:] == ["\uff04price", "US\uff04 5", DROP] and not any(v.startswith("$") for v in values)
+    task = load(result.tasks_path)[row]
+    assert task["predictions"][0]["result"][0]["value"]["choices"] == ["\uff04price"]  # one of the config's choices
+    assert task["data"]["suggested_label"] == "$price"  # task data as it is
+
+    tasks = load(result.tasks_path)
+    plan = [(tasks[0]["data"], [(1, "\uff04price")]), (tasks[1]["data"], [(2, "US\uff04 5")])]
+    for fmt in ("JSON", "JSON_MIN", "CSV"):
+        import_reviews(write_export(fmt, plan, tmp_path / f"e-{fmt}.{'csv' if fmt == 'CSV' else 'json'}"), mine)
+        assert [reviewed(mine)[t["data"]["path"]][0] for t in tasks[:2]] == ["$price", "US$ 5"], fmt
+
+    record["classes"] = record["classes"] + ["\uff04price"]  # would look like $price in Label Studio
+    (mine / "run.json").write_text(json.dumps(record))
+    with pytest.raises(DataCleanerError, match=r"classes '\$price' and '＄price' would look the same in Label Studio"):
+        export_tasks(mine, tmp_path / "again.json")

@@ -16,6 +16,9 @@ row, in the list's order) and, beside it, the labeling config to create the proj
 
 The labeling config has one Choice per class name and one with value `__drop__` (take the image
 out of the dataset); annotations, and so every export format, carry the Choice values as they are.
+Label Studio reads `$name` in a tag's value as a reference to task data, so every `$` of a class
+name goes out as the full-width `＄` (U+FF04, which looks the same) in the config and the
+predictions, and comes back as `$` on import: class names stay intact through the round trip.
 
 `import_reviews` reads Label Studio's JSON, JSON_MIN or CSV export of those tasks and writes the
 chosen labels into the list's reviewed_label (with reviewed_by, reviewed_at) through
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +51,23 @@ LOCAL_FILES = "/data/local-files/?d="
 TEXT = ("path", "given_label", "production_label", "suggested_label", "issue", "reason", "detail")
 NUMBERS = ("production_score", "suggested_prob", "given_label_prob", "label_quality", "disagreement", "flag_count", "rank")
 DROP_HINT = "Not a usable image of any class: datacleaner apply moves it to .datacleaner/quarantine/"
+DOLLAR, SAFE_DOLLAR = "$", "\uff04"  # Label Studio reads $name as task data; ＄ shows the same and is read as text
+
+
+def choice_value(label: str) -> str:
+    """A class name as a Label Studio Choice value (and prediction): every $ as ＄."""
+    return label.replace(DOLLAR, SAFE_DOLLAR)
+
+
+def _choice_names(classes: list[str]) -> dict[str, str]:
+    """{Choice value: class name} for a list's classes; a clear error if two classes would share a value."""
+    names: dict[str, str] = {}
+    for c in classes:
+        value = choice_value(c)
+        if names.setdefault(value, c) != c:
+            raise DataCleanerError(f"classes {names[value]!r} and {c!r} would look the same in Label Studio ($ is written "
+                                   f"as {SAFE_DOLLAR}, since Label Studio reads $name as task data); rename one of them")
+    return names
 
 
 @dataclass
@@ -66,6 +87,7 @@ def export_tasks(
     if out.is_dir():
         raise DataCleanerError(f"--out {out} is a folder; give the tasks file to write, e.g. {out / 'tasks.json'}")
     config_path = out.with_name(f"{out.stem}.labeling.xml")
+    _choice_names(review.classes)  # no two classes alike once their $ are escaped
     tasks = [_task(review, row, image_url_prefix) for row in review.table.to_dict("records")]
     write_text_atomic(out, json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     write_text_atomic(config_path, labeling_config(review.classes))
@@ -75,7 +97,7 @@ def export_tasks(
 def labeling_config(classes: list[str]) -> str:
     """The project's labeling config: the summary line, the image, one single choice among the
     classes and __drop__ (required, so an annotation always carries a label)."""
-    choices = "".join(f"    <Choice value={quoteattr(c)}/>\n" for c in classes)
+    choices = "".join(f"    <Choice value={quoteattr(choice_value(c))}/>\n" for c in classes)
     return (
         "<View>\n"
         '  <Header value="$summary" size="5"/>\n'
@@ -115,7 +137,7 @@ def _task(review: ReviewList, row: dict, prefix: str | None) -> dict:
     else:
         score = None if data.get("disagreement") is None else round(1.0 - data["disagreement"], 5)
     if suggested and score is not None:
-        result = {"from_name": CONTROL, "to_name": OBJECT, "type": "choices", "value": {"choices": [suggested]}}
+        result = {"from_name": CONTROL, "to_name": OBJECT, "type": "choices", "value": {"choices": [choice_value(suggested)]}}
         task["predictions"] = [{"model_version": MODEL_VERSION, "score": score, "result": [result]}]
     return task
 
@@ -205,7 +227,7 @@ def import_reviews(export_file: str | Path, into: str | Path, *, root: str | Pat
     for p in review.table["path"]:
         listed[p] = p
         listed.setdefault(unneutralise(p), p)
-    allowed = set(review.classes) | {DROP}
+    names = {**_choice_names(review.classes), **{c: c for c in review.classes}, DROP: DROP}  # Choice value -> class
     chosen: dict[str, list[Annotation]] = {}
     cancelled = 0
     for task, path, made, skipped in records:
@@ -216,11 +238,11 @@ def import_reviews(export_file: str | Path, into: str | Path, *, root: str | Pat
         cancelled += skipped
         found = chosen.setdefault(listed[path], [])
         for a in made:
-            if a.label not in allowed:
+            if a.label not in names:
                 raise DataCleanerError(
                     f"{export_file}: task {task} ({path}) chose {a.label!r}, which is not a class of {review.path}: expected one of "
                     f"{', '.join(review.classes)} or {DROP}; nothing was imported: fix that annotation in Label Studio and export again")
-            found.append(a)
+            found.append(dataclasses.replace(a, label=names[a.label]))
     current = dict(zip(review.table["path"], review.table["reviewed_label"].map(unneutralise)))
     decisions, unchanged = {}, 0
     for p, made in chosen.items():
