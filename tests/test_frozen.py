@@ -221,8 +221,9 @@ def test_committee_bundle_with_a_frozen_member_round_trips(noisy_digits, backbon
     assert result.exit_code == 0, result.output
     assert "fitting its head from disk in pieces" in result.output
     probs_small, _ = Committee.load(small, device="cpu").predict_paths([held_out / p for p in unseen["path"]])
-    # the same head up to float rounding, which moves where L-BFGS stops by as much as its tolerance
-    assert np.abs(probs_small - probs).max() < 2e-3
+    # the same head up to float rounding: the loss summed over hundreds of one-image pieces in float32
+    # moves where L-BFGS stops, so probabilities agree to 0.01 and every predicted class is the same
+    assert np.abs(probs_small - probs).max() < 1e-2 and (probs_small.argmax(1) == probs.argmax(1)).all()
 
 
 def test_second_pass_retrains_without_pass_one_flags_and_rescores(noisy_digits, backbone_file, tmp_path):

@@ -47,7 +47,8 @@ def test_a_cluster_that_refuses_our_token_is_one_line_that_says_what_to_do(noisy
         r = subprocess.run(
             [sys.executable, "-m", "datacleaner", "clean", str(noisy_digits[0]), "-c", str(config), "--out", str(tmp_path / "run"),
              "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "-q"],
-            capture_output=True, text=True, timeout=300, env={**clean_env, "HOME": str(client_home)})
+            capture_output=True, text=True, timeout=300,
+            env={**clean_env, "HOME": str(client_home), "RAY_gcs_server_port_wait_time_s": "2"})  # give up after 2 tries, not 20
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=cluster_env)
         shutil.rmtree(temp, ignore_errors=True)
