@@ -16,7 +16,7 @@ row, in the list's order) and, beside it, the labeling config to create the proj
 
 The labeling config has one Choice per class name and one with value `__drop__` (take the image
 out of the dataset); annotations, and so every export format, carry the Choice values as they are.
-Label Studio reads `$name` in a tag's value as a reference to task data, so every `$` of a class
+Label Studio's interface reads `$name` in a tag's value as a reference to task data, so every `$` of a class
 name goes out as the full-width `＄` (U+FF04, which looks the same) in the config and the
 predictions, and comes back as `$` on import: class names stay intact through the round trip.
 
