@@ -40,12 +40,13 @@ class DataShape:
     classes: int
     sampled: int  # images of the sample that could be opened
     median_side: int  # median of each sampled image's longest side, px
-    gray_share: float  # share of the sampled images that are grayscale
+    gray_share: float | None  # share of the sampled images that are grayscale (None: large colour-mode files, not looked at)
 
     def describe(self) -> str:
-        tone = ("grayscale" if self.gray_share >= GRAY_SHARE else "colour" if self.gray_share <= 1 - GRAY_SHARE
-                else f"{self.gray_share:.0%} grayscale")
-        return f"{self.images:,} images, {self.classes} classes, {tone}, median side {self.median_side} px"
+        share = self.gray_share
+        tone = ("" if share is None else "grayscale, " if share >= GRAY_SHARE else "colour, " if share <= 1 - GRAY_SHARE
+                else f"{share:.0%} grayscale, ")
+        return f"{self.images:,} images, {self.classes} classes, {tone}median side {self.median_side} px"
 
 
 def look_at(data: str | Path, sample: int = SAMPLE) -> DataShape | None:
@@ -64,20 +65,24 @@ def look_at(data: str | Path, sample: int = SAMPLE) -> DataShape | None:
         seen = _side_and_gray(labeled.absolute(int(i)))
         if seen is not None:
             sides.append(seen[0])
-            gray.append(seen[1])
+            if seen[1] is not None:
+                gray.append(seen[1])
     if not sides:
         return None
-    return DataShape(n, len(labeled.classes), len(sides), int(np.median(sides)), float(np.mean(gray)))
+    return DataShape(n, len(labeled.classes), len(sides), int(np.median(sides)), float(np.mean(gray)) if gray else None)
 
 
-def _side_and_gray(path: Path) -> tuple[int, bool] | None:
+def _side_and_gray(path: Path) -> tuple[int, bool | None] | None:
+    """(longest side, grayscale?) of one image; grayscale is None for a large colour-mode file (not decoded)."""
     try:
         with Image.open(path) as img:
             side = max(img.size)
             if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 return side, True
-            if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr") or side > 4 * SMALL_SIDE:
-                return side, False  # large colour-mode images: their tone does not change the choice
+            if img.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
+                return side, False
+            if side > 4 * SMALL_SIDE:
+                return side, None  # a large colour-mode file: its tone does not change the choice
             rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None  # unreadable: the run reports it
@@ -94,11 +99,12 @@ def choose_profile(shape: DataShape | None, device: str | None = None) -> tuple[
         return by_device, f"{device_why}; the data could not be sampled, so the device decided"
     seen = shape.describe()
     small = shape.median_side <= SMALL_SIDE
-    if small and shape.gray_share >= GRAY_SHARE:
+    share = shape.gray_share if shape.gray_share is not None else 0.0
+    if small and share >= GRAY_SHARE:
         if shape.images < MIN_PER_CLASS * shape.classes:
             return by_device, (f"{device_why}; {seen}: small grayscale images, but under {MIN_PER_CLASS} per class "
                                "to train from scratch, so pretrained features")
         return "small", f"no --config given; {seen}: small grayscale images train better from scratch at 32 px"
-    if small and shape.gray_share > 1 - GRAY_SHARE:
+    if small and share > 1 - GRAY_SHARE:
         return by_device, f"{device_why}; {seen}: a mixed sample, so the device decided"
     return by_device, f"{device_why}; {seen}: pretrained photo features suit them"
