@@ -298,14 +298,19 @@ def test_cli_round_trip_then_apply_changes_exactly_the_annotated_images(reviewab
     assert (copy / ".datacleaner" / "quarantine" / next(p for p, v in expected.items() if v == DROP)).is_file()
 
 
+def run_with_classes(run, dest, extra: list[str]):
+    """A copy of a run's lists whose classes are the run's and `extra`."""
+    mine = copy_run(run, dest)
+    record = load(mine / "run.json")
+    record["classes"] = record["classes"] + extra
+    (mine / "run.json").write_text(json.dumps(record))
+    return mine
+
+
 def test_formula_like_class_and_path_values(reviewable_run, tmp_path):
     """A class and a path a spreadsheet would run as formulas: raw in Label Studio, XML-escaped in
     the config, neutralised again in the list."""
-    _, run, _ = reviewable_run
-    mine = copy_run(run, tmp_path / "run")
-    record = load(mine / "run.json")
-    record["classes"] = record["classes"] + ["=SUM(A1)", 'a<b>&"c"']
-    (mine / "run.json").write_text(json.dumps(record))
+    mine = run_with_classes(reviewable_run[1], tmp_path / "run", ["=SUM(A1)", 'a<b>&"c"'])
     table = pd.read_csv(mine / "review.csv", dtype=str, keep_default_na=False)
     table.loc[0, "path"] = "=HYPERLINK(x).png"
     write_csv_atomic(table, mine / "review.csv")  # written neutralised, as datacleaner writes lists
@@ -332,11 +337,7 @@ def test_formula_like_class_and_path_values(reviewable_run, tmp_path):
 def test_a_class_that_starts_with_a_dollar_survives_the_round_trip(reviewable_run, tmp_path):
     """Label Studio reads `$name` as task data: such a class goes out with a full-width ＄ in the config
     and the predictions, and comes back as the class it is."""
-    _, run, _ = reviewable_run
-    mine = copy_run(run, tmp_path / "run")
-    record = load(mine / "run.json")
-    record["classes"] = record["classes"] + ["$price", "US$ 5"]
-    (mine / "run.json").write_text(json.dumps(record))
+    mine = run_with_classes(reviewable_run[1], tmp_path / "run", ["$price", "US$ 5"])
     table = pd.read_csv(mine / "review.csv", dtype=str, keep_default_na=False)
     row = table.index[table["suggested_label"] != ""][0]
     table.loc[row, "suggested_label"] = "$price"
@@ -355,6 +356,7 @@ def test_a_class_that_starts_with_a_dollar_survives_the_round_trip(reviewable_ru
         import_reviews(write_export(fmt, plan, tmp_path / f"e-{fmt}.{'csv' if fmt == 'CSV' else 'json'}"), mine)
         assert [reviewed(mine)[t["data"]["path"]][0] for t in tasks[:2]] == ["$price", "US$ 5"], fmt
 
+    record = load(mine / "run.json")
     record["classes"] = record["classes"] + ["\uff04price"]  # would look like $price in Label Studio
     (mine / "run.json").write_text(json.dumps(record))
     with pytest.raises(DataCleanerError, match=r"classes '\$price' and '＄price' would look the same in Label Studio"):
