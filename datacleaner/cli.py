@@ -163,8 +163,19 @@ LabelQuality = Annotated[Optional[str], typer.Option("--label-quality", help="se
 Calibrate = Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="Fit a temperature per member and round.")]
 Executor = Annotated[Optional[str], typer.Option(help="local (this process) or ray (jobs as Ray tasks; pip install 'datacleaner[ray]').")]
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (HOST:6379 or ray://HOST:10001); default: start Ray on this machine.")]
-MinErrorProb = Annotated[Optional[float], typer.Option(
-    "--min-error-prob", help="Keep in the review list only label problems whose error_prob is at least this (0..1).")]
+MinErrorProb = Annotated[Optional[str], typer.Option(
+    "--min-error-prob", help="Keep in the review list only label problems whose error_prob is at least this (0..1): a "
+    "shorter list. Default auto: 0.1, lengthened until the rows expect 80% of the wrong labels the run expects.")]
+
+
+def _cut(value: str | None) -> float | str | None:
+    """--min-error-prob: a number, or 'auto' (None: unchanged)."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise DataCleanerError(f"--min-error-prob expects a number in [0, 1] or auto, got '{value}'") from None
 Checks = Annotated[Optional[str], typer.Option(
     help="Data-health checks: all (default), none, duplicates, properties, or issue names, comma-separated "
     "(conflicting_labels, outlier, duplicate, near_duplicate, dark, light, blurry, low_information, grayscale, "
@@ -218,7 +229,7 @@ def clean(
         min_flags=min_flags, fusion=fusion, tta_views=tta_views, device=device, engine=engine, seed=seed, members=_names(members),
         flag_rule=flag_rule, label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, passes=passes,
         executor=executor, ray_address=ray_address, weights_dir=weights_dir, checks=checks,
-        min_error_prob=min_error_prob, memory_gb=memory_gb,
+        min_error_prob=_cut(min_error_prob), memory_gb=memory_gb,
     )
     print_summary(result.summary, data)
 
@@ -251,8 +262,8 @@ def rescore(
             raise DataCleanerError(f"--weight expects NAME=NUMBER, got '{item}'") from None
     result = run_rescore(
         run_dir, tau=tau, min_flags=min_flags, fusion=fusion, weights=weights, flag_rule=flag_rule,
-        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, checks=checks, min_error_prob=min_error_prob,
-        progress=_progress(quiet, False),
+        label_quality=label_quality, calibrate=calibrate, fit_weights=fit_weights, checks=checks,
+        min_error_prob=_cut(min_error_prob), progress=_progress(quiet, False),
     )
     print_summary(result.summary)
 

@@ -137,8 +137,9 @@ class RunDir:
     def health_features_path(self, cfg, info) -> Path:
         """Compact features (health.compact_features) of every image, for near duplicates and outliers:
         from the first pretrained member's backbone as pretrained (never fine-tuned: fine-tuning bunches
-        a class together), else from the pixels (health.pixel_features)."""
-        m = health_member(cfg)
+        a class together), else, and for grayscale data (run.json's health_features), from the pixels
+        (health.pixel_features)."""
+        m = health_member(cfg, info)
         if m is None:
             source = ["pixels", info["cache_size"], info["fingerprint"]]
         elif m.frozen:
@@ -159,9 +160,13 @@ class RunDir:
         return self.file("logits", f"{self._prefix(round_, judge, held_out)}-{key}.npy")
 
 
-def health_member(cfg: CleanConfig) -> MemberConfig | None:
+def health_member(cfg: CleanConfig, info: dict | None = None) -> MemberConfig | None:
     """The member whose pretrained backbone gives the health checks their features: the first frozen one
-    (its features are computed anyway), else the first pretrained one; None when none is pretrained."""
+    (its features are computed anyway), else the first pretrained one; None when none is pretrained or
+    the run's data is grayscale (run.json health_features "pixels": a photo backbone puts every writer's
+    2 close to every other's, so look-alike scans paired as near copies)."""
+    if info is not None and info.get("health_features") == "pixels":
+        return None
     pretrained = [m for m in cfg.members if m.pretrained or m.pretrained_file]
     return next((m for m in pretrained if m.frozen), pretrained[0] if pretrained else None)
 
@@ -400,6 +405,8 @@ def _start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: 
         "data": str(Path(data).resolve()), "source": labeled.source, "root": str(labeled.root.resolve()),
         "pretrained": weights_identity(pretrained),
     }
+    if health.is_grayscale(prepared.images, prepared.usable):
+        info["health_features"] = "pixels"
     for m in cfg.members:  # all a frozen member needs its weights for is its features: fail before writing anything
         why = missing_weights(pretrained).get(m.label)
         if why and m.frozen and not run.features_path(cfg, m, info).is_file():
@@ -586,7 +593,7 @@ def _health_features(ctx: RunContext) -> None:
     cfg, path = ctx.cfg, ctx.run.health_features_path(ctx.cfg, ctx.info)
     if path.is_file():
         return
-    member, images = health_member(cfg), ctx.prepared.images
+    member, images = health_member(cfg, ctx.info), ctx.prepared.images
     if member is None:
         feats = health.pixel_features(images)
     elif member.frozen:
@@ -778,13 +785,14 @@ def rescore(
     calibrate: bool | None = None,
     fit_weights: bool | None = None,
     checks: str | None = None,
-    min_error_prob: float | None = None,
+    min_error_prob: float | str | None = None,
     progress: Progress | None = None,
 ) -> CleanResult:
     """Re-score a finished run from its cached logits (no training), optionally with new tau, T, fusion
     mode, member weights ({name: weight}), flag rule, label-quality score, calibration, fitted weights
     or data-health `checks` (re-applied from the cached pixel facts and features: nothing is decoded
-    again), and rewrite scores.csv, review.csv, summary.json and config.yaml."""
+    again), or `min_error_prob` (a number, or 'auto' for the automatic list length), and rewrite
+    scores.csv, review.csv, summary.json and config.yaml."""
     changes = dict(tau=tau, min_flags=min_flags, fusion=fusion, flag_rule=flag_rule, label_quality=label_quality,
                    calibrate=calibrate, fit_weights=fit_weights, checks=checks,
                    min_error_prob=min_error_prob)
@@ -940,7 +948,7 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),
-        "min_error_prob": cfg.min_error_prob, "error_model": scores.noise_model, **_expected_summary(scores, in_review),
+        "min_error_prob": cfg.min_error_prob, "list_length": scores.list_length, "error_model": scores.noise_model, **_expected_summary(scores, in_review),
         "passes": cfg.passes, "scores_csv": str(run.file("scores.csv")), "review_csv": str(run.file("review.csv")),
     }
 

@@ -7,7 +7,7 @@ point one way: lower `label_quality` = more likely mislabeled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -72,8 +72,13 @@ def estimated_error_count(fused_probs: np.ndarray, labels: np.ndarray) -> float:
 #     rho = NOISE_LINK[0] * rho_seen ** NOISE_LINK[1]   (in proportion below rho_seen 0.02)
 # and the images' true classes are sharper than the committee's probabilities: p ** (1 / SHARPEN),
 # renormalised. NOISE_LINK (1, 1) and SHARPEN 1 trust the committee as it is.
+# The sharpening is what learning the noise did to the committee, so it fades with the noise: in full from
+# SHARPEN_FULL (CIFAR-10N's 9-40%, where it was measured), in proportion below (sharpened_by). On nearly
+# clean data (0.2-1% wrong) a committee has learnt next to nothing of the noise, and sharpening its
+# probabilities made its own confident mistakes look like certain errors (docs/benchmarks.md).
 NOISE_LINK = (1.1, 0.7)
 SHARPEN = 0.85
+SHARPEN_FULL = 0.05
 NOISE_FLOOR = 0.002  # the least noise assumed: curated datasets still hold a few wrong labels (0.15% of MNIST's test
 #                      set and 0.5% of CIFAR-10's were found wrong by people), docs/method.md
 
@@ -84,6 +89,12 @@ def linked_noise_rate(seen: float, link: tuple[float, float] = NOISE_LINK, knee:
     from seen rates of 0.02 up)."""
     gain, power = link
     return gain * seen ** power if seen >= knee else seen * gain * knee ** (power - 1)
+
+
+def sharpened_by(rho: float, sharpen: float = SHARPEN, full: float = SHARPEN_FULL) -> float:
+    """The factor on the temperature at noise rate rho: `sharpen` from rho = `full` up, 1 at rho = 0,
+    linear between."""
+    return 1.0 - (1.0 - sharpen) * min(1.0, max(rho, 0.0) / full)
 
 
 def tempered(probs: np.ndarray, T: float) -> np.ndarray:
@@ -128,11 +139,19 @@ def seen_noise_rate(probs: np.ndarray, labels: np.ndarray, *, significance: floa
     return best[:2] if 2 * (best[2] - best0[2]) > significance else best0[:2]
 
 
-def noise_structure(probs: np.ndarray, labels: np.ndarray, rho: float, iters: int = 20) -> np.ndarray:
+STRUCTURE_PRIOR = 5.0  # pseudo wrong labels per class, spread evenly over the other classes (noise_structure)
+
+
+def noise_structure(probs: np.ndarray, labels: np.ndarray, rho: float, iters: int = 20,
+                    prior: float = STRUCTURE_PRIOR) -> np.ndarray:
     """(C, C) where wrong labels go: row z = the share of class z's wrong labels given as each
     other class (diagonal 0, rows sum to 1), by EM on a class-to-label transition matrix with the
-    committee's probabilities as each image's class prior. A class whose noise is never seen
-    spreads it evenly."""
+    committee's probabilities as each image's class prior. Each row starts from `prior` pseudo
+    wrong labels spread evenly (a Dirichlet prior): a class with a few wrong labels, as on nearly
+    clean data, keeps most of its noise spread out instead of pinning it on the one or two class
+    pairs the committee happened to confuse (which made its own confident mistakes near-certain
+    errors and the real errors of other pairs near-impossible); a class with hundreds of wrong
+    labels follows them. A class whose noise is never seen spreads it evenly."""
     C = probs.shape[1]
     start = min(max(rho, 0.01), 0.5)
     M = np.full((C, C), start / (C - 1))
@@ -145,6 +164,7 @@ def noise_structure(probs: np.ndarray, labels: np.ndarray, rho: float, iters: in
         q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)
         counts = np.zeros((C, C))
         counts[:, sorted_labels[starts]] = np.add.reduceat(q[order], starts, axis=0).T  # [z, l]: q(z) summed over images labelled l
+        counts += prior / (C - 1) * (1 - np.eye(C))
         M = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-300)
     off = M - np.diag(np.diag(M))
     total = off.sum(axis=1, keepdims=True)
@@ -159,7 +179,8 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
 
     A noisy-label model of the dataset's own labels: an image's true class follows the committee's
     probabilities re-tempered (softmax(log probs / T), T <= 1 fitted with the noise rate by maximum
-    likelihood, _noise_fits) and sharpened (T * sharpen); its given label is that class with
+    likelihood, _noise_fits) and sharpened (T * sharpened_by(rho, sharpen): less as the noise is less,
+    none at no noise); its given label is that class with
     probability 1 - rho, else another class as the noise structure says (noise_structure: cats are
     mislabelled dogs more often than trucks). rho starts from the noise the committee's probabilities
     show (rho_seen, on at most `fit_max` images):
@@ -197,7 +218,9 @@ def error_model(probs: np.ndarray, labels: np.ndarray, *, link: tuple[float, flo
     part = slice(0, structure_max)  # the structure's EM holds (n, C) arrays: bounded at many classes
     structure = noise_structure(tempered(fit_probs[part], T), labels[fit[part]], seen)
     del fit_probs
-    return wrong_label_posterior(probs, labels, rho, structure, T * sharpen, rows=rows), model
+    factor = sharpened_by(rho, sharpen)
+    model["sharpened"] = round(factor, 3)
+    return wrong_label_posterior(probs, labels, rho, structure, T * factor, rows=rows), model
 
 
 def wrong_label_posterior(probs: np.ndarray, labels: np.ndarray, rho: float, structure: np.ndarray, T: float,
@@ -277,6 +300,7 @@ class Scores:
     label_quality: np.ndarray  # in [0, 1], lower = more likely wrong (NaN if never judged)
     error_prob: np.ndarray  # in [0, 1]: estimated probability that the given label is wrong (error_model)
     noise_model: dict  # error_model's fitted model: noise_rate, seen_noise_rate, temperature, link, sharpen
+    list_length: dict = field(default_factory=dict)  # what decided how many flagged images in_review keeps (review_cut)
 
     @property
     def issue(self) -> np.ndarray:
@@ -310,9 +334,50 @@ class Scores:
         return float((self.suggested_label[judged] != self.given_label[judged]).mean()) if judged.any() else 0.0
 
 
+AUTO_CUT = 0.1  # min_error_prob when none is asked for: the list stops where a label is unlikely to be wrong...
+LIST_RECALL = 0.8  # ...unless its rows then expect fewer than this share of the dataset's expected wrong labels
+
+
+def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: float, *, min_error_prob: float | None = None,
+               recall: float = LIST_RECALL, auto_cut: float = AUTO_CUT) -> tuple[np.ndarray, dict]:
+    """((N,) bool: the flagged images that go to the review list, what decided its length).
+
+    error_prob: (N,) (NaN where not judged); flagged: (N,) bool, the images the committees flagged;
+    expected_wrong: the dataset's expected number of wrong labels. A `min_error_prob` asked for is a
+    hard cut: only flagged images at or above it. Without one (None), the list keeps the flagged
+    images with error_prob >= `auto_cut` and, while their error_prob sums to less than `recall` x
+    expected_wrong, goes on down the flagged images in falling error_prob until it reaches that share
+    or runs out of flagged images: a list that looks precise by hiding most of the errors the run
+    itself expects is the wrong trade on nearly clean data, where the wrong labels are the doubtful ones.
+    """
+    ep = np.nan_to_num(np.asarray(error_prob, dtype=np.float64))
+    flagged = np.asarray(flagged, dtype=bool)
+    if min_error_prob is not None:
+        keep = flagged & (ep >= min_error_prob)
+        return keep, {"rule": "min_error_prob", "min_error_prob": float(min_error_prob), "rows": int(keep.sum()),
+                      "lengthened_by": 0}
+    keep = flagged & (ep >= auto_cut)
+    target = recall * float(expected_wrong)
+    info = {"rule": "auto", "min_error_prob": auto_cut, "recall": recall, "target": round(target, 1),
+            "rows_at_cut": int(keep.sum()), "lengthened_by": 0}
+    have = float(ep[keep].sum())
+    if have < target:
+        rest = np.flatnonzero(flagged & ~keep)
+        rest = rest[np.argsort(-ep[rest], kind="stable")]
+        reach = np.searchsorted(np.cumsum(ep[rest]), target - have - 1e-9) + 1  # rows needed to reach the target
+        added = rest[: min(int(reach), len(rest))]
+        keep[added] = True
+        info["lengthened_by"] = int(len(added))
+        info["lowest_error_prob"] = round(float(ep[added].min()), 4) if len(added) else None
+    info["rows"] = int(keep.sum())
+    info["expected_in_rows"] = round(float(ep[keep].sum()), 1)
+    info["reached"] = bool(float(ep[keep].sum()) >= target - 1e-6)
+    return keep, info
+
+
 def score(
     fused: np.ndarray, judged: np.ndarray, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed",
-    quality: str = "self_confidence", min_error_prob: float = 0.0,
+    quality: str = "self_confidence", min_error_prob: float | None = 0.0,
 ) -> Scores:
     """score_rounds on every round's fused probabilities at once: fused (R, N, C) (any value where not
     judged), judged (R, N) bool."""
@@ -324,7 +389,7 @@ def score(
 
 def score_rounds(
     rounds, labels: np.ndarray, *, tau: float, min_flags: int, rule: str = "fixed", quality: str = "self_confidence",
-    min_error_prob: float = 0.0, classes: int | None = None, mean_probs: np.ndarray | None = None,
+    min_error_prob: float | None = 0.0, classes: int | None = None, mean_probs: np.ndarray | None = None,
 ) -> Scores:
     """Flag every judged image in every round and aggregate.
 
@@ -332,7 +397,7 @@ def score_rounds(
     time (calibrate.fused_rounds). labels: (N,) int. An image goes to review when flagged in at least
     `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the label_quality score computed
     from the round-averaged probabilities; `min_error_prob` keeps out of review the images whose
-    error_prob (error_model) is lower. mean_probs: an (N, C) float32 array of zeros to average into
+    error_prob (error_model) is lower, None the automatic length (review_cut). mean_probs: an (N, C) float32 array of zeros to average into
     (e.g. a file-backed one when N x C is large); allocated here by default.
     """
     labels = np.asarray(labels, dtype=np.int64)
@@ -366,11 +431,11 @@ def score_rounds(
         given_prob[seen] = np.asarray(mean_probs[np.flatnonzero(seen), labels[seen]], dtype=np.float64)
         quality_scores = np.where(seen, label_quality_scores(mean_probs, labels, method=quality), np.nan)
         error_prob[seen], model = error_model(mean_probs, labels, rows=np.flatnonzero(seen))
-    return Scores(
+    scores = Scores(
         given_label=labels,
         flag_count=flag_count,
         rounds=counts,
-        in_review=seen & (flag_count >= min_flags) & (np.nan_to_num(error_prob) >= min_error_prob),
+        in_review=seen & (flag_count >= min_flags),
         mean_probs=mean_probs,
         suggested_label=suggested,
         suggested_prob=suggested_prob,
@@ -379,6 +444,9 @@ def score_rounds(
         error_prob=error_prob,
         noise_model=model,
     )
+    scores.in_review, scores.list_length = review_cut(error_prob, scores.in_review, scores.expected_wrong(),
+                                                      min_error_prob=min_error_prob)
+    return scores
 
 
 # ---- selection: ranking pool images by disagreement (lower rank = more worth labeling) ----

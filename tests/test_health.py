@@ -146,3 +146,20 @@ def test_clean_records_each_files_own_size_in_the_manifest(reviewable_run):
             assert (w, h) == (0, 0)  # unreadable
         else:
             assert (w, h) == Image.open(data / path).size
+
+
+def test_is_grayscale_reads_the_decoded_images():
+    """Three equal channels (up to rounding) in at least 90% of the sampled images: grayscale; unreadable
+    rows are not sampled."""
+    from datacleaner.health import is_grayscale
+
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8), 3, axis=3)
+    colour = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    assert is_grayscale(grey) and not is_grayscale(colour)
+    grey[:, :, :, 2] = np.clip(grey[:, :, :, 2].astype(int) + 1, 0, 255)  # JPEG-like rounding
+    assert is_grayscale(grey)
+    mixed = np.concatenate([grey[:36], colour[:4]])
+    assert is_grayscale(mixed) and not is_grayscale(np.concatenate([grey[:30], colour[:10]]))
+    assert is_grayscale(np.concatenate([grey[:30], colour[:10]]), usable=np.r_[np.ones(30, bool), np.zeros(10, bool)])
+    assert not is_grayscale(grey, usable=np.zeros(40, bool))
