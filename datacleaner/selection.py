@@ -367,8 +367,10 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
         if j is not None:
             match[i], how[i] = j, "same pixels as"
     has_features = features is not None and len(labeled["features"])
+    source = str(labeled["source"]) if "source" in labeled else "backbone"
     cross = health.cross_pairs(hashes, features if has_features else None, labeled["phash"],
-                               labeled["features"] if has_features else None, t, eligible=~plain)
+                               labeled["features"] if has_features else None, health.leakage_thresholds(source),
+                               eligible=~plain)
     for i, j in cross:
         if match[i] < 0:
             match[i], how[i] = j, "near duplicate of"

@@ -163,3 +163,28 @@ def test_is_grayscale_reads_the_decoded_images():
     assert is_grayscale(mixed) and not is_grayscale(np.concatenate([grey[:30], colour[:10]]))
     assert is_grayscale(np.concatenate([grey[:30], colour[:10]]), usable=np.r_[np.ones(30, bool), np.zeros(10, bool)])
     assert not is_grayscale(grey, usable=np.zeros(40, bool))
+
+
+def test_leakage_asks_less_of_a_pair_than_a_copy_inside_the_dataset():
+    """A pool image at similarity 0.85 to a labeled image, amid labeled look-alikes at 0.70-0.79: `select`'s
+    rule (leakage_thresholds) marks it already labeled, though it does not stand out enough for clean's rule;
+    one whose nearest labeled image is at 0.75 is marked by neither."""
+    rng = np.random.default_rng(0)
+    dim = 64
+
+    def unit(v):
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    def at(anchor, sim):  # a unit vector at cosine `sim` to `anchor`
+        other = unit(rng.standard_normal(dim))
+        other = unit(other - (other @ anchor) * anchor)
+        return unit(sim * anchor + np.sqrt(1 - sim**2) * other)
+
+    queries = unit(rng.standard_normal((2, dim)))
+    base = np.array([at(queries[0], 0.85)] + [at(queries[0], s) for s in np.linspace(0.70, 0.79, 12)]
+                    + [at(queries[1], 0.75)] + list(unit(rng.standard_normal((20, dim)))))
+    hashes_q, hashes_b = np.zeros(2, dtype=np.uint64), np.full(len(base), 2**32 - 1, dtype=np.uint64)  # 32 bits apart
+    strict = health.cross_pairs(hashes_q, queries, hashes_b, base, health.thresholds())
+    loose = health.cross_pairs(hashes_q, queries, hashes_b, base, health.leakage_thresholds())
+    assert strict.tolist() == [] and loose.tolist() == [[0, 0]], (strict.tolist(), loose.tolist())
+    assert health.leakage_thresholds("pixels") == health.thresholds("pixels")
