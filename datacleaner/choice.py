@@ -1,16 +1,19 @@
-"""Which built-in profile a run given no --config uses, and what the data looks like.
+"""Which built-in profile a run given no --config uses: from the data as well as the device.
 
 `look_at` lists the data (class folders or a CSV manifest) and opens up to `SAMPLE` of its
 images, spread evenly over the listing: their size, and whether they are grayscale (a
-grayscale mode, or three equal channels). `choose_profile` then decides by the device: `gpu`
-with a CUDA GPU, else `cpu`, and says what the data looks like in its reason.
+grayscale mode, or three equal channels). `choose_profile` then decides:
 
-Small grayscale scans get pretrained features too: on real handwritten digits (MNIST, 5,000
-scans, nearly clean labels) the `cpu` profile's frozen ImageNet backbones ranked the wrong labels
-higher than the `small` profile's networks trained from scratch at 32 px, each committee on 1/K of
-the data (AUROC 0.993 against 0.986; 24 of 25 planted errors among the 100 most suspect against
-22), in half the time (docs/benchmarks.md, "Small images"). `small` is a profile to ask for by
-name: it needs no weights.
+- small grayscale images (median longest side <= SMALL_SIDE px, at least GRAY_SHARE of the
+  sample grayscale; digit and character scans, sketches) with enough of them to train from
+  scratch (at least MIN_PER_CLASS per class on average) -> `small` on any device: networks
+  trained from scratch at 32 px found more of their label errors than frozen ImageNet photo
+  backbones (docs/benchmarks.md, "Which profile without --config");
+- anything else -> `gpu` with a CUDA GPU, else `cpu` (ImageNet features carry over to
+  photos, colour thumbnails included).
+
+Where the look cannot decide (nothing readable in the sample, a mixed sample) the device
+alone decides, as it did before, and the reason says so.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from PIL import Image
 from .errors import DataCleanerError
 
 SAMPLE = 64  # images opened to judge the data: their headers, and small ones decoded
-SMALL_SIDE = 64  # px: a median longest side up to this is a small image (decoded to tell its tone)
+SMALL_SIDE = 64  # px: a median longest side up to this is a small image
 GRAY_SHARE = 0.9  # this share of the sample grayscale: grayscale data; at most 1 - this: colour
+MIN_PER_CLASS = 150  # fewer images per class than this: too few to train a network from scratch
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,20 @@ def _side_and_gray(path: Path) -> tuple[int, bool | None] | None:
 
 
 def choose_profile(shape: DataShape | None, device: str | None = None) -> tuple[str, str]:
-    """(profile, why) for a run given no config: the device's profile, with what the data looks like."""
+    """(profile, why) for a run given no config: from the data's shape and the device."""
     from .config import default_profile
 
     by_device, device_why = default_profile(device)
     if shape is None:
-        return by_device, f"{device_why}; the data could not be sampled"
-    return by_device, f"{device_why}; {shape.describe()}: pretrained features suit them"
+        return by_device, f"{device_why}; the data could not be sampled, so the device decided"
+    seen = shape.describe()
+    small = shape.median_side <= SMALL_SIDE
+    share = shape.gray_share if shape.gray_share is not None else 0.0
+    if small and share >= GRAY_SHARE:
+        if shape.images < MIN_PER_CLASS * shape.classes:
+            return by_device, (f"{device_why}; {seen}: small grayscale images, but under {MIN_PER_CLASS} per class "
+                               "to train from scratch, so pretrained features")
+        return "small", f"no --config given; {seen}: small grayscale images train better from scratch at 32 px"
+    if small and share > 1 - GRAY_SHARE:
+        return by_device, f"{device_why}; {seen}: a mixed sample, so the device decided"
+    return by_device, f"{device_why}; {seen}: pretrained photo features suit them"

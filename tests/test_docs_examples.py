@@ -18,7 +18,7 @@ def test_api_examples_run(tmp_path):
     r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
-    assert "['resnet10t', 'regnetx_002'] dling 5 2" in out
+    assert "['resnet10t', 'regnetx_002'] cv 3 2" in out
     assert "images to review; profile small" in out and "flagged with the noise_rate rule" in out
     share = int(re.search(r"(\d+)% of them are the flipped labels", out).group(1))
     assert share >= 70, out

@@ -49,6 +49,7 @@ def test_clean_without_config_runs_the_cpu_profile_with_weights_from_a_folder(ti
     assert summary["profile"] == "cpu" and summary["profile_reason"] == why
     assert list(summary["members"]) == ["tf_efficientnet_lite2", "mobilenetv2_100"] and summary["passes"] == 2
     assert len(list((out / "features").glob("*.npy"))) == 2  # both frozen backbones ran on every image
+    assert "health_features" not in json.loads((out / "run.json").read_text())  # colour: the backbone's features pair copies
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False).merge(truth, on="path")
     flagged = scores["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])
     assert flagged.sum() >= 10

@@ -1,6 +1,5 @@
-"""The profile a run without --config uses (choice.py: the device's, with what the data looks like),
-`doctor DATA` says it before anything is trained, and a YAML config builds on a profile or another file
-with `base:`."""
+"""The profile a run without --config uses follows the data (choice.py), `doctor DATA` says it before
+anything is trained, and a YAML config builds on a profile or another file with `base:`."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from datacleaner.choice import SMALL_SIDE, choose_profile, look_at
+from datacleaner.choice import MIN_PER_CLASS, SMALL_SIDE, choose_profile, look_at
 from datacleaner.cli import app
 from datacleaner.config import dump_config, load_config, resolve_config
 from datacleaner.errors import DataCleanerError
@@ -22,7 +21,7 @@ runner = CliRunner()
 BY_DEVICE = "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def image_folder(root, side: int, *, per_class: int = 150, classes: int = 2, gray: bool = True, rgb_file: bool = False):
+def image_folder(root, side: int, *, per_class: int = MIN_PER_CLASS, classes: int = 2, gray: bool = True, rgb_file: bool = False):
     """Class folders of `side` px images: grayscale (saved as L, or as RGB with three equal channels) or colour."""
     rng = np.random.default_rng(side)
     for c in range(classes):
@@ -35,25 +34,30 @@ def image_folder(root, side: int, *, per_class: int = 150, classes: int = 2, gra
     return root
 
 
-def test_every_data_shape_gets_the_device_profile_and_the_reason_says_what_it_looks_like(tmp_path):
-    """Small grayscale scans too: pretrained features ranked real digits' wrong labels higher than networks
-    trained from scratch (docs/benchmarks.md), so the shape only goes into the reason."""
-    profile, why = choose_profile(look_at(image_folder(tmp_path / "a", SMALL_SIDE)), "cpu")
-    assert profile == "cpu" and f"grayscale, median side {SMALL_SIDE} px" in why
-    shape = look_at(image_folder(tmp_path / "b", 28, rgb_file=True))  # grey saved as RGB is still grayscale
-    assert shape.gray_share == 1.0 and choose_profile(shape, "cpu")[0] == "cpu"
+def test_small_grayscale_images_get_the_small_profile_up_to_the_boundary(tmp_path):
+    assert choose_profile(look_at(image_folder(tmp_path / "a", SMALL_SIDE)), "cpu")[0] == "small"
+    assert choose_profile(look_at(image_folder(tmp_path / "b", 28, rgb_file=True)), "cpu")[0] == "small"  # grey saved as RGB
+    shape = look_at(image_folder(tmp_path / "c", SMALL_SIDE + 1))
+    assert shape.median_side == SMALL_SIDE + 1 and shape.gray_share == 1.0
+    assert choose_profile(shape, "cpu")[0] == "cpu"  # larger scans: pretrained features
+
+
+def test_colour_too_few_and_mixed_data_keep_the_device_choice(tmp_path):
     colour = look_at(image_folder(tmp_path / "colour", 32, gray=False))
     assert colour.gray_share == 0.0
     profile, why = choose_profile(colour, "cpu")
-    assert profile == "cpu" and "colour" in why and "pretrained features" in why
+    assert profile == "cpu" and "colour" in why and "pretrained photo features" in why
+    few = look_at(image_folder(tmp_path / "few", 32, per_class=MIN_PER_CLASS - 1))
+    profile, why = choose_profile(few, "cpu")
+    assert profile == "cpu" and f"under {MIN_PER_CLASS} per class" in why
     mixed = tmp_path / "mixed"
-    image_folder(mixed / "g", 32, per_class=75)
-    image_folder(mixed / "k", 32, per_class=75, gray=False)
+    image_folder(mixed / "g", 32, per_class=MIN_PER_CLASS // 2)
+    image_folder(mixed / "k", 32, per_class=MIN_PER_CLASS // 2, gray=False)
     for folder in (mixed / "k").iterdir():  # one tree: c0, c1 with half grey and half colour images
         for f in folder.iterdir():
             f.rename(mixed / "g" / folder.name / f"k{f.name}")
     profile, why = choose_profile(look_at(mixed / "g"), "cpu")
-    assert profile == "cpu" and "50% grayscale" in why
+    assert profile == "cpu" and "mixed" in why
     profile, why = choose_profile(None, "cpu")
     assert profile == "cpu" and "could not be sampled" in why
 
@@ -64,45 +68,44 @@ def doctor_facts(output: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def digit_scans(tmp_path_factory):
-    """Two digit classes x 150 real scans (grayscale, 32 px), 10% of labels flipped."""
+    """Two digit classes x 150 real scans (grayscale, 32 px), 10% of labels flipped: enough to train from scratch."""
     from datacleaner.demo import write_noisy_digits
 
     root = tmp_path_factory.mktemp("scans") / "data"
-    write_noisy_digits(root, noise=0.1, seed=2, per_class=150, classes=[0, 1])
+    write_noisy_digits(root, noise=0.1, seed=2, per_class=MIN_PER_CLASS, classes=[0, 1])
     return root
 
 
-def test_doctor_names_the_profile_for_the_data_before_anything_is_trained(digit_scans, tinted_digits, weights_dir):
-    r = runner.invoke(app, ["doctor", str(digit_scans), "--weights-dir", str(weights_dir)])
+def test_doctor_names_the_profile_for_the_data_before_anything_is_trained(digit_scans, noisy_digits, tinted_digits,
+                                                                           weights_dir):
+    r = runner.invoke(app, ["doctor", str(digit_scans)])
     assert r.exit_code == 0, r.output
     facts = doctor_facts(r.output)
     assert facts["data"].endswith("300 images, 2 classes, grayscale, median side 32 px (from 64 sampled images)")
-    assert facts["profile"].startswith(f"{BY_DEVICE} (no --config given") and "300 images" in facts["profile"]
+    assert facts["profile"].startswith("small (no --config given; 300 images")
+    r = runner.invoke(app, ["doctor", str(noisy_digits[0]), "--weights-dir", str(weights_dir)])  # 60 scans per class
+    facts = doctor_facts(r.output)
+    assert facts["profile"].startswith(f"{BY_DEVICE} (no --config given") and f"under {MIN_PER_CLASS} per class" in facts["profile"]
     r = runner.invoke(app, ["doctor", str(tinted_digits[0]), "--weights-dir", str(weights_dir)])
     assert r.exit_code == 0, r.output
     facts = doctor_facts(r.output)
     assert facts["profile"].startswith(f"{BY_DEVICE} (no --config given") and "colour" in facts["profile"]
-    r = runner.invoke(app, ["doctor", str(digit_scans), "-c", "small"])
-    assert doctor_facts(r.output)["profile"] == "small (built-in profile given by name)"  # a config given is the one used
+    r = runner.invoke(app, ["doctor", str(digit_scans), "-c", "cpu", "--weights-dir", str(weights_dir)])
+    assert doctor_facts(r.output)["profile"] == "cpu (built-in profile given by name)"  # a config given is the one used
 
 
-def test_clean_without_config_on_digit_scans_runs_the_device_profile_says_why_and_pairs_by_pixels(digit_scans, weights_dir,
-                                                                                                  tmp_path):
-    """Grayscale scans on a photo backbone: the health checks pair images by their pixels (run.json
-    health_features), since a photo backbone finds one writer's 1 close to every other's."""
+def test_clean_without_config_on_digit_scans_runs_the_small_profile_and_says_why(digit_scans, tmp_path):
     out = tmp_path / "run"
-    r = runner.invoke(app, ["clean", str(digit_scans), "--out", str(out), "--folds", "2", "--tta-views", "1",
-                            "--passes", "1", "--weights-dir", str(weights_dir)])
+    r = runner.invoke(app, ["clean", str(digit_scans), "--out", str(out), "--folds", "2", "--epochs", "1", "--tta-views", "1"])
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["profile"] == BY_DEVICE
-    assert summary["profile_reason"].endswith("300 images, 2 classes, grayscale, median side 32 px: pretrained features suit them")
+    assert summary["profile"] == "small"
+    assert summary["profile_reason"] == ("no --config given; 300 images, 2 classes, grayscale, median side 32 px: "
+                                         "small grayscale images train better from scratch at 32 px")
     lines = r.output.splitlines()
-    assert lines[0] == f"profile: {BY_DEVICE} ({summary['profile_reason']})"  # said before any work
-    assert f"profile          {BY_DEVICE} ({summary['profile_reason']})\nimages           300" in r.output  # first in the summary
-    assert json.loads((out / "run.json").read_text())["health_features"] == "pixels"
-    saved = list((out / "features").glob("health-*.npz"))
-    assert len(saved) == 1 and str(np.load(saved[0])["source"]) == "pixels"
+    assert lines[0] == f"profile: small ({summary['profile_reason']})"  # said before any work
+    assert f"profile          small ({summary['profile_reason']})\nimages           300" in r.output  # first in the summary
+    assert yaml.safe_load((out / "config.yaml").read_text())["members"][0]["arch"] == "resnet10t"
 
 
 def write_yaml(path, data) -> str:
@@ -145,3 +148,16 @@ def test_a_loop_of_bases_or_a_missing_base_is_one_clear_error(tmp_path):
         load_config(tmp_path / "d.yaml")
     r = runner.invoke(app, ["profiles", "show", str(tmp_path / "a.yaml")])
     assert r.exit_code == 1 and "leads back to itself" in r.output and "Traceback" not in r.output
+
+
+def test_grayscale_scans_on_photo_backbones_pair_near_copies_by_their_pixels(noisy_digits, weights_dir, tmp_path):
+    """The cpu profile on grayscale scans: the health checks pair images by their pixels (run.json
+    health_features), since a photo backbone finds one writer's 1 close to every other's; colour
+    data keeps the backbone's features."""
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["clean", str(noisy_digits[0]), "--out", str(out), "-c", "cpu", "--folds", "2", "--tta-views", "1",
+                            "--passes", "1", "--weights-dir", str(weights_dir), "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "run.json").read_text())["health_features"] == "pixels"
+    saved = list((out / "features").glob("health-*.npz"))
+    assert len(saved) == 1 and str(np.load(saved[0])["source"]) == "pixels"
