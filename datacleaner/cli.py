@@ -88,6 +88,7 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         f"est. noise rate  {summary['estimated_noise_rate']:.1%} (confident joint); the committee disagrees with "
         f"{summary.get('committee_disagreement', 0):.1%} of the labels",
         _expected_line(summary),
+        _length_line(summary),
     ]
     lines = [line for line in lines if line]
     if "wall_time_s" in summary:
@@ -114,6 +115,24 @@ def _expected_line(summary: dict) -> str | None:
     if first["rows"]:
         line += (f"; reviewing the first {first['rows']} rows of the review list should find about "
                  f"{first['wrong']:.0f} wrong labels")
+    return line
+
+
+def _length_line(summary: dict) -> str | None:
+    """What decided how many label rows the review list has (summary.json list_length)."""
+    length = summary.get("list_length") or {}
+    if length.get("rule") == "min_error_prob":
+        return f"list length      {length['rows']} label row(s): error_prob >= {length['min_error_prob']:g} (--min-error-prob)"
+    if length.get("rule") != "auto":
+        return None
+    expected = length["target"] / length["recall"] if length["recall"] else 0.0
+    line = f"list length      {length['rows']} label row(s): {length['rows_at_cut']} with error_prob >= {length['min_error_prob']:g}"
+    if length["lengthened_by"]:
+        line += (f", lengthened by {length['lengthened_by']}{' to every flagged image' if not length['reached'] else ''} "
+                 f"(down to error_prob {length['lowest_error_prob']:g})")
+    line += f"; they expect {length['expected_in_rows']:g} of the {expected:.0f} wrong labels expected"
+    if not length["reached"]:
+        line += f", under {length['recall']:.0%}: the rest hide among images the committees did not flag"
     return line
 
 

@@ -203,6 +203,15 @@ def test_min_error_prob_cuts_the_review_list(finished_run, tmp_path):
     assert len(label_rows) and (label_rows["error_prob"].astype(float) >= 0.9).all()
     was = before[before["issue"].str.split(";").str[0].isin(["mislabel", "low_confidence"])]
     assert len(label_rows) < len(was)
-    assert json.loads((copy / "summary.json").read_text())["min_error_prob"] == 0.9
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["min_error_prob"] == 0.9 and summary["list_length"]["rule"] == "min_error_prob"
+    r = runner.invoke(app, ["rescore", str(copy), "--min-error-prob", "auto"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((copy / "summary.json").read_text())
+    length = summary["list_length"]
+    assert summary["min_error_prob"] is None and length["rule"] == "auto" and length["rows"] == len(was)
+    assert f"list length      {length['rows']} label row(s): {length['rows_at_cut']} with error_prob >= 0.1" in r.output
     r = runner.invoke(app, ["rescore", str(copy), "--min-error-prob", "1.5", "--quiet"])
     assert r.exit_code != 0 and "min_error_prob" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["rescore", str(copy), "--min-error-prob", "half", "--quiet"])
+    assert r.exit_code != 0 and "or auto, got 'half'" in r.output and "Traceback" not in r.output
