@@ -65,50 +65,6 @@ def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return feats, facts["phash"], index
 
 
-# --copies: pool of CIFAR 10,000-19,999 plus edited copies of labeled images
-CANDIDATES = 60
-# (pool index, labeled index) in CIFAR order among the 60 candidates, judged by eye at 96 px (`--sheet`): the same
-# photo (re-cropped, re-coloured, mirrored; CIFAR holds one white car render many times over) ...
-CROSS_PAIRS = [(19897, 4104), (18696, 6495), (13647, 5834), (11817, 5834), (18598, 5205), (17988, 3655), (12630, 5734),
-               (14524, 5666), (18927, 2268), (19247, 7829), (17548, 8622), (11550, 8404), (13218, 7774), (12411, 2872),
-               (11708, 2615), (16275, 1901), (14501, 547), (10906, 9092), (17791, 3533), (10577, 5414), (17750, 5666),
-               (13152, 9266), (12071, 5666), (15971, 4785), (15636, 9934), (16189, 7173), (17869, 8388), (12564, 4044),
-               (11082, 2268), (13534, 5666), (16019, 9266), (16149, 1094), (17334, 5666), (17758, 353), (16526, 8680),
-               (18725, 5986), (16888, 1268), (14891, 3642)]
-# ... and different photos that look alike (the other 12 candidates could not be told apart at this size: left out)
-NOT_SAME = [(17355, 4410), (10114, 1930), (11583, 4410), (14093, 8866), (11322, 7560), (19181, 9774), (14365, 9657),
-            (11818, 426), (12593, 5555), (17293, 5555)]
-
-
-def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(raw features (N, D) float32, views averaged; perceptual hashes (N,); CIFAR indices (N,)) of a clean run."""
-    import pandas as pd
-
-    member = sorted(glob.glob(str(run / "features" / "tf_efficientnet_lite2-*.npy")))[0]
-    raw = np.load(member, mmap_mode="r")
-    feats = np.asarray(raw, dtype=np.float32).mean(axis=1)
-    facts = np.load(sorted(glob.glob(str(run / "cache" / "health-*.npz")))[0])
-    paths = pd.read_csv(run / "manifest.csv", dtype=str, keep_default_na=False)["path"]
-    index = paths.str.extract(r"(\d+)\.png$")[0].astype(int).to_numpy()
-    return feats, facts["phash"], index
-
-
-BEFORE = {"min_similarity": 0.95, "ratio": 0.25}  # the feature rule's thresholds before they were set here
-
-
-def old_rule(q_h, q_f, b_h, b_f, t: health.Thresholds) -> np.ndarray:
-    """(P, 2) pairs as select found them before: hashes within max_bits, or close_pairs (query-side test only)
-    with the thresholds of then."""
-    t = dataclasses.replace(t, **BEFORE)
-    both = np.concatenate([q_h, b_h])
-    cross = health.hash_pairs(both, t.max_bits)
-    found = [cross[(cross[:, 0] < len(q_h)) & (cross[:, 1] >= len(q_h))] - [0, len(q_h)]]
-    sims, idx = health.nearest(q_f, b_f, k=t.neighbours)
-    rows, cols = np.nonzero(health.close_pairs(sims, idx, q_h, b_h, t))
-    found.append(np.stack([rows, idx[rows, cols]], axis=1))
-    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
-
-
 # --copies: edited copies of labeled images, the kinds of near duplicate published between CIFAR-10's sets
 # (the same photo re-cropped, shifted, mirrored, re-coloured, re-scaled), made in the pool ------------------
 KINDS = ("recrop", "shift", "mirror", "recolour", "gray", "rescale", "combined")
