@@ -39,7 +39,6 @@ Which findings ask a reviewer for a decision (rows of review.csv) and which are 
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 from dataclasses import dataclass, field
 

@@ -948,7 +948,8 @@ def _score_summary(run: RunDir, done: FinishedRun, scores, table: pd.DataFrame, 
         "flagged_per_class": {c: int(n) for c, n in per_class.items()},
         "estimated_noise_rate": round(scores.estimated_noise_rate(), 4),
         "committee_disagreement": round(scores.disagreement_rate(), 4),
-        "min_error_prob": cfg.min_error_prob, "list_length": scores.list_length, "error_model": scores.noise_model, **_expected_summary(scores, in_review),
+        "min_error_prob": cfg.min_error_prob, "list_length": scores.list_length, "error_model": scores.noise_model,
+        **_expected_summary(scores, in_review),
         "passes": cfg.passes, "scores_csv": str(run.file("scores.csv")), "review_csv": str(run.file("review.csv")),
     }
 
