@@ -128,11 +128,11 @@ def _length_line(summary: dict) -> str | None:
     expected = length["target"] / length["recall"] if length["recall"] else 0.0
     line = f"list length      {length['rows']} label row(s): {length['rows_at_cut']} with error_prob >= {length['min_error_prob']:g}"
     if length["lengthened_by"]:
-        line += (f", lengthened by {length['lengthened_by']}{' to every flagged image' if not length['reached'] else ''} "
-                 f"(down to error_prob {length['lowest_error_prob']:g})")
+        line += f", lengthened by {length['lengthened_by']} (down to error_prob {length['lowest_error_prob']:g})"
     line += f"; they expect {length['expected_in_rows']:g} of the {expected:.0f} wrong labels expected"
     if not length["reached"]:
-        line += f", under {length['recall']:.0%}: the rest hide among images the committees did not flag"
+        line += (f", under {length['recall']:.0%}: the rest hide among images the committees did not flag or whose "
+                 f"error_prob is under {length.get('floor', 0):g}")
     return line
 
 
@@ -184,7 +184,8 @@ Executor = Annotated[Optional[str], typer.Option(help="local (this process) or r
 RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Existing Ray cluster (HOST:6379 or ray://HOST:10001); default: start Ray on this machine.")]
 MinErrorProb = Annotated[Optional[str], typer.Option(
     "--min-error-prob", help="Keep in the review list only label problems whose error_prob is at least this (0..1): a "
-    "shorter list. Default auto: 0.1, lengthened until the rows expect 80% of the wrong labels the run expects.")]
+    "shorter list. Default auto: 0.1, lengthened (never under 0.01) until the rows expect 80% of the wrong labels "
+    "the run expects.")]
 
 
 def _cut(value: str | None) -> float | str | None:

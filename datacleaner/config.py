@@ -208,8 +208,8 @@ class CleanConfig:
     passes: int = 1  # 2: retrain every round's committee without the images pass 1 sent to review, judge again
     min_flags: int | None = None  # T: review when flagged in >= T rounds; None = every round that judged it
     min_error_prob: float | None = None  # and only when error_prob (the estimated chance the label is wrong) is at least
-    #   this: a shorter list asked for. None: at least 0.1, lengthened below it until the rows expect 80% of the
-    #   dataset's expected wrong labels (scoring.review_cut; docs/method.md)
+    #   this: a shorter list asked for. None: at least 0.1, lengthened below it (never under 0.01) until the rows
+    #   expect 80% of the dataset's expected wrong labels (scoring.review_cut; docs/method.md)
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
     batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU, 1024 on a GPU
     shard_images: int = 4096  # images per prediction job (and per chunk held in memory)

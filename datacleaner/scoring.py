@@ -335,11 +335,12 @@ class Scores:
 
 
 AUTO_CUT = 0.1  # min_error_prob when none is asked for: the list stops where a label is unlikely to be wrong...
-LIST_RECALL = 0.8  # ...unless its rows then expect fewer than this share of the dataset's expected wrong labels
+LIST_RECALL = 0.8  # ...unless its rows then expect fewer than this share of the dataset's expected wrong labels...
+LIST_FLOOR = 0.01  # ...but never lists a row less likely wrong than this: one wrong label in a hundred rows
 
 
 def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: float, *, min_error_prob: float | None = None,
-               recall: float = LIST_RECALL, auto_cut: float = AUTO_CUT) -> tuple[np.ndarray, dict]:
+               recall: float = LIST_RECALL, auto_cut: float = AUTO_CUT, floor: float = LIST_FLOOR) -> tuple[np.ndarray, dict]:
     """((N,) bool: the flagged images that go to the review list, what decided its length).
 
     error_prob: (N,) (NaN where not judged); flagged: (N,) bool, the images the committees flagged;
@@ -347,8 +348,10 @@ def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: floa
     hard cut: only flagged images at or above it. Without one (None), the list keeps the flagged
     images with error_prob >= `auto_cut` and, while their error_prob sums to less than `recall` x
     expected_wrong, goes on down the flagged images in falling error_prob until it reaches that share
-    or runs out of flagged images: a list that looks precise by hiding most of the errors the run
-    itself expects is the wrong trade on nearly clean data, where the wrong labels are the doubtful ones.
+    or runs out of flagged images with error_prob >= `floor`: a list that looks precise by hiding most
+    of the errors the run itself expects is the wrong trade on nearly clean data, where the wrong
+    labels are the doubtful ones; a row a reviewer would have to read a hundred of to find one wrong
+    label is not worth it either.
     """
     ep = np.nan_to_num(np.asarray(error_prob, dtype=np.float64))
     flagged = np.asarray(flagged, dtype=bool)
@@ -358,11 +361,11 @@ def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: floa
                       "lengthened_by": 0}
     keep = flagged & (ep >= auto_cut)
     target = recall * float(expected_wrong)
-    info = {"rule": "auto", "min_error_prob": auto_cut, "recall": recall, "target": round(target, 1),
+    info = {"rule": "auto", "min_error_prob": auto_cut, "recall": recall, "floor": floor, "target": round(target, 1),
             "rows_at_cut": int(keep.sum()), "lengthened_by": 0}
     have = float(ep[keep].sum())
     if have < target:
-        rest = np.flatnonzero(flagged & ~keep)
+        rest = np.flatnonzero(flagged & ~keep & (ep >= floor))
         rest = rest[np.argsort(-ep[rest], kind="stable")]
         reach = np.searchsorted(np.cumsum(ep[rest]), target - have - 1e-9) + 1  # rows needed to reach the target
         added = rest[: min(int(reach), len(rest))]

@@ -261,17 +261,20 @@ def test_noise_structure_of_a_few_wrong_labels_stays_spread():
 
 def test_review_cut_lengthens_the_list_until_it_holds_most_expected_errors():
     """Without a min_error_prob asked for, the list keeps error_prob >= 0.1 and goes on down the flagged
-    images until their error_prob sums to 80% of the expected wrong labels (or the flagged run out); a
-    min_error_prob asked for is a hard cut; unflagged images never enter."""
+    images until their error_prob sums to 80% of the expected wrong labels, or the flagged images with
+    error_prob >= 0.01 run out; a min_error_prob asked for is a hard cut; unflagged images never enter."""
     from datacleaner.scoring import review_cut
 
-    ep = np.array([0.9, 0.5, 0.08, 0.07, 0.06, 0.05, 0.04, 0.3, np.nan])
-    flagged = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    ep = np.array([0.9, 0.5, 0.08, 0.07, 0.06, 0.05, 0.04, 0.005, 0.3, np.nan])
+    flagged = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
     keep, info = review_cut(ep, flagged, expected_wrong=2.0)  # target 1.6: 0.9 + 0.5 + 0.08 + 0.07 + 0.06
-    assert keep.tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0] and info["lengthened_by"] == 3 and info["reached"]
+    assert keep.tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] and info["lengthened_by"] == 3 and info["reached"]
+    assert info["lowest_error_prob"] == 0.06
     keep, info = review_cut(ep, flagged, expected_wrong=1.0)  # 1.4 >= 0.8 already at the cut
-    assert keep.tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0] and info["lengthened_by"] == 0
-    keep, info = review_cut(ep, flagged, expected_wrong=10.0)  # every flagged image, still short of 8
-    assert keep.tolist() == [1] * 7 + [0, 0] and not info["reached"]
+    assert keep.tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0] and info["lengthened_by"] == 0
+    keep, info = review_cut(ep, flagged, expected_wrong=10.0)  # every flagged image down to 0.01, still short of 8
+    assert keep.tolist() == [1] * 7 + [0, 0, 0] and not info["reached"]
+    keep, info = review_cut(ep, flagged, expected_wrong=10.0, floor=0.0)
+    assert keep.tolist() == [1] * 8 + [0, 0]
     keep, info = review_cut(ep, flagged, expected_wrong=10.0, min_error_prob=0.5)
-    assert keep.tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0] and info["rule"] == "min_error_prob"
+    assert keep.tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0] and info["rule"] == "min_error_prob"
