@@ -372,9 +372,8 @@ def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: floa
         keep[added] = True
         info["lengthened_by"] = int(len(added))
         info["lowest_error_prob"] = round(float(ep[added].min()), 4) if len(added) else None
-    info["rows"] = int(keep.sum())
-    info["expected_in_rows"] = round(float(ep[keep].sum()), 1)
-    info["reached"] = bool(float(ep[keep].sum()) >= target - 1e-6)
+    in_rows = float(ep[keep].sum())
+    info.update(rows=int(keep.sum()), expected_in_rows=round(in_rows, 1), reached=bool(in_rows >= target - 1e-6))
     return keep, info
 
 
