@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataCleanerError
+from .health import equal_channels
 
 SAMPLE = 64  # images opened to judge the data: their headers, and small ones decoded
 SMALL_SIDE = 64  # px: a median longest side up to this is a small image
@@ -86,8 +87,7 @@ def _side_and_gray(path: Path) -> tuple[int, bool | None] | None:
             rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None  # unreadable: the run reports it
-    spread = np.abs(rgb[..., 0] - rgb[..., 1]).max(initial=0), np.abs(rgb[..., 1] - rgb[..., 2]).max(initial=0)
-    return side, bool(max(spread) <= 2)  # three equal channels (up to rounding): a grayscale scan saved as RGB
+    return side, bool(equal_channels(rgb[None])[0])  # a grayscale scan saved as RGB
 
 
 def choose_profile(shape: DataShape | None, device: str | None = None) -> tuple[str, str]:

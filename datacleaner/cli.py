@@ -125,11 +125,10 @@ def _length_line(summary: dict) -> str | None:
         return f"list length      {length['rows']} label row(s): error_prob >= {length['min_error_prob']:g} (--min-error-prob)"
     if length.get("rule") != "auto":
         return None
-    expected = length["target"] / length["recall"] if length["recall"] else 0.0
     line = f"list length      {length['rows']} label row(s): {length['rows_at_cut']} with error_prob >= {length['min_error_prob']:g}"
     if length["lengthened_by"]:
         line += f", lengthened by {length['lengthened_by']} (down to error_prob {length['lowest_error_prob']:g})"
-    line += f"; they expect {length['expected_in_rows']:g} of the {expected:.0f} wrong labels expected"
+    line += f"; they expect {length['expected_in_rows']:g} of the {length['expected_wrong']:.0f} wrong labels expected"
     if not length["reached"]:
         line += (f", under {length['recall']:.0%}: the rest hide among images the committees did not flag or whose "
                  f"error_prob is under {length.get('floor', 0):g}")

@@ -445,16 +445,22 @@ def compact_features(features: np.ndarray, mean: np.ndarray | None = None, dim: 
     return out, mean
 
 
+def equal_channels(pixels: np.ndarray) -> np.ndarray:
+    """(n,) bool: which of the RGB images (n, H, W, 3) have three equal channels up to rounding (a
+    grayscale scan saved in colour)."""
+    x = np.asarray(pixels, dtype=np.int16)
+    spread = np.maximum(np.abs(x[..., 0] - x[..., 1]), np.abs(x[..., 1] - x[..., 2])).reshape(len(x), -1)
+    return spread.max(axis=1, initial=0) <= 2
+
+
 def is_grayscale(pixels: np.ndarray, usable: np.ndarray | None = None, sample: int = 256, share: float = 0.9) -> bool:
     """Whether at least `share` of up to `sample` decoded images (N, S, S, 3) uint8, spread over the
-    readable ones, have three equal channels (up to rounding): scans, sketches, X-rays."""
+    readable ones, have three equal channels (equal_channels): scans, sketches, X-rays."""
     rows = np.flatnonzero(np.ones(len(pixels), dtype=bool) if usable is None else np.asarray(usable, dtype=bool))
     if not len(rows):
         return False
     rows = rows[np.unique(np.linspace(0, len(rows) - 1, min(sample, len(rows))).round().astype(int))]
-    x = np.asarray(pixels[rows], dtype=np.int16)  # (n, S, S, 3)
-    spread = np.maximum(np.abs(x[..., 0] - x[..., 1]), np.abs(x[..., 1] - x[..., 2])).reshape(len(rows), -1).max(axis=1)
-    return bool((spread <= 2).mean() >= share)
+    return bool(equal_channels(pixels[rows]).mean() >= share)
 
 
 def pixel_features(pixels: np.ndarray, side: int = 16) -> np.ndarray:

@@ -361,8 +361,9 @@ def review_cut(error_prob: np.ndarray, flagged: np.ndarray, expected_wrong: floa
                       "lengthened_by": 0}
     keep = flagged & (ep >= auto_cut)
     target = recall * float(expected_wrong)
-    info = {"rule": "auto", "min_error_prob": auto_cut, "recall": recall, "floor": floor, "target": round(target, 1),
-            "rows_at_cut": int(keep.sum()), "lengthened_by": 0}
+    info = {"rule": "auto", "min_error_prob": auto_cut, "recall": recall, "floor": floor,
+            "expected_wrong": round(float(expected_wrong), 1), "target": round(target, 1), "rows_at_cut": int(keep.sum()),
+            "lengthened_by": 0}
     have = float(ep[keep].sum())
     if have < target:
         rest = np.flatnonzero(flagged & ~keep & (ep >= floor))
@@ -399,8 +400,9 @@ def score_rounds(
     time (calibrate.fused_rounds). labels: (N,) int. An image goes to review when flagged in at least
     `min_flags` (T) rounds (`rule`: see round_flags). `quality` names the label_quality score computed
     from the round-averaged probabilities; `min_error_prob` keeps out of review the images whose
-    error_prob (error_model) is lower, None the automatic length (review_cut). mean_probs: an (N, C) float32 array of zeros to average into
-    (e.g. a file-backed one when N x C is large); allocated here by default.
+    error_prob (error_model) is lower, None the automatic length (review_cut). mean_probs: an (N, C)
+    float32 array of zeros to average into (e.g. a file-backed one when N x C is large); allocated here
+    by default.
     """
     labels = np.asarray(labels, dtype=np.int64)
     N = len(labels)

@@ -344,7 +344,8 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
     idx = pool.readable
     facts = health_cache(run, pool.images, pool.sizes, pool.fingerprint, progress)
     hashes, digests = facts["phash"][idx], facts["digest"][idx]
-    t = health.thresholds(str(labeled["source"]) if labeled is not None and "source" in labeled else "backbone")
+    source = str(labeled["source"]) if labeled is not None and "source" in labeled else "backbone"
+    t = health.thresholds(source)
     notes = []
     # near copies inside the pool (exact copies are already marked by checksum), by the rule `clean` groups with
     plain = health.is_flat(facts["prop_entropy"][idx], t)
@@ -367,7 +368,6 @@ def _mark_known_pictures(table: pd.DataFrame, pool: Pool, run: RunDir, features:
         if j is not None:
             match[i], how[i] = j, "same pixels as"
     has_features = features is not None and len(labeled["features"])
-    source = str(labeled["source"]) if "source" in labeled else "backbone"
     cross = health.cross_pairs(hashes, features if has_features else None, labeled["phash"],
                                labeled["features"] if has_features else None, health.leakage_thresholds(source),
                                eligible=~plain)
