@@ -95,7 +95,7 @@ def test_multi_index_hashing_finds_exactly_the_close_pairs():
     for max_bits in (0, 1, 3, 5):
         got = {tuple(p) for p in health.hash_pairs(hashes, max_bits).tolist()}
         i, j = np.triu_indices(len(hashes), k=1)
-        close = health._popcount(hashes[i] ^ hashes[j]) <= max_bits
+        close = health.pairs._popcount(hashes[i] ^ hashes[j]) <= max_bits
         assert got == set(zip(i[close].tolist(), j[close].tolist())), max_bits
 
 
