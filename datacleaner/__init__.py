@@ -18,10 +18,10 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute)
 _API = {
-    "clean": ("runs", "clean"),
-    "rescore": ("runs", "rescore"),
-    "CleanResult": ("runs", "CleanResult"),
-    "train": ("runs", "train_committee"),
+    "clean": ("pipeline", "clean"),
+    "rescore": ("pipeline", "rescore"),
+    "CleanResult": ("pipeline", "CleanResult"),
+    "train": ("pipeline", "train_committee"),
     "select": ("selection", "select"),
     "SelectOptions": ("selection", "SelectOptions"),
     "Production": ("selection", "Production"),

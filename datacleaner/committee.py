@@ -265,7 +265,7 @@ class Committee:
         return "backbone" if any(m.frozen for m in self.config.members) else "pixels"
 
     def health_features(self, images: np.ndarray) -> np.ndarray:
-        """(N, D) features for near duplicates against the labeled set (health.py): the first frozen
+        """(N, D) features for near duplicates against the labeled set (health/): the first frozen
         member's backbone (pretrained, never fine-tuned) on the unaugmented image, else the pixels."""
         from .predict import predict_features
 

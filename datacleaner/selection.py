@@ -37,9 +37,10 @@ from .lock import run_lock
 from .production import ProductionPredictions, from_csv, from_timm, from_model_file
 from .progress import Progress
 from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
-from .runs import RunDir, _decoded_cache, data_fingerprint, health_cache
+from .pipeline.prepare import data_fingerprint, decoded_cache, health_cache
+from .pipeline.rundir import RunDir
 from .runtime import configure
-from .scoring import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
+from .disagreement import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _decode_pool(pool: str | Path, committee: Committee, run: RunDir, progress: 
     listing = LabeledImages(root=root, paths=paths, labels=np.zeros(len(paths), dtype=np.int64), classes=[], source="pool")
     fingerprint = data_fingerprint(listing)
     in_memory = committee.config.cache_memory_gb if budget is None else min(committee.config.cache_memory_gb, budget / 2 / GiB)
-    images, problems, checksums, sizes = _decoded_cache(run, listing, committee.cache_size_, fingerprint, progress, in_memory)
+    images, problems, checksums, sizes = decoded_cache(run, listing, committee.cache_size_, fingerprint, progress, in_memory)
     return Pool(root, paths, images, problems, checksums, fingerprint, sizes)
 
 

@@ -20,7 +20,7 @@ issue             every issue of the image, most important first, ';'-separated 
                                  copy whose label differs from its group's)
                   data health    outlier, duplicate, near_duplicate (rows of review.csv), dark, light,
                                  blurry, low_information, grayscale, odd_aspect_ratio, odd_size
-                                 (reported in health.csv, no row of their own) (health.py)
+                                 (reported in health.csv, no row of their own) (health/)
                   or unreadable alone
 reason            why an image is unreadable, else ''
 detail            the health issues in words, naming the other files of a duplicate group

@@ -116,12 +116,12 @@ def test_black_image_and_photo_are_found(health_run):
 
 def test_rescore_applies_checks_from_cached_data_without_decoding(health_run, tmp_path, monkeypatch):
     from datacleaner import rescore
-    from datacleaner import runs
+    from datacleaner.pipeline import prepare
 
     _, run, _, _, _ = health_run
     work = tmp_path / "run"
     shutil.copytree(run, work)
-    monkeypatch.setattr(runs, "decode_images", lambda *a, **k: pytest.fail("rescore decoded images"))
+    monkeypatch.setattr(prepare, "decode_images", lambda *a, **k: pytest.fail("rescore decoded images"))
     only = rescore(work, checks="properties")
     scores = only.scores
     assert not scores["issue"].str.contains("duplicate|conflicting|outlier").any()
@@ -138,7 +138,7 @@ def test_review_page_and_report_show_the_group_beside_the_row(health_run, tmp_pa
     (which the page draws beside the card) and as thumbnails in the report, so the decision is made by looking."""
     from datacleaner.review.lists import open_list
     from datacleaner.review.report import write_report
-    from datacleaner.review.server import ReviewState
+    from datacleaner.review.state import ReviewState
 
     _, run, _, originals, _ = health_run
     work = tmp_path / "run"

@@ -79,7 +79,8 @@ def test_rescore_weights_a_snapshot_or_the_whole_member(snapshot_run, tmp_path):
 
 
 def test_kill_between_cycles_resumes_without_retraining_finished_cycles(noisy_digits, snapshot_run, tmp_path, monkeypatch):
-    from datacleaner import clean, runs
+    from datacleaner import clean
+    from datacleaner.pipeline import tuned
 
     config, finished_run = snapshot_run
     out = tmp_path / "run"
@@ -96,13 +97,13 @@ def test_kill_between_cycles_resumes_without_retraining_finished_cycles(noisy_di
     assert done and not (out / "review.csv").exists()
 
     trained = []
-    real_job = runs.train_cycle_job
+    real_job = tuned.train_cycle_job
 
     def counting_job(**kwargs):
         trained.append((int(kwargs["desc"].split()[1].split("/")[0]) - 1, kwargs["cycle"]))
         return real_job(**kwargs)
 
-    monkeypatch.setattr(runs, "train_cycle_job", counting_job)
+    monkeypatch.setattr(tuned, "train_cycle_job", counting_job)
     result = clean(noisy_digits[0], out, config)
     assert trained and not done & set(trained)  # finished cycles were not trained again
     assert len(trained) == 9 - len(done)

@@ -1,0 +1,74 @@
+"""The `clean` job: prepare -> plan -> features / training jobs -> judge -> health -> write, each stage in its own
+module of this package. Training and prediction are jobs (jobs.py) run by an executor (executors.py: this
+process or Ray tasks); only this driver writes into the run directory.  [I/O]"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .. import health
+from ..config import CleanConfig, Judge, judges
+from ..lock import run_lock
+from ..models import resolve_device
+from ..progress import Progress
+from .checks import health_features
+from .heads import engines_used, fit_frozen_heads
+from .report import CleanResult, write_outputs
+from .rundir import RunDir
+from .start import Pass, RunContext, configure_run, small_data_warnings, start_pass, start_run, weak_committee_warnings
+from .tuned import judge_members, train_members
+
+
+def clean(
+    data: str | Path, out: str | Path, config: str | Path | CleanConfig | None = None, *,
+    progress: Progress | None = None, **overrides,
+) -> CleanResult:
+    """Run (or continue) the whole `clean` job on `data` (class folders or a CSV manifest) and write
+    its outputs into the run directory `out`.
+
+    config: a built-in profile name ('cpu', 'gpu', 'small'), a YAML path, a CleanConfig, or None
+    for the profile chosen from the data and the device (choice.py); `overrides` are config keys on top
+    (e.g. folds=3, weights_dir='weights'). Training and prediction jobs go to the config's
+    executor (this process, or a Ray cluster). Holds the run directory's lock throughout.
+    """
+    progress = progress or Progress()
+    started = time.time()
+    cfg, origin, pretrained = configure_run(config, overrides, progress, data, RunDir(out))
+    with run_lock(out, progress):
+        ctx = start_run(data, cfg, pretrained, RunDir(out), progress)
+        warnings = small_data_warnings(ctx)
+        trained = reused = 0
+        for number in range(cfg.passes):
+            pass_ = start_pass(ctx, number)
+            todo = [(r, j) for r in range(ctx.plan.n_rounds) for j in judges(cfg.members)
+                    if not ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out).is_file()]
+            reused += ctx.plan.n_rounds * len(judges(cfg.members)) - len(todo)
+            trained += _train_and_judge(ctx, todo, pass_)
+        if health.parse_checks(cfg.checks):
+            with ctx.watch.stage("health"):
+                health_features(ctx)
+        with ctx.watch.stage("score_write"):
+            result = write_outputs(ctx.run, watch=ctx.watch, progress=ctx.progress)
+        warnings += weak_committee_warnings(result.summary)
+        for w in warnings:
+            progress.info(f"warning: {w}")
+        result.summary.update(
+            profile=origin.profile, profile_reason=origin.reason, warnings=warnings,
+            wall_time_s=round(time.time() - started, 1), members_trained=trained,
+            device=str(resolve_device(cfg.device)), engines=engines_used(ctx.run, cfg, ctx.info),
+            judgements_reused=reused, executor=cfg.executor, **ctx.watch.report(),
+        )
+        ctx.run.write_json("summary.json", result.summary)
+    return result
+
+
+def _train_and_judge(ctx: RunContext, todo: list[tuple[int, Judge]], pass_: Pass) -> int:
+    """Every (round, judge) in `todo` trains (or loads) and judges its round's images; each result
+    is written into the run directory as it arrives. Returns how many (round, member) trained."""
+    frozen = [(r, j.member) for r, j in todo if j.member.frozen]
+    tuned = [(r, j) for r, j in todo if not j.member.frozen]
+    fit_frozen_heads(ctx, frozen, pass_)
+    trained = train_members(ctx, tuned, pass_)
+    judge_members(ctx, tuned, pass_)
+    return len(frozen) + trained

@@ -1,0 +1,99 @@
+"""Stage 3b, fine-tuned members: training jobs per (round, member) (snapshot members one job per learning-rate
+cycle), then judging jobs that write each (round, judge)'s TTA logits: logits/ files.  [I/O]"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from ..config import Judge
+from ..executors import Job, Later, Rows, Shared
+from ..jobs import predict_job, train_cycle_job, train_job
+from ..keys import member_seed
+from ..tables import write_bytes_atomic
+from .rundir import save_array
+from .start import Pass, RunContext
+
+
+def train_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) -> int:
+    """Fine-tuned members whose weights are not cached yet train as jobs; returns how many (round, member)
+    trained. A member with snapshots trains one job per learning-rate cycle: all trainings' next cycles
+    run together, and each cycle's end is saved as it arrives (Cycles), so a killed run resumes there."""
+    cfg, R = ctx.cfg, ctx.plan.n_rounds
+    seen, plain, chains = set(), [], []
+    for r, j in tuned:
+        if (r, j.member.label) in seen:
+            continue
+        seen.add((r, j.member.label))
+        if j.member.snapshots:
+            cycles = ctx.run.cycles(cfg, j.member, r, ctx.info, pass_.held_out)
+            if not cycles.done:
+                chains.append((r, j.member, cycles))
+        elif not ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).is_file():
+            plain.append((r, j.member))
+    images = Shared(ctx.prepared.images)
+
+    def common(r, m):
+        return dict(images=images, labels=ctx.labels, idx=ctx.train_idx(r, pass_), aug=cfg.augment,
+                    seed=member_seed(cfg.seed, r, m.label))
+
+    def next_cycles() -> tuple[list[Job], list]:
+        jobs, owners = [], []
+        for r, m, cycles in chains:
+            if not cycles.done:
+                cycle, state = cycles.next()
+                jobs.append(ctx.job(
+                    train_cycle_job, m, f"train r{r + 1}{pass_.label} {m.label} c{cycle}", **common(r, m), cycle=cycle,
+                    state=state and Later(state), desc=f"round {r + 1}/{R}{pass_.label} train {m.label} cycle {cycle}/{m.cycles}",
+                ))
+                owners.append((r, m, cycles, cycle))
+        return jobs, owners
+
+    jobs, owners = next_cycles()
+    jobs += [ctx.job(train_job, m, f"train r{r + 1}{pass_.label} {m.label}", **common(r, m),
+                     desc=f"round {r + 1}/{R}{pass_.label} train {m.label}", metadata={"round": str(r)})
+             for r, m in plain]
+    owners += plain
+    with ctx.watch.stage("train"):
+        while jobs:
+            for i, result in ctx.executor.run(jobs):
+                if len(owners[i]) == 2:  # a plain member: its final weights
+                    r, m = owners[i]
+                    write_bytes_atomic(ctx.run.weights_path(cfg, Judge(m), r, ctx.info, pass_.held_out), result)
+                    epochs = m.epochs
+                else:  # one cycle of a snapshot member
+                    r, m, cycles, cycle = owners[i]
+                    cycles.record(cycle, result)
+                    epochs = m.restart_epochs
+                ctx.watch.count("member_epochs", epochs)
+                ctx.watch.count("train_image_epochs", len(ctx.train_idx(r, pass_)) * epochs)
+            jobs, owners = next_cycles()
+    return len(plain) + len(chains)
+
+
+def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) -> None:
+    """Each trained (round, judge) judges its round's images in shards of shard_images; a judge's
+    logits (n_judged, V, C) are saved once all its shards are back."""
+    cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
+    jobs, owner, parts = [], [], {}
+    for k, (r, j) in enumerate(tuned):
+        weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
+        judge = ctx.plan.judge_idx(r)
+        starts = list(range(0, len(judge), cfg.shard_images)) or [0]
+        parts[k] = [None] * len(starts)
+        for i, s in enumerate(starts):
+            shard = judge[s : s + cfg.shard_images]
+            jobs.append(ctx.job(
+                predict_job, j.member, f"judge r{r + 1}{pass_.label} {j.label}", weights=weights, images=Rows(images, shard),
+                index=shard, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
+                desc=f"round {r + 1}/{R}{pass_.label} judge {j.label}",
+            ))
+            owner.append((k, i))
+    with ctx.watch.stage("predict"):
+        for i, (logits, _) in ctx.executor.run(jobs):
+            k, n = owner[i]
+            parts[k][n] = logits
+            ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
+            if all(p is not None for p in parts[k]):
+                r, j = tuned[k]
+                save_array(ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out), np.concatenate(parts.pop(k)))
