@@ -89,11 +89,21 @@ def _side_and_gray(path: Path) -> tuple[int, bool | None] | None:
         return None  # unreadable: the run reports it
     return side, bool(equal_channels(rgb[None])[0])  # a grayscale scan saved as RGB
 
+def default_profile(device: str | None = None) -> tuple[str, str]:
+    """(profile, why) for a run given no config: `gpu` when a CUDA GPU will be used, `cpu` otherwise."""
+    if device in ("cpu", "mps"):
+        return "cpu", f"no --config given and --device {device}"
+    import torch
+
+    if torch.cuda.is_available():
+        return "gpu", f"no --config given and a CUDA GPU is present ({torch.cuda.get_device_name(0)})"
+    if device == "cuda":
+        return "gpu", "no --config given and --device cuda"
+    return "cpu", "no --config given and no CUDA GPU found"
+
 
 def choose_profile(shape: DataShape | None, device: str | None = None) -> tuple[str, str]:
     """(profile, why) for a run given no config: from the data's shape and the device."""
-    from .config import default_profile
-
     by_device, device_why = default_profile(device)
     if shape is None:
         return by_device, f"{device_why}; the data could not be sampled, so the device decided"
