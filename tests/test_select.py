@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from datacleaner.cli import app
 from datacleaner.committee import Committee
-from datacleaner.scoring import disagreement, skip_mask
+from datacleaner.disagreement import disagreement, skip_mask
 
 runner = CliRunner()
 CLASSES = ["0", "1", "3", "7"]
@@ -153,7 +153,7 @@ def test_ranking_and_skip_rule_on_hand_made_arrays():
 
 
 def test_k_center_greedy_spreads_picks():
-    from datacleaner.scoring import k_center_greedy
+    from datacleaner.disagreement import k_center_greedy
 
     cluster = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [0.02, 0.01]])
     far = np.array([[5.0, 0.0], [0.0, 5.0]])
