@@ -84,7 +84,7 @@ class Facts:
 
     paths: list[str]
     labels: np.ndarray  # (N,) int
-    classes: np.ndarray  # (C,) object: class names
+    classes: list[str]  # class names
     usable: np.ndarray  # (N,) bool: readable
     t: Thresholds = field(default_factory=Thresholds)
     props: dict[str, np.ndarray] | None = None
@@ -95,6 +95,11 @@ class Facts:
     suggested: np.ndarray | None = None
     suggested_prob: np.ndarray | None = None
     _knn: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels)
+        self.classes = np.array(self.classes, dtype=object)
+        self.usable = np.asarray(self.usable, dtype=bool)
 
     def neighbours(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """((N, k) similarities, (N, k) indices) of each readable image's nearest readable images in the
@@ -152,18 +157,11 @@ class Health:
     notes: list[str] = field(default_factory=list)  # checks that did not apply to this dataset, and why
 
 
-def assess(
-    paths: list[str], labels: np.ndarray, classes: list[str], usable: np.ndarray, checks=ISSUES, *,
-    props: dict[str, np.ndarray] | None = None, hashes: np.ndarray | None = None, digests: np.ndarray | None = None,
-    features: np.ndarray | None = None, outlier_features: np.ndarray | None = None, suggested: np.ndarray | None = None,
-    suggested_prob: np.ndarray | None = None, t: Thresholds = Thresholds(),
-) -> Health:
-    """Every health check in `checks` on N images (see `Facts` for the inputs; features None: no
-    feature-based near duplicates or outliers; outliers also need the committee's probabilities).
-    Unreadable images (not `usable`) get nothing."""
-    N = len(paths)
-    facts = Facts(paths, np.asarray(labels), np.array(classes, dtype=object), np.asarray(usable, dtype=bool), t, props,
-                  hashes, digests, features, outlier_features, suggested, suggested_prob)
+def assess(facts: Facts, checks=ISSUES) -> Health:
+    """Every health check in `checks` on the N images `facts` describes (features None: no feature-based
+    near duplicates or outliers; outliers also need the committee's probabilities). Unreadable images
+    (not `usable`) get nothing."""
+    N = len(facts.paths)
     out = Findings({}, [[] for _ in range(N)], np.full(N, -1, dtype=np.int64), np.full(N, -1, dtype=np.int64))
     for checker in CHECKERS:
         ready = all(any(getattr(facts, name) is not None for name in names) for names in checker.needs)

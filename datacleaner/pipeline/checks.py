@@ -56,10 +56,10 @@ def health_verdict(run: RunDir, done: FinishedRun, scores) -> tuple[health.Healt
     notes = []
     info = done.info
     cache = run.health_facts_path(info["cache_size"], info["fingerprint"])
-    facts = {}
+    pixels = {}
     if cache.is_file():
         with np.load(cache) as saved:
-            facts = dict(saved)
+            pixels = dict(saved)
     else:
         notes.append("duplicate and image-property checks skipped: this run's decoded cache predates them (re-run `clean`)")
     features = lonely = None
@@ -70,12 +70,13 @@ def health_verdict(run: RunDir, done: FinishedRun, scores) -> tuple[health.Healt
             features, lonely, source = saved["features"], saved["outlier_features"], str(saved["source"])
     elif {"outlier", "near_duplicate", "conflicting_labels"} & set(checks):
         notes.append("feature-based near duplicates and outliers skipped: no health features in this run (re-run `clean`)")
-    props = {k[len("prop_"):]: v for k, v in facts.items() if k.startswith("prop_")} or None
-    verdict = health.assess(
-        done.manifest["path"].tolist(), done.labels, info["classes"], (done.manifest["reason"] == "").to_numpy(), checks,
-        props=props, hashes=facts.get("phash"), digests=facts.get("digest"), features=features, outlier_features=lonely,
-        suggested=scores.suggested_label, suggested_prob=scores.suggested_prob, t=health.thresholds(source),
+    props = {k[len("prop_"):]: v for k, v in pixels.items() if k.startswith("prop_")} or None
+    facts = health.Facts(
+        done.manifest["path"].tolist(), done.labels, info["classes"], (done.manifest["reason"] == "").to_numpy(),
+        health.thresholds(source), props=props, hashes=pixels.get("phash"), digests=pixels.get("digest"), features=features,
+        outlier_features=lonely, suggested=scores.suggested_label, suggested_prob=scores.suggested_prob,
     )
+    verdict = health.assess(facts, checks)
     return verdict, notes + verdict.notes, props or {}
 
 
