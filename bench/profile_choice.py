@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.data import cifar_tree, imagenette_tree
+from harness.data import cifar_tree, imagenette_tree, kept_tree
 from harness.internals import choose_profile, look_at, write_noisy_digits
 from harness.judge import review_rows
 from harness.report import table
@@ -48,12 +47,8 @@ def build(case: str, data: Path, n: int) -> pd.DataFrame:
 
 def run_case(case: str, n: int) -> list[dict]:
     home = ROOT / ".bench" / "profile" / case
-    data, truth_path = home / "data", home / "truth.csv"
-    if not truth_path.is_file():
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        build(case, data, n).assign(planted="", source="").to_csv(truth_path, index=False)
-    truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
+    data = home / "data"
+    truth = kept_tree(home, lambda folder: build(case, folder, n).assign(planted="", source=""))
     shape = look_at(data)
     rule, why = choose_profile(shape, "cpu")
     rows = []

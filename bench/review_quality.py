@@ -35,7 +35,7 @@ from PIL import Image, ImageFilter
 
 from datacleaner.runs import clean, rescore
 
-from harness.data import LABEL_SETS, cifar, cifar_tree, imagenette_tree, mnist_tree
+from harness.data import LABEL_SETS, cifar, cifar_tree, imagenette_tree, kept_tree, mnist_tree
 from harness.internals import QUIET, primary_issue, write_noisy_digits
 from harness.judge import review_rows
 from harness.report import contact_sheet, tile
@@ -123,15 +123,12 @@ def prepare(args) -> tuple[Path, pd.DataFrame]:
             + (f"-keep{args.keep_noise:g}" if args.keep_noise < 1 else "") + ("-planted" if args.plant else "")
             + (f"-{Path(args.config).stem}" if args.config else ""))
     home = ROOT / ".bench" / "review" / name
-    data, truth_path = home / "data", home / "truth.csv"
-    if not truth_path.is_file():
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
+
+    def build_and_plant(data: Path) -> pd.DataFrame:
         truth = build(data, args).assign(planted="", source="")
-        if args.plant:
-            truth = pd.concat([truth, plant(data, truth)], ignore_index=True)
-        truth.to_csv(truth_path, index=False)
-    return home, pd.read_csv(truth_path, dtype=str, keep_default_na=False)
+        return pd.concat([truth, plant(data, truth)], ignore_index=True) if args.plant else truth
+
+    return home, kept_tree(home, build_and_plant)
 
 
 def report(name: str, m: dict) -> str:

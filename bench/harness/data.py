@@ -43,6 +43,17 @@ def cifar_tree(out: Path, rows, given) -> pd.DataFrame:
                          "given_label": [CLASSES[g] for g in given]})
 
 
+def kept_tree(home: Path, build) -> pd.DataFrame:
+    """The truth of home/data, a tree `build(data)` writes once and returns the truth of (kept in home/truth.csv,
+    every column as text; a benchmark's planted problems add planted and source)."""
+    data, path = home / "data", home / "truth.csv"
+    if not path.is_file():
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        build(data).to_csv(path, index=False)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def mnist_tree(data: Path, flips: int) -> pd.DataFrame:
     """The 5,000 shared MNIST digits under their own labels, `flips` of them moved to the class a
     cross-validated pixel-level logistic regression finds most probable after the label (the class a
