@@ -1,28 +1,17 @@
 """Which frozen committee for the cpu profile, and how its flags behave on clean labels (CIFAR-10N).
 
-Reads ../shared/data/cifar10n_20k.npz and ../shared/weights/ (beside the repository, not part of
-it: see bench/paths.py). Called by `python bench/real_noise.py --sweep ...`, or on its own.
-
-Step 1, features (slow, cached in --work): for each architecture and input size, the real `clean`
-(cpu profile settings: frozen ImageNet backbone, TTA identity + hflip, 5-fold cv) runs on a
-class-folder tree of CIFAR images [offset, offset + n); its backbone features (N, 2, D) and the
-time the run spent on them are kept. The features do not depend on the labels.
-
-Step 2, committees (fast): for every label set (clean_label, aggre, random1, worse) and every
-committee of those architectures, exactly what `clean` does with frozen members: the same fold
-plan (`make_fold_plan` on the given labels), a logistic head per round and member
-(`fit_view_head`), fused and scored by `judge_outputs` with the profile's rule, pass 2 refitting
-every head without pass 1's flagged images. (`--check` compares this with the pipeline's own
-scores for one committee.) Columns: share flagged, precision / recall / F1 of the flagged set,
-AUROC of label_quality, precision at k, and wall time per 1,000 images (features, both passes'
-heads).
+Step 1, features (slow, cached in --work): per architecture and input size, the real `clean` (cpu profile
+settings, one frozen member) on images [offset, offset + n); its backbone features (N, 2, D) and feature
+time are kept. Step 2, committees (fast): per label set and committee, exactly what `clean` does with
+frozen members (its fold plan, a logistic head per round and member started as `clean` starts them,
+`judge_outputs` with the profile's rule, pass 2 without pass 1's flags). Optional: other flag rules and
+the kNN label signal (--variants), error_model's link fitted over label sets (--calibration), feature
+times from runs of their own (--time). `--data imagenette`: the 2,000 imagenette_2k photos, label sets
+clean (ImageNet's) and fast.ai's noisy5 / noisy25 / noisy50. See docs/benchmarks.md.
 
     python bench/real_noise.py --sweep --sizes 128 160 224 --n 10000 --min-members 2 --time 1000
-    python bench/real_noise.py --sweep --sizes 160 --offset 10000 --n 10000 --calibration 160:mnv2+lite2
-    python bench/committee_sweep.py --data imagenette --sizes 160 192 224 --min-members 2   # real photos, 224 px
-
-With `--data imagenette` the images are the 2,000 imagenette_2k photos and the label sets their
-ImageNet labels (clean) and fast.ai's synthetic noisy columns (noisy5, noisy25, noisy50).
+    python bench/committee_sweep.py --archs mnv2 lite2 --sizes 160 192 --n 10000 [--offset 10000]
+    python bench/committee_sweep.py --data imagenette --sizes 160 192 --min-members 2
 """
 
 from __future__ import annotations
@@ -33,7 +22,6 @@ import itertools
 import json
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +29,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datacleaner.config import load_config
 
-from datacleaner.config import MemberConfig, load_config  # noqa: E402
-from datacleaner.folds import make_fold_plan  # noqa: E402
-from datacleaner.progress import QUIET  # noqa: E402
-from datacleaner.runs import RunDir, clean, judge_outputs  # noqa: E402
-from datacleaner.training import fit_view_head  # noqa: E402
-
-from paths import CIFAR, IMAGENETTE, ROOT, WEIGHTS  # noqa: E402
-from real_noise import metrics as list_metrics, review_order, write_tree  # noqa: E402
+from harness.data import LABEL_SETS, cifar, cifar_tree, imagenette_table
+from harness.internals import MemberConfig, RunDir, fit_view_head, judge_outputs, make_fold_plan
+from harness.judge import list_metrics, review_order
+from harness.report import table
+from harness.run import run_clean, timed
+from paths import IMAGENETTE, ROOT, WEIGHTS
 
 ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
-LABELS = {"clean": "clean_label", "aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
+IMAGENETTE_SETS = {"clean": "label", "noisy5": "noisy_labels_5", "noisy25": "noisy_labels_25", "noisy50": "noisy_labels_50"}
+NAN = float("nan")
 
 
 def base_config(size: int, archs: list[str]):
@@ -74,74 +61,60 @@ class SweepData:
     truth: np.ndarray
 
 
-def cifar_data(work: Path, arrays, offset: int, n: int) -> SweepData:
-    sel = np.arange(offset, offset + n)
-    tree = work / f"tree-{offset}-{n}"
-    write_tree(tree, arrays["images"][sel], arrays["clean_label"][sel], arrays["index"][sel])
-    position = {int(i): k for k, i in enumerate(arrays["index"][sel])}
-    return SweepData(f"{offset}-{n}", tree, lambda p: position[int(Path(p).stem)],
-                     {name: arrays[key][sel].astype(np.int64) for name, key in LABELS.items()},
-                     arrays["clean_label"][sel].astype(np.int64))
+def cifar_data(work: Path, offset: int, n: int) -> SweepData:
+    rows = np.arange(offset, offset + n)
+    truth = cifar_tree(work / f"tree-{offset}-{n}", rows, "clean_label")
+    position = {p: k for k, p in enumerate(truth["path"])}
+    arrays = cifar()
+    return SweepData(f"{offset}-{n}", work / f"tree-{offset}-{n}", position.__getitem__,
+                     {name: arrays[key][rows].astype(np.int64) for name, key in LABEL_SETS.items()},
+                     arrays["clean_label"][rows].astype(np.int64))
 
 
 def imagenette_data() -> SweepData:
-    """imagenette_2k: 2,000 photos at 224 px in class folders (the ImageNet label is the truth), with
-    fast.ai's synthetic noisy label sets."""
-    table = pd.read_csv(IMAGENETTE / "labels.csv")
-    classes = sorted(table["label"].unique())
-    code = {c: i for i, c in enumerate(classes)}
-    row = {p.split("/", 1)[1]: i for i, p in enumerate(table["path"])}  # 'images/<wnid>/<file>' -> row
-    sets = {"clean": "label", "noisy5": "noisy_labels_5", "noisy25": "noisy_labels_25", "noisy50": "noisy_labels_50"}
-    labels = {name: table[col].map(code).to_numpy(np.int64) for name, col in sets.items()}
-    return SweepData("imagenette", IMAGENETTE / "images", lambda p: row[p], labels, labels["clean"])
+    labels = imagenette_table()
+    code = {c: i for i, c in enumerate(sorted(labels["label"].unique()))}
+    row = {p.split("/", 1)[1]: i for i, p in enumerate(labels["path"])}  # 'images/<wnid>/<file>' -> row
+    sets = {name: labels[col].map(code).to_numpy(np.int64) for name, col in IMAGENETTE_SETS.items()}
+    return SweepData("imagenette", IMAGENETTE / "images", row.__getitem__, sets, sets["clean"])
 
 
 def member_features(work: Path, data: SweepData, size: int, arch: str, quiet: bool) -> dict:
     """{'features': (n, V, D) in the label arrays' order, 'seconds': feature time} for one architecture and size."""
     out = work / f"features-{arch}-{size}-{data.key}.npy"
     meta = out.with_suffix(".json")
-    if out.is_file() and meta.is_file():
-        return {"features": np.load(out, mmap_mode="r"), **json.loads(meta.read_text())}
-    cfg = base_config(size, [arch])
-    run_dir = work / f"run-{arch}-{size}-{data.key}"
-    t = time.time()
-    result = clean(data.tree, run_dir, cfg, progress=QUIET if quiet else None)
-    run = RunDir(run_dir)
-    info = run.read_json("run.json")
-    feats = np.load(run.features_path(cfg, cfg.members[0], info), mmap_mode="r")
-    manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str}, keep_default_na=False)
-    order = np.array([data.position(p) for p in manifest["path"]])  # manifest row -> row in the label arrays
-    ordered = np.empty_like(np.asarray(feats))
-    ordered[order] = feats
-    np.save(out, ordered)
-    seconds = {"seconds": result.summary["timings_s"].get("features", time.time() - t), "decode_s": result.summary["timings_s"].get("decode", 0.0),
-               "engines": result.summary.get("engines", {})}
-    meta.write_text(json.dumps(seconds))
-    shutil.rmtree(run_dir)  # the decoded cache (about 1 GB per 20,000 images at 128 px) is not needed again
-    return {"features": np.load(out, mmap_mode="r"), **seconds}
+    if not (out.is_file() and meta.is_file()):
+        cfg = base_config(size, [arch])
+        run_dir = work / f"run-{arch}-{size}-{data.key}"
+        result, wall = run_clean(data.tree, run_dir, cfg, quiet=quiet)
+        run = RunDir(run_dir)
+        feats = np.load(run.features_path(cfg, cfg.members[0], run.read_json("run.json")), mmap_mode="r")
+        manifest = pd.read_csv(run.file("manifest.csv"), dtype={"path": str}, keep_default_na=False)
+        ordered = np.empty_like(np.asarray(feats))
+        ordered[[data.position(p) for p in manifest["path"]]] = feats  # manifest row -> row in the label arrays
+        np.save(out, ordered)
+        timings = result.summary["timings_s"]
+        meta.write_text(json.dumps({"seconds": timings.get("features", wall), "decode_s": timings.get("decode", 0.0),
+                                    "engines": result.summary.get("engines", {})}))
+        shutil.rmtree(run_dir)  # the decoded cache (about 1 GB per 20,000 images at 128 px) is not needed again
+    return {"features": np.load(out, mmap_mode="r"), **json.loads(meta.read_text())}
 
 
-def timed_features(work: Path, arrays, n: int, size: int, arch: str) -> dict:
+def timed_features(work: Path, n: int, size: int, arch: str) -> dict:
     """Seconds per image of one member's features and of decoding, from a `clean` of images [0, n)
     run alone (nothing else on the machine): the sweep's own feature runs may share the cores."""
     out = work / f"timing-{arch}-{size}-{n}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    sel = np.arange(n)
-    tree = work / f"tree-0-{n}"
-    write_tree(tree, arrays["images"][sel], arrays["clean_label"][sel], arrays["index"][sel])
-    cfg = base_config(size, [arch])
-    run_dir = work / f"run-time-{arch}-{size}-{n}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    t = time.time()
-    result = clean(tree, run_dir, cfg, progress=QUIET)
-    wall = time.time() - t
-    timings = result.summary["timings_s"]
-    got = {"features_s_per_image": timings["features"] / n, "decode_s_per_image": timings.get("decode", 0.0) / n,
-           "wall_s_per_image": wall / n, "n": n}
-    shutil.rmtree(run_dir)
-    out.write_text(json.dumps(got))
-    return got
+    if not out.is_file():
+        tree = work / f"tree-0-{n}"
+        cifar_tree(tree, np.arange(n), "clean_label")
+        run_dir = work / f"run-time-{arch}-{size}-{n}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        result, wall = run_clean(tree, run_dir, base_config(size, [arch]))
+        timings = result.summary["timings_s"]
+        out.write_text(json.dumps({"features_s_per_image": timings["features"] / n, "decode_s_per_image": timings.get("decode", 0.0) / n,
+                                   "wall_s_per_image": wall / n, "n": n}))
+        shutil.rmtree(run_dir)
+    return json.loads(out.read_text())
 
 
 def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
@@ -160,28 +133,24 @@ def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, ex
         for m in cfg.members:
             k = (key, m.name, r)
             if k not in cache:
-                t0 = time.perf_counter()
                 F = feats[m.name]
                 origin = (first_key, m.name, r) if first_key else (key, m.name, 0)
                 start = cache.get((origin, "head")) if (first_key or r) else None
-                W, b = fit_view_head(np.asarray(F[t]), labels[t], C, m, init=start)
+                (W, b), cache[k, "s"] = timed(fit_view_head, np.asarray(F[t]), labels[t], C, m, init=start)
                 cache[k] = (np.asarray(F[judge], dtype=np.float32) @ W.T + b).astype(np.float32)
                 cache[k, "head"] = (W, b)
-                cache[k, "s"] = time.perf_counter() - t0
             parts.append(cache[k])
             seconds += cache[k, "s"]
         outs.append((judge, parts))
     return outs, seconds
 
 
-def committee_scores(feats, labels, cfg, cache, label_key, passes: int = 2):
-    """(pass-1 Scores, final Scores, head seconds) as `clean` computes them for frozen members."""
+def committee_scores(feats, labels, cfg, cache, label_key):
+    """(pass-1 Scores, final Scores, head seconds, pass-2 round outputs) as `clean` computes them for frozen members."""
     plan = make_fold_plan(labels, scheme=cfg.scheme, folds=cfg.folds, seed=cfg.seed)
     J = plan.judgements_per_image
     outs, s1 = round_logits(feats, labels, cfg, plan, None, cache, (label_key, "p1"))
     first = judge_outputs(outs, labels, cfg, J)[0]
-    if passes == 1:
-        return first, first, s1
     held = tuple(np.flatnonzero(first.in_review))
     outs2, s2 = round_logits(feats, labels, cfg, plan, first.in_review, cache, (label_key, "p2", hash(held)),
                              first_key=(label_key, "p1"))
@@ -200,7 +169,7 @@ def member_votes(outs, N: int) -> np.ndarray:
 def knn_labels(feats: dict, combo, labels: np.ndarray, k: int = 10) -> np.ndarray:
     """(N, C) share of each class among an image's k nearest neighbours (compact features of the
     committee's backbones, concatenated; the image itself left out)."""
-    from datacleaner import health
+    from harness.internals import health
 
     parts = [health.compact_features(np.asarray(feats[a], dtype=np.float32))[0].astype(np.float32) for a in combo]
     x = np.concatenate(parts, axis=1)
@@ -213,48 +182,28 @@ def knn_labels(feats: dict, combo, labels: np.ndarray, k: int = 10) -> np.ndarra
     return q / np.maximum(q.sum(axis=1, keepdims=True), 1)
 
 
+def metrics(is_error, flagged, quality, order, ks=(100, 300, 500, 1000)) -> dict:
+    return list_metrics(is_error, flagged, quality, order, ks, missing=NAN)
+
+
 def variants(final, labels, is_error, votes, q) -> list[tuple[str, dict]]:
     """Other flag rules and scores on the same committee, as (name, metrics) rows."""
-    from datacleaner.scoring import score
+    from harness.internals import score
 
-    out = []
-    ep = final.error_prob
-    N = len(labels)
+    lq, ep, N = final.label_quality, final.error_prob, len(labels)
 
-    def flagged_metrics(flag, quality):
+    def flagged(flag, quality=lq):
         return metrics(is_error, flag, quality, np.argsort(quality, kind="stable"), ks=())
 
-    lq = final.label_quality
-    out.append(("error_prob >= 0.5 (Bayes rule)", flagged_metrics(ep >= 0.5, lq)))
-    n = int(round(np.nansum(ep)))
     top = np.zeros(N, bool)
-    top[np.argsort(lq, kind="stable")[:n]] = True
-    out.append(("noise_rate with n = sum of error_prob", flagged_metrics(top, lq)))
-    for c in (0.6, 0.8):
-        out.append((f"noise_rate and suggested_prob >= {c}", flagged_metrics(final.in_review & (final.suggested_prob >= c), lq)))
-    every = (votes != labels[:, None]).all(axis=1)
-    out.append(("noise_rate and every member against the label", flagged_metrics(final.in_review & every, lq)))
+    top[np.argsort(lq, kind="stable")[:int(round(np.nansum(ep)))]] = True
+    out = [("error_prob >= 0.5 (Bayes rule)", flagged(ep >= 0.5)), ("noise_rate with n = sum of error_prob", flagged(top))]
+    out += [(f"noise_rate and suggested_prob >= {c}", flagged(final.in_review & (final.suggested_prob >= c))) for c in (0.6, 0.8)]
+    out.append(("noise_rate and every member against the label", flagged(final.in_review & (votes != labels[:, None]).all(axis=1))))
     for lam in (0.25, 0.5):
-        mixed = (1 - lam) * final.mean_probs + lam * q
-        s2 = score(mixed[None], np.ones((1, N), bool), labels, tau=0.1, min_flags=1, rule="noise_rate")
-        out.append((f"+ kNN labels (k 10, weight {lam})", flagged_metrics(s2.in_review, s2.label_quality)))
+        s2 = score(((1 - lam) * final.mean_probs + lam * q)[None], np.ones((1, N), bool), labels, tau=0.1, min_flags=1, rule="noise_rate")
+        out.append((f"+ kNN labels (k 10, weight {lam})", flagged(s2.in_review, s2.label_quality)))
     return out
-
-
-def calibration(is_error: np.ndarray, s, labels) -> dict:
-    """error_prob (scoring.error_model) against the truth, down the review list (flagged images,
-    most probably wrong first): the largest gap between the running mean of error_prob over the
-    first k rows and the precision at k (k = 50, 100, ... up to the list's length), the expected
-    and true number of wrong labels in the list and in the dataset, and the Bayes flag rule
-    (error_prob >= 0.5) as an alternative list."""
-    ep, rho, seen = s.error_prob, s.noise_model["noise_rate"], s.noise_model["seen_noise_rate"]
-    flagged = np.flatnonzero(s.in_review)
-    gap, at = list_gap(ep, is_error, flagged)
-    bayes = ep >= 0.5
-    return {"rho": rho, "rho_seen": seen, "cal_gap": gap, "cal_gap_at": at,
-            "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
-            "expected_wrong": float(rho * len(ep)), "wrong": int(is_error.sum()),
-            "bayes_flagged_share": float(bayes.mean()), "bayes_f1": metrics(is_error, bayes, s.label_quality, np.arange(0), ())["f1"]}
 
 
 def list_gap(ep: np.ndarray, is_error: np.ndarray, listed: np.ndarray) -> tuple[float, int]:
@@ -264,10 +213,22 @@ def list_gap(ep: np.ndarray, is_error: np.ndarray, listed: np.ndarray) -> tuple[
     order = listed[np.argsort(-ep[listed], kind="stable")]
     ks = [k for k in range(50, len(order) + 1, 50)] or [len(order)]
     if not len(order):
-        return float("nan"), 0
+        return NAN, 0
     gaps = [ep[order[:k]].mean() - is_error[order[:k]].mean() for k in ks]
     i = int(np.argmax(np.abs(gaps)))
     return float(gaps[i]), ks[i]
+
+
+def calibration(is_error: np.ndarray, s) -> dict:
+    """error_prob (scoring.error_model) against the truth down the review list: the largest gap (list_gap),
+    the expected and true wrong labels in the list and the dataset, and the Bayes rule (error_prob >= 0.5)."""
+    ep, rho = s.error_prob, s.noise_model["noise_rate"]
+    flagged = np.flatnonzero(s.in_review)
+    gap, at = list_gap(ep, is_error, flagged)
+    return {"rho": rho, "rho_seen": s.noise_model["seen_noise_rate"], "cal_gap": gap, "cal_gap_at": at,
+            "expected_wrong_in_list": float(ep[flagged].sum()), "wrong_in_list": int(is_error[flagged].sum()),
+            "expected_wrong": float(rho * len(ep)), "wrong": int(is_error.sum()), "bayes_flagged_share": float((ep >= 0.5).mean()),
+            "bayes_f1": metrics(is_error, ep >= 0.5, s.label_quality, np.arange(0), ())["f1"]}
 
 
 def fit_link(sets: dict) -> list[tuple]:
@@ -275,7 +236,7 @@ def fit_link(sets: dict) -> list[tuple]:
     listed)}: every (gain, power, sharpen) on a grid, sorted by the worst of |calibration gap down
     the list| and |fitted noise rate - true noise rate| over the sets. The seen noise rate, the
     temperature and the noise structure do not depend on them: fitted once per set."""
-    from datacleaner.scoring import linked_noise_rate, noise_structure, seen_noise_rate, tempered, wrong_label_posterior
+    from harness.internals import linked_noise_rate, noise_structure, seen_noise_rate, tempered, wrong_label_posterior
 
     fitted = {}
     for name, (probs, labels, is_error, listed) in sets.items():
@@ -290,17 +251,10 @@ def fit_link(sets: dict) -> list[tuple]:
             probs, seen, T, structure = fitted[name]
             rho = min(linked_noise_rate(seen, (gain, power)), 0.9)
             ep = np.zeros(len(labels)) if rho == 0 else wrong_label_posterior(probs, labels, rho, structure, T * sharpen)
-            gap = list_gap(ep, is_error, np.flatnonzero(listed))[0]
-            per[name] = (gap, rho - float(is_error.mean()))
-            worst = max(worst, abs(gap), abs(per[name][1]))
+            per[name] = (list_gap(ep, is_error, np.flatnonzero(listed))[0], rho - float(is_error.mean()))
+            worst = max(worst, abs(per[name][0]), abs(per[name][1]))
         rows.append((worst, gain, power, sharpen, per))
     return sorted(rows, key=lambda r: r[0])
-
-
-def metrics(is_error: np.ndarray, flagged: np.ndarray, quality: np.ndarray, order: np.ndarray, ks=(100, 300, 500, 1000)) -> dict:
-    """real_noise.py's metrics, with NaN where a ranking cannot be judged (clean labels: no wrong label)."""
-    row = list_metrics(is_error, flagged, quality, order, ks)
-    return {k: float("nan") if v is None else v for k, v in row.items()}
 
 
 def main(argv=None) -> int:
@@ -309,63 +263,43 @@ def main(argv=None) -> int:
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--offset", type=int, default=0, help="judge images [offset, offset + n)")
-    ap.add_argument("--features-n", type=int, default=None,
-                    help="use features of images [0, features-n) (default: features of [offset, offset + n) alone)")
     ap.add_argument("--data", choices=["cifar", "imagenette"], default="cifar",
-                    help="cifar: CIFAR-10N images [offset, offset + n); imagenette: the 2,000 imagenette_2k photos "
-                         "(label sets clean, noisy5, noisy25, noisy50)")
-    ap.add_argument("--labels", nargs="+", default=None, choices=list(LABELS) + ["noisy5", "noisy25", "noisy50"],
+                    help="cifar: CIFAR-10N images [offset, offset + n); imagenette: the 2,000 imagenette_2k photos")
+    ap.add_argument("--labels", nargs="+", default=None, choices=[*LABEL_SETS, "noisy5", "noisy25", "noisy50"],
                     help="label sets (default: all of the data's)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-committee-sweep")
-    ap.add_argument("--features-only", action="store_true", help="step 1 only")
     ap.add_argument("--min-members", type=int, default=1, help="smallest committee measured (2: pairs and up)")
     ap.add_argument("--variants", nargs="*", default=None,
                     help="also other flag rules and the kNN label signal, for the full committee and these (e.g. lite0+mnv2)")
-    ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--calibration", nargs="*", default=None, metavar="SIZE:COMMITTEE",
                     help="also fit error_model's link and sharpening jointly over the label sets of these committees "
-                         "(e.g. 128:lite0+mnv2 160:mnv2+lite2; none named: every committee measured) and show the "
-                         "shipped values' fit (fit on one half of the images, check on the other)")
+                         "(e.g. 128:lite0+mnv2 160:mnv2+lite2; none named: every committee measured)")
     ap.add_argument("--time", type=int, default=None, metavar="N",
                     help="time each member's features on N images in a run of its own (cached in --work) and use "
                          "those timings for s / 1,000 images: run it with nothing else on the machine")
-    ap.add_argument("--summary", nargs="+", type=Path, metavar="JSON",
-                    help="print the summary table of earlier sweeps' --json files (with --rates) and stop")
-    ap.add_argument("--rates", type=Path, help="the table `bench/speed.py --backbones` printed, for --summary")
     args = ap.parse_args(argv)
-    if args.summary:
-        print(summary(args.summary, args.rates))
-        return 0
     args.work.mkdir(parents=True, exist_ok=True)
-    rows, cal_sets = [], {}
     if args.data == "imagenette":
         data = imagenette_data()
-        args.offset, args.n, args.features_n = 0, len(data.truth), None
+        args.offset, args.n = 0, len(data.truth)
     else:
-        arrays = dict(np.load(CIFAR))
-    args.labels = args.labels or (list(data.labels) if args.data == "imagenette" else list(LABELS))
-    fo, fn = (0, args.features_n) if args.features_n else (args.offset, args.n)
-    if args.data == "cifar":
-        data = cifar_data(args.work, arrays, fo, fn)
+        data = cifar_data(args.work, args.offset, args.n)
+    rows, cal_sets = [], {}
     for size in args.sizes:
         feats, secs = {}, {}
         for a in args.archs:
             got = member_features(args.work, data, size, a, args.quiet)
-            feats[a], secs[a] = got["features"][args.offset - fo : args.offset - fo + args.n], got["seconds"] * args.n / fn
-            print(f"[features {a} {size} px: {got['seconds']:.0f} s for {fn} images]", file=sys.stderr, flush=True)
+            feats[a], secs[a] = got["features"], got["seconds"]
+            print(f"[features {a} {size} px: {got['seconds']:.0f} s for {args.n} images]", file=sys.stderr, flush=True)
             if args.time and args.data == "cifar":
-                tm = timed_features(args.work, arrays, args.time, size, a)
+                tm = timed_features(args.work, args.time, size, a)
                 secs[a], secs["decode"] = tm["features_s_per_image"] * args.n, tm["decode_s_per_image"] * args.n
                 print(f"[alone: {a} {size} px features {1000 * tm['features_s_per_image']:.1f} s, decode "
                       f"{1000 * tm['decode_s_per_image']:.1f} s per 1,000 images]", file=sys.stderr, flush=True)
-        if args.features_only:
-            continue
-        part = slice(args.offset - fo, args.offset - fo + args.n)
-        truth = data.truth[part]
-        for name in args.labels:
-            labels = data.labels[name][part]
-            is_error = labels != truth
+        for name in args.labels or list(data.labels):
+            labels = data.labels[name]
+            is_error = labels != data.truth
             cache: dict = {}
             for k in range(args.min_members, len(args.archs) + 1):
                 for combo in itertools.combinations(args.archs, k):
@@ -373,21 +307,17 @@ def main(argv=None) -> int:
                     cfg.passes = 2
                     first, final, head_s, outs2 = committee_scores(feats, labels, cfg, cache, name)
                     feature_s = sum(secs[a] for a in combo) + secs.get("decode", 0.0)
-                    rows.append({"size": size, "labels": name, "committee": "+".join(combo), "true_noise": float(is_error.mean()),
-                                 **metrics(is_error, final.in_review, final.label_quality,
-                                           review_order(final.flag_count, final.label_quality)),
-                                 **calibration(is_error, final, labels),
-                                 "pass1_flagged_share": float(first.in_review.mean()),
-                                 "s_per_1000": 1000 * (feature_s + head_s) / args.n})
-                    r = rows[-1]
+                    r = {"size": size, "labels": name, "committee": "+".join(combo), "true_noise": float(is_error.mean()),
+                         **metrics(is_error, final.in_review, final.label_quality, review_order(final.flag_count, final.label_quality)),
+                         **calibration(is_error, final), "pass1_flagged_share": float(first.in_review.mean()),
+                         "s_per_1000": 1000 * (feature_s + head_s) / args.n}
+                    rows.append(r)
                     if args.calibration is not None and (not args.calibration or f"{size}:{r['committee']}" in args.calibration):
                         cal_sets[f"{size}:{r['committee']}:{name}"] = (final.mean_probs, labels, is_error, final.in_review)
-                    if args.json:  # as it goes: a long sweep keeps what it measured
-                        args.json.write_text(json.dumps(rows, indent=1))
-                    if args.variants is not None and (k == len(args.archs) or "+".join(combo) in args.variants):
+                    if args.variants is not None and (k == len(args.archs) or r["committee"] in args.variants):
                         q = knn_labels(feats, combo, labels)
                         for vname, m in variants(final, labels, is_error, member_votes(outs2, len(labels)), q):
-                            rows.append({**r, **m, **{f"p@{kk}": float("nan") for kk in (100, 300, 500, 1000)}, "committee": f"{r['committee']}: {vname}"})
+                            rows.append({**r, **m, **{f"p@{kk}": NAN for kk in (100, 300, 500, 1000)}, "committee": f"{r['committee']}: {vname}"})
                             print(f"    {vname:45s} flagged {m['flagged_share']:.3f} F1 {m['f1']:.3f} AUROC {m['auroc']:.3f}",
                                   file=sys.stderr, flush=True)
                     print(f"{size} {name:8s} {r['committee']:18s} flagged {r['flagged_share']:.3f} F1 {r['f1']:.3f} "
@@ -396,7 +326,7 @@ def main(argv=None) -> int:
                           f"all {r['expected_wrong']:.0f}/{r['wrong']} bayes {r['bayes_flagged_share']:.3f} F1 {r['bayes_f1']:.3f}",
                           file=sys.stderr, flush=True)
     if cal_sets:
-        from datacleaner.scoring import NOISE_LINK, SHARPEN
+        from harness.internals import NOISE_LINK, SHARPEN
 
         fitted = fit_link(cal_sets)
         print(f"\nerror_model link fitted jointly over {', '.join(cal_sets)} (worst |gap| or |noise rate error|):")
@@ -406,50 +336,11 @@ def main(argv=None) -> int:
             print(f"  {worst if isinstance(worst, str) else f'{worst:.3f}'}: gain {gain}, power {power}, sharpen {sharpen} | "
                   f"gap / noise-rate error: {cells}")
     if rows:
-        print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        print(table(["size", "labels", "committee", "flagged", "precision", "recall", "F1", "AUROC", "P@100", "P@500", "P@1000",
+                     "s / 1,000 images"], [[r["size"], r["labels"], r["committee"], f"{r['flagged_share']:.1%}", f"{r['precision']:.3f}",
+                                            f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['auroc']:.3f}", f"{r['p@100']:.2f}",
+                                            f"{r['p@500']:.2f}", f"{r['p@1000']:.2f}", f"{r['s_per_1000']:.1f}"] for r in rows]))
     return 0
-
-
-def feature_seconds(rates_md: Path) -> dict[tuple[str, int, str], float]:
-    """{(arch, px, engine): seconds of features per 1,000 images at 2 views} from the table that
-    `bench/speed.py --backbones` prints (batch 64, 2 threads, graph level all)."""
-    out = {}
-    for line in rates_md.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and cells[3] == "64" and cells[4] == "2" and cells[5] in ("–", "all"):
-            out[cells[0], int(cells[1]), cells[2]] = 2000 / float(cells[6].replace(",", ""))
-    return out
-
-
-def summary(files: list[Path], rates_md: Path) -> str:
-    """One row per (data, size, committee): false alarms on clean labels, F1 / AUROC on each noisy set,
-    and features seconds per 1,000 images on torch and ONNX Runtime (backbones timed alone)."""
-    secs = feature_seconds(rates_md)
-    lines = []
-    for f in files:
-        rows = json.loads(f.read_text())
-        sets = [s for s in dict.fromkeys(r["labels"] for r in rows) if s != "clean"]
-        lines += [f"\n{f.stem}\n", "| px | committee | flagged on clean | " + " | ".join(f"{s} F1 / AUROC" for s in sets)
-                  + " | features s / 1,000: torch | onnxruntime |", "|---:|---|---:|" + "---|" * len(sets) + "---:|---:|"]
-        for (size, committee) in dict.fromkeys((r["size"], r["committee"]) for r in rows):
-            by = {r["labels"]: r for r in rows if r["size"] == size and r["committee"] == committee}
-            t = [sum(secs.get((a, size, e), float("nan")) for a in committee.split("+")) for e in ("torch", "onnxruntime")]
-            clean = f"{by['clean']['flagged_share']:.1%}" if "clean" in by else "–"
-            lines.append(f"| {size} | {committee} | {clean} | " + " | ".join(
-                f"{by[s]['f1']:.3f} / {by[s]['auroc']:.3f}" if s in by else "–" for s in sets) + f" | {t[0]:.1f} | {t[1]:.1f} |")
-    return "\n".join(lines)
-
-
-def table(rows: list[dict]) -> str:
-    head = ["size", "labels", "committee", "flagged", "precision", "recall", "F1", "AUROC", "P@100", "P@500", "P@1000", "s / 1,000 images"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r['size']} | {r['labels']} | {r['committee']} | {r['flagged_share']:.1%} | {r['precision']:.3f} | "
-                     f"{r['recall']:.3f} | {r['f1']:.3f} | {r['auroc']:.3f} | {r['p@100']:.2f} | {r['p@500']:.2f} | "
-                     f"{r['p@1000']:.2f} | {r['s_per_1000']:.1f} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,47 +1,14 @@
 """Data-health checks (`datacleaner.health`) on CIFAR images with known problems planted, against cleanvision.
 
-Reads ../shared/data/cifar10n_20k.npz and ../shared/weights/ (beside the repository, not part of
-it: see bench/paths.py). The cleanvision comparison needs the benchmark extra (`pip install
-cleanvision`); without it that part is skipped with a note.
-
-What it does (all in a temporary folder, removed at the end unless --keep):
-
-  base      --images N CIFAR images (random, --seed), upscaled 32 -> 64 px (bicubic), written as
-            PNG into class folders by clean_label. These are "untouched": anything flagged
-            among them is a false alarm (or a real problem already inside CIFAR).
-  copies    of base images, --copies per kind, written beside the base under the same class:
-            exact_bytes (file copied), exact_pixels (same pixels re-saved with other PNG
-            settings), jpeg (quality 75-90), resize_0.5 (32 px, Lanczos), resize_1.5 (96 px,
-            bicubic), shift (2-4 px translate in x and y, edge pixels repeated), crop (5-10% cut
-            off, off centre), colour (brightness, contrast and saturation each x0.9-1.1);
-            conflict_exact and conflict_jpeg: a file copy / a JPEG copy under another class.
-  problems  other CIFAR images (not in the base), --per-issue per kind: dark (x0.1-0.2), light
-            (washed out: 255 - (255 - x) * 0.1-0.2), blurry (Gaussian radius 2-3 at 64 px),
-            tiny (8-12 px square), odd_aspect (stretched to 128 x 20-40 or 20-40 x 128),
-            low_information (half uniform colour, half uniform + Gaussian noise sigma 1-3),
-            grayscale (half saved as L-mode PNG, half RGB with equal channels).
-  outside   images from outside the 10 classes, placed in random classes: --outside synthetic
-            ones (white noise, smooth noise, stripes, checkerboards, random shapes, colour
-            gradients) and --real-outside real ones bundled with scikit-learn (two thirds
-            handwritten-digit scans upscaled to 64 px RGB, one third 140 px crops of its two
-            sample photos). No downloads.
-
-Then every file is decoded like `clean` does (`decode_images(files, 32)`, and at 64 for the
-near-duplicate table), original sizes are read with PIL, and the checks are run and swept:
-near-duplicate recall per alteration and false-alarm pairs for max_bits 0..10, exact-duplicate
-and conflicting-label recall, and for each property its threshold swept (recall on the planted
-images, false alarms on the untouched base).
-
-Features (skipped with --no-features): everything decoded again at the cpu profile's size as `clean`
-with that profile does; the profile's first member (ImageNet weights, frozen, TTA
-identity + hflip) gives penultimate features, `compact_features` makes them 128-d, and an
-out-of-fold logistic head (`fit_view_head`) gives class probabilities. Swept: the feature
-near-duplicate rule (neighbours x min_similarity x ratio x loose rule) against the hash alone,
-and the outlier rule (outlier_distance x outlier_max_prob) on the outside images, as planted and
-each alone; then `assess` with the recommended thresholds (RECOMMENDED) scored per issue type.
-Timings per 1,000 images; the nearest-neighbour search on synthetic vectors at 100k (and 1M with
---scale-million) in fresh processes, time and peak RSS, and what its inverted-file index loses
-against exact search. Markdown tables.
+Builds a class-folder tree in a temporary folder (removed unless --keep): --images untouched CIFAR images
+at 64 px (anything flagged among them is a false alarm, or a real problem inside CIFAR), --copies planted
+copies per alteration (exact, JPEG, resized, shifted, cropped, re-coloured, and under another class),
+--per-issue planted images per property problem (dark, light, blurry, tiny, odd aspect, low information,
+grayscale), and --outside synthetic and --real-outside real images of no class. Then the checks run as
+`clean` runs them and each threshold is swept; with features (the cpu profile's first member), the
+feature rules for near duplicates and outliers and the whole verdict of `assess` (RECOMMENDED); then the
+timings, cleanvision's defaults on the same folder, and the nearest-neighbour search at 100k (and 1M)
+synthetic vectors in fresh processes. docs/health_benchmark.md holds the tables and what they say.
 
     python bench/health.py                         # 5,000 base images, ~3 min on 2 cores
     python bench/health.py --images 1000 --no-cleanvision --no-scale
@@ -54,23 +21,25 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import json
 import shutil
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datacleaner import health  # noqa: E402
-from datacleaner.config import load_config  # noqa: E402
-from datacleaner.dataset import decode_images  # noqa: E402
+from datacleaner.config import load_config
 
-from paths import CIFAR  # noqa: E402
+from harness.data import CLASSES, cifar
+from harness.internals import decode_images, health
+from harness.report import pct, table
+from harness.run import ChildFailed, child, member_model, proc_status, timed
+from paths import CIFAR
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 COPY_KINDS = ["exact_bytes", "exact_pixels", "jpeg", "resize_0.5", "resize_1.5", "shift", "crop", "colour",
               "conflict_exact", "conflict_jpeg"]
 EXACT_KINDS = ["exact_bytes", "exact_pixels", "conflict_exact"]
@@ -210,7 +179,7 @@ def real_outside(n: int, rng: np.random.Generator) -> list[tuple[str, Image.Imag
 
 
 def build(root: Path, n: int, copies: int, per_issue: int, outside: int, seed: int, real: int = 0) -> list[Item]:
-    d = dict(np.load(CIFAR))
+    d = cifar()
     images, labels = d["images"], d["clean_label"].astype(int)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
@@ -265,19 +234,6 @@ def build(root: Path, n: int, copies: int, per_issue: int, outside: int, seed: i
 
 
 # Tables ---------------------------------------------------------------------------------------
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    def fmt(v):
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def pct(a: int, b: int) -> str:
-    return f"{100 * a / b:.0f}%" if b else "-"
 
 
 def near_table(hashes: np.ndarray, items: list[Item], usable: np.ndarray, bits: range) -> tuple[str, dict]:
@@ -359,19 +315,17 @@ NO_LOOSE = {"loose_bits": 0, "loose_similarity": 2.0}  # the loose combination s
 # where such pairs start to grow; the whole verdict and the scale test use these.
 RECOMMENDED = {"neighbours": 10, "min_similarity": 0.95, "ratio": 0.25, "loose_bits": 24, "loose_similarity": 0.80,
                "outlier_distance": 1.5, "outlier_max_prob": 0.5}
-FIELDS = {f.name for f in dataclasses.fields(health.Thresholds)}
-HAS_RATIO = "ratio" in FIELDS  # the feature rule's "much closer than the k-th neighbour" condition
 
 
 def thresholds(**kw) -> health.Thresholds:
-    """Thresholds() with `kw` replaced; keys the library does not have (or None values) left out."""
-    return dataclasses.replace(health.Thresholds(), **{k: v for k, v in kw.items() if k in FIELDS and v is not None})
+    """Thresholds() with `kw` replaced (None values left out)."""
+    return dataclasses.replace(health.Thresholds(), **{k: v for k, v in kw.items() if v is not None})
 
 
 def rule_name(m=None, ratio=None, lb=None, ls=None, k=None) -> str:
     parts = [] if k is None else [f"k {k}"]
     parts += [] if m is None else [f"sim >= {m:g}"]
-    parts += [] if ratio is None or ratio >= 1 or not HAS_RATIO else [f"ratio {ratio:g}"]
+    parts += [] if ratio is None or ratio >= 1 else [f"ratio {ratio:g}"]
     parts += [] if lb is None else [f"loose {lb} bits & {ls:g}"]
     return ", ".join(parts)
 
@@ -381,19 +335,10 @@ def member_features(pixels: np.ndarray) -> np.ndarray:
     them for a frozen member: ImageNet weights from ../shared/weights, FEATURE_SIZE px, TTA identity + hflip."""
     import torch
 
-    from datacleaner.config import AugmentConfig, MemberConfig, TTAConfig
-    from datacleaner.models import create_member_model, member_preprocess
-    from datacleaner.predict import predict_logits
-    from datacleaner.weights import local_file
-    from paths import WEIGHTS
+    from harness.internals import AugmentConfig, MemberConfig, TTAConfig, predict_logits
 
     torch.set_num_threads(2)
-    member = MemberConfig(arch=ARCH, pretrained=True, frozen=True, img_size=FEATURE_SIZE)
-    path = local_file(ARCH, WEIGHTS) if WEIGHTS.is_dir() else None
-    if path is None:
-        raise FileNotFoundError(f"no {ARCH} weights in {WEIGHTS}")
-    model = create_member_model(member, len(CLASSES), pretrained_path=str(path))
-    prep = member_preprocess(member, model)
+    model, prep = member_model(MemberConfig(arch=ARCH, pretrained=True, frozen=True, img_size=FEATURE_SIZE), len(CLASSES))
     feats = predict_logits(model, pixels, np.arange(len(pixels)), prep, TTAConfig(mode="deterministic", views=2),
                            AugmentConfig(), device=torch.device("cpu"), seed=0, features=True)
     return feats.astype(np.float16)  # as the run directory stores them
@@ -403,8 +348,7 @@ def out_of_fold_probs(feats: np.ndarray, labels: np.ndarray, fit: np.ndarray, fo
     """(N, C) class probabilities from a frozen member's logistic head (`fit_view_head`, the cpu
     profile's head_l2): out of fold (`folds` folds) for the `fit` images, from a head on all of
     them for the rest; logits averaged over the views, then softmax (the committee's fusion)."""
-    from datacleaner.config import MemberConfig
-    from datacleaner.training import fit_view_head
+    from harness.internals import MemberConfig, fit_view_head
 
     member = MemberConfig(arch=ARCH, pretrained=True, frozen=True, img_size=FEATURE_SIZE, head_l2=0.03)
     C = len(CLASSES)
@@ -475,7 +419,7 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
     hash_found = pair_set(health.hash_pairs(hashes, bits))
     hash_bb = ps.unplanted(hash_found)["bb"]
     cap = max(hash_bb, int(MAX_BASE_PAIRS * ps.n_base))
-    ratios = RATIO_SWEEP if HAS_RATIO else [1.0]
+    ratios = RATIO_SWEEP
 
     def found_by(k, m, ratio, lb=None, ls=None, with_hash=True):
         t = thresholds(min_similarity=m, ratio=ratio,
@@ -489,8 +433,7 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
           f"the cpu profile caches). Recall: planted (source, copy) pairs found as a pair. base-base pairs: two untouched "
           f"base images (CIFAR has real near duplicates: not all of them are false); outside-outside: two outside-class "
           f"images (the synthetic ones of one kind look alike to the features)."
-          + (" ratio r: a pair also needs distance <= r x the distance to the k-th neighbour (1: off)." if HAS_RATIO else "")
-          + "\n")
+          + " ratio r: a pair also needs distance <= r x the distance to the k-th neighbour (1: off).\n")
 
     # the combined rule over everything; the suggestion
     best, results = None, []
@@ -504,7 +447,7 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
                     key = (r["all"], -u["bb"], -u["oo"], k == health.Thresholds().neighbours, m, -ratio, -(lb or 0), ls or 2.0)
                     if u["bb"] <= cap and (best is None or key > best[0]):
                         best = (key, (k, m, ratio, lb, ls), found)
-    k0, ratio0 = RECOMMENDED["neighbours"], RECOMMENDED["ratio"] if HAS_RATIO else 1.0
+    k0, ratio0 = RECOMMENDED["neighbours"], RECOMMENDED["ratio"]
 
     print(f"**Hash alone and features alone** (k {k0}; features without the loose rule)\n")
     rows = [ps.row(f"hash, max_bits {bits}", hash_found)]
@@ -513,21 +456,20 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
             rows.append(ps.row("features, " + rule_name(m, ratio), found_by(k0, m, ratio, with_hash=False)))
     print(table(list(PairScore.HEADER), rows))
 
-    if HAS_RATIO:
-        print(f"\n**Features alone, min_similarity x ratio** (k {k0}): recall of all copies / base-base pairs\n")
-        rows = []
-        for m in [0.75, 0.80, *SIM_SWEEP]:
-            row = [f"{m:g}"]
-            for ratio in ratios:
-                f = found_by(k0, m, ratio, with_hash=False)
-                row.append(f"{ps.recall(f)['all']:.0%} / {ps.unplanted(f)['bb']}")
-            rows.append(row)
-        print(table(["min_similarity \\ ratio", *[f"{r:g}" for r in ratios]], rows))
+    print(f"\n**Features alone, min_similarity x ratio** (k {k0}): recall of all copies / base-base pairs\n")
+    rows = []
+    for m in [0.75, 0.80, *SIM_SWEEP]:
+        row = [f"{m:g}"]
+        for ratio in ratios:
+            f = found_by(k0, m, ratio, with_hash=False)
+            row.append(f"{ps.recall(f)['all']:.0%} / {ps.unplanted(f)['bb']}")
+        rows.append(row)
+    print(table(["min_similarity \\ ratio", *[f"{r:g}" for r in ratios]], rows))
 
     print(f"\n**Combined** (what `assess` does): hash within max_bits {bits} OR features >= min_similarity OR (features >= "
-          f"loose_similarity AND hash within loose_bits){', each feature pair also within the ratio' if HAS_RATIO else ''}. "
+          f"loose_similarity AND hash within loose_bits), each feature pair also within the ratio. "
           f"Swept: k {K_SWEEP} x min_similarity {COMBINED_SIMS}"
-          + (f" x ratio {ratios}" if HAS_RATIO else "") + f" x {len(LOOSE_SWEEP)} loose rules ({len(results)} settings). "
+          f" x ratio {ratios} x {len(LOOSE_SWEEP)} loose rules ({len(results)} settings). "
           f"Suggested: most recall over all copies with at most {cap} base-base pairs (the hash alone's {hash_bb}, or "
           f"{MAX_BASE_PAIRS:.2%} of the base); ties: fewer base-base, then outside pairs, k {health.Thresholds().neighbours}, "
           f"the higher min_similarity, the smaller ratio, the tighter loose rule. Rows: the best recall for each count of "
@@ -545,10 +487,9 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
         if bb > 4 * max(cap, 1) + 20:
             break
     d = health.Thresholds()
-    current = (d.neighbours, d.min_similarity, getattr(d, "ratio", 1.0), d.loose_bits, d.loose_similarity)
+    current = (d.neighbours, d.min_similarity, d.ratio, d.loose_bits, d.loose_similarity)
     rows.append(ps.row("current defaults: " + rule_name(*current[1:], k=current[0]), found_by(*current)))
-    rec = (RECOMMENDED["neighbours"], RECOMMENDED["min_similarity"], RECOMMENDED["ratio"] if HAS_RATIO else 1.0,
-           RECOMMENDED["loose_bits"], RECOMMENDED["loose_similarity"])
+    rec = tuple(RECOMMENDED[k] for k in ("neighbours", "min_similarity", "ratio", "loose_bits", "loose_similarity"))
     rows.append(ps.row("recommended (docs): " + rule_name(*rec[1:], k=rec[0]), found_by(*rec)))
     if best is not None:
         rows.append(ps.row("**suggested** by the rule: " + rule_name(*best[1][1:], k=best[1][0]), best[2]))
@@ -557,10 +498,10 @@ def near_feature_section(items, hashes, sims, idx) -> tuple[dict, set, set]:
         print("\nsuggested: none of these stays within the base-base cap")
         return {}, hash_found, found_by(*rec)
     k, m, ratio, lb, ls = best[1]
-    pick = {"neighbours": k, "min_similarity": m, **({"ratio": ratio} if HAS_RATIO else {}),
+    pick = {"neighbours": k, "min_similarity": m, "ratio": ratio,
             **(NO_LOOSE if lb is None else {"loose_bits": lb, "loose_similarity": ls})}
     u = ps.unplanted(best[2])
-    print(f"\nsuggested: neighbours {k}, min_similarity {m:g}" + (f", ratio {ratio:g}" if HAS_RATIO else "")
+    print(f"\nsuggested: neighbours {k}, min_similarity {m:g}, ratio {ratio:g}"
           + (", no loose rule" if lb is None else f", loose_bits {lb}, loose_similarity {ls:g}")
           + f" (recall {ps.recall(best[2])['all']:.1%} of all copies with {u['bb']} base-base pairs; the hash alone "
           f"{ps.recall(hash_found)['all']:.1%} with {hash_bb})")
@@ -596,12 +537,9 @@ def alone_scores(x: np.ndarray, outside: np.ndarray, k: int) -> np.ndarray:
 
 def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
     """Probability that a positive scores above a negative (ties half)."""
-    both = np.r_[neg, pos]
-    ranks = np.argsort(np.argsort(both, kind="stable"), kind="stable").astype(np.float64) + 1
-    _, inv, counts = np.unique(both, return_inverse=True, return_counts=True)
-    ranks = np.bincount(inv, ranks) / counts  # average ranks of ties
-    r = ranks[inv][len(neg):]
-    return float((r.sum() - len(pos) * (len(pos) + 1) / 2) / max(len(pos) * len(neg), 1))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos])) if len(neg) and len(pos) else 0.0
 
 
 def outlier_section(items, compact, feats_centred, probs, k: int) -> dict:
@@ -754,23 +692,12 @@ def clustered(n: int, clusters: int = 1000, dups: float = 0.01, seed: int = 0) -
 
 
 def scale_child(n: int, t_json: str) -> None:
-    """In a fresh process: nearest + close_pairs + groups_from_pairs on n clustered vectors; prints JSON."""
-    import json
-    import resource
-
-    import torch  # noqa: F401  (nearest uses it: loaded before the baseline, as in `clean`)
-
+    """In a fresh process: nearest + close_pairs + groups_from_pairs on n clustered vectors; prints JSON.
+    Memory: VmRSS before the search, VmHWM (this process image's peak) after it."""
+    __import__("torch")  # nearest uses it: loaded before the baseline, as in `clean`
     t = health.Thresholds(**json.loads(t_json))
     x, hashes, planted = clustered(n)
-    def status(key: str) -> float:  # MB; VmHWM is this process image's peak (getrusage's maxrss would carry the
-        # parent's size over the fork and exec), VmRSS the resident size now; Linux only
-        try:
-            with open("/proc/self/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
-        except (OSError, StopIteration):
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    rss0 = status("VmRSS")
+    rss0 = proc_status(["VmRSS"])["VmRSS"]
     t0 = time.perf_counter()
     sims, idx = health.nearest(x, k=t.neighbours)
     t1 = time.perf_counter()
@@ -783,25 +710,21 @@ def scale_child(n: int, t_json: str) -> None:
     recall = sum((int(a), int(b)) in found for a, b in np.sort(planted, axis=1)) / max(len(planted), 1)
     print(json.dumps({"n": n, "nearest_s": t1 - t0, "pairs_groups_s": t2 - t1, "pairs": len(found),
                       "groups": len(np.unique(groups[groups >= 0])), "recall": recall, "rss_input_mb": rss0,
-                      "rss_peak_mb": status("VmHWM")}))
+                      "rss_peak_mb": proc_status(["VmHWM"])["VmHWM"]}))
 
 
 def scale_section(sizes: list[int], t: health.Thresholds, compact: np.ndarray | None, items, hashes) -> None:
-    import json
-    import subprocess
-
     print("\n## Scale: `nearest` + `close_pairs` + `groups_from_pairs` on synthetic vectors\n")
     print("Clustered unit vectors (1,000 Gaussian clusters, 128-d float16, 1% planted near copies at ~0.98 with hashes "
           "2 bits apart), each size in a fresh process; peak RSS: the process's VmHWM (the input alone: n x 256 bytes). "
           f"Thresholds as recommended (k = {t.neighbours}).\n")
     rows = []
     for n in sizes:
-        cmd = [sys.executable, __file__, "--scale-child", str(n), "--scale-thresholds", json.dumps(dataclasses.asdict(t))]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        if done.returncode:
-            rows.append([f"{n:,}", "failed: " + (done.stderr.strip().splitlines() or [""])[-1][:120], "", "", "", "", "", "", ""])
+        try:
+            r = child(__file__, "--scale-child", n, "--scale-thresholds", json.dumps(dataclasses.asdict(t)))
+        except ChildFailed as failed:
+            rows.append([f"{n:,}", "failed: " + str(failed).strip().splitlines()[-1][:120], "", "", "", "", "", "", ""])
             continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append([f"{n:,}", f"{r['nearest_s']:.1f}", f"{r['pairs_groups_s']:.1f}",
                      f"{1e5 * (r['nearest_s'] + r['pairs_groups_s']) / n:.1f}", f"{r['rss_input_mb']:.0f}",
                      f"{r['rss_peak_mb']:.0f}", f"{r['rss_peak_mb'] - r['rss_input_mb']:.0f}", f"{r['recall']:.1%}", r["pairs"]])
@@ -938,32 +861,22 @@ def run(root: Path, args) -> int:
     files = [it.path for it in items]
     labels = np.array([it.label for it in items])
     timings = {}
-    t = time.perf_counter()
-    pixels, problems = decode_images(files, 32)
-    timings["decode at 32 px (2 threads)"] = time.perf_counter() - t
+
+    def clock(step: str, fn, *args):  # fn(*args), its seconds in the timings table
+        value, timings[step] = timed(fn, *args)
+        return value
+
+    pixels, problems = clock("decode at 32 px (2 threads)", decode_images, files, 32)
     if problems:
         print(f"{len(problems)} files did not decode: {list(problems.values())[:3]}", file=sys.stderr)
         return 1
     usable = np.ones(n, dtype=bool)
-    t = time.perf_counter()
-    sizes = np.array([Image.open(f).size for f in files])
-    timings["read original sizes (PIL header)"] = time.perf_counter() - t
-    t = time.perf_counter()
-    props = health.properties(pixels, sizes)
-    timings["properties"] = time.perf_counter() - t
-    t = time.perf_counter()
-    hashes = health.phash(pixels)
-    timings["phash"] = time.perf_counter() - t
-    t = time.perf_counter()
-    exact = health.exact_groups(pixels, sizes, usable)
-    timings["exact_groups"] = time.perf_counter() - t
-    t = time.perf_counter()
-    near = health.near_groups(hashes, usable, health.Thresholds().max_bits)
-    timings[f"near_groups (max_bits {health.Thresholds().max_bits})"] = time.perf_counter() - t
-    t = time.perf_counter()
-    near10 = health.near_groups(hashes, usable, 10)
-    timings["near_groups (max_bits 10)"] = time.perf_counter() - t
-    del near10
+    sizes = clock("read original sizes (PIL header)", lambda: np.array([Image.open(f).size for f in files]))
+    props = clock("properties", health.properties, pixels, sizes)
+    hashes = clock("phash", health.phash, pixels)
+    exact = clock("exact_groups", health.exact_groups, pixels, sizes, usable)
+    near = clock(f"near_groups (max_bits {health.Thresholds().max_bits})", health.near_groups, hashes, usable, health.Thresholds().max_bits)
+    clock("near_groups (max_bits 10)", health.near_groups, hashes, usable, 10)
     pixels64, _ = decode_images(files, 64)
     hashes64 = health.phash(pixels64)
 
@@ -1023,40 +936,26 @@ def run(root: Path, args) -> int:
     if args.no_features:
         print("\nfeature-based near duplicates, outliers and the whole verdict: skipped (--no-features)")
     else:
-        t = time.perf_counter()
-        pixels_f, _ = decode_images(files, FEATURE_SIZE)
-        timings[f"decode at {FEATURE_SIZE} px (2 threads)"] = time.perf_counter() - t
+        pixels_f, _ = clock(f"decode at {FEATURE_SIZE} px (2 threads)", decode_images, files, FEATURE_SIZE)
         del pixels64
-        t = time.perf_counter()
-        props_f = health.properties(pixels_f, sizes)
-        timings[f"properties ({FEATURE_SIZE} px)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        hashes_f = health.phash(pixels_f)
-        timings[f"phash ({FEATURE_SIZE} px)"] = time.perf_counter() - t
-        t = time.perf_counter()
-        digests = health.pixel_digests(pixels_f, sizes)
-        timings[f"pixel_digests ({FEATURE_SIZE} px)"] = time.perf_counter() - t
+        props_f = clock(f"properties ({FEATURE_SIZE} px)", health.properties, pixels_f, sizes)
+        hashes_f = clock(f"phash ({FEATURE_SIZE} px)", health.phash, pixels_f)
+        digests = clock(f"pixel_digests ({FEATURE_SIZE} px)", health.pixel_digests, pixels_f, sizes)
         cache = args.features_cache
         feats = np.load(cache) if cache is not None and cache.is_file() else None
         if feats is not None and len(feats) != n:
             print(f"{cache} holds {len(feats)} images' features, not {n}: computing them again", file=sys.stderr)
             feats = None
         if feats is None:
-            t = time.perf_counter()
-            feats = member_features(pixels_f)
-            step = f"features: {ARCH}, 2 views at {FEATURE_SIZE} px (2 threads; `clean` computes them anyway)"
-            timings[step] = time.perf_counter() - t
+            feats = clock(f"features: {ARCH}, 2 views at {FEATURE_SIZE} px (2 threads; `clean` computes them anyway)",
+                          member_features, pixels_f)
             if cache is not None:
                 np.save(cache, feats)
         del pixels_f
-        t = time.perf_counter()
-        compact, _ = health.compact_features(feats)
-        timings["compact_features"] = time.perf_counter() - t
+        compact, _ = clock("compact_features", health.compact_features, feats)
         probs = out_of_fold_probs(feats, labels, base)
-        t = time.perf_counter()
-        health.nearest(compact, k=health.Thresholds().neighbours)
-        step = f"nearest (k {health.Thresholds().neighbours}, exact: at most {health.EXACT_SEARCH} images)"
-        timings[step] = time.perf_counter() - t
+        clock(f"nearest (k {health.Thresholds().neighbours}, exact: at most {health.EXACT_SEARCH} images)",
+              lambda: health.nearest(compact, k=health.Thresholds().neighbours))
         sims, idx = health.nearest(compact, k=max(K_SWEEP))
         pick_near, _, comb_found = near_feature_section(items, hashes_f, sims, idx)
         lonely, _ = health.compact_features(feats, centre=False)
@@ -1066,11 +965,9 @@ def run(root: Path, args) -> int:
         chosen = thresholds(**RECOMMENDED)
         print(f"\n## The whole verdict: `assess` with the recommended thresholds, everything at {FEATURE_SIZE} px\n")
         print("Thresholds: " + ", ".join(f"{k} {v:g}" for k, v in dataclasses.asdict(chosen).items()) + "\n")
-        t = time.perf_counter()
-        verdict = health.assess([str(f) for f in files], labels, CLASSES, usable, health.ISSUES, props=props_f,
-                                hashes=hashes_f, digests=digests, features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1),
-                                suggested_prob=probs.max(axis=1), t=chosen)
-        timings["assess (all checks, from the above)"] = time.perf_counter() - t
+        verdict = clock("assess (all checks, from the above)", lambda: health.assess(
+            [str(f) for f in files], labels, CLASSES, usable, health.ISSUES, props=props_f, hashes=hashes_f, digests=digests,
+            features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1), suggested_prob=probs.max(axis=1), t=chosen))
         verdict_section(items, verdict)
         feat = (comb_found, verdict, chosen)
 
@@ -1100,7 +997,7 @@ def compare_cleanvision(result, items, ours, exact, near, found_at, feat=None) -
     kinds = np.array([it.kind for it in items])
     base = kinds == "base"
     base[[it.source for it in items if it.group == "copy"]] = False  # untouched and without a planted copy
-    print(f"\n## cleanvision {_version()} (`Imagelab(data_path).find_issues()`, defaults): {seconds:.0f} s "
+    print(f"\n## cleanvision {version('cleanvision')} (`Imagelab(data_path).find_issues()`, defaults): {seconds:.0f} s "
           f"= {1000 * seconds / n:.2f} s per 1,000 images\n")
     ours = dict(ours, duplicate=exact >= 0, near_duplicate=near >= 0)  # our near groups hold the exact copies too
     flags = dict(flags, near_duplicate=flags["near_duplicate"] | flags["duplicate"])  # theirs leave them out
@@ -1153,18 +1050,9 @@ def compare_cleanvision(result, items, ours, exact, near, found_at, feat=None) -
         rows.append(["untouched base images flagged (exact or near duplicate)", int(((exact >= 0) | (near >= 0))[untouched].sum()),
                      int((flags["near_duplicate"] & untouched).sum()), int((dup & untouched).sum())])
         header.append(f"ours: hash + features ({FEATURE_SIZE} px; " + rule_name(
-            chosen.min_similarity, getattr(chosen, "ratio", None), chosen.loose_bits if chosen.loose_similarity <= 1 else None,
+            chosen.min_similarity, chosen.ratio, chosen.loose_bits if chosen.loose_similarity <= 1 else None,
             chosen.loose_similarity, k=chosen.neighbours) + ")")
     print(table(header, rows))
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("cleanvision")
-    except Exception:
-        return ""
 
 
 if __name__ == "__main__":

@@ -3,19 +3,12 @@ JSON, JSON_MIN and CSV -> import-reviews -> apply -> undo, each step checked.
 
     .venv/bin/python bench/label_studio.py [--work DIR]
 
-The first run needs PyPI: it installs label-studio (LABEL_STUDIO below) into its own venv,
-.bench/label-studio-venv under the repository root, since its pinned dependencies clash with
-ours; later runs reuse it. Label Studio runs on 127.0.0.1 on a free port with a throwaway data
-dir, analytics and version checks off, and is stopped at the end (also on failure). Images are
-served the documented way: Label Studio's local files, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT =
-the dataset's parent and a Local Files storage at the dataset.
-
-The run is a real `clean` (the 'cpu' profile, ImageNet weights from ../shared/weights beside the
-repository, see bench/paths.py) of 120 of scikit-learn's digit scans with 10% of labels flipped and one unreadable file; the class of the 3s is named `$3`
-(Label Studio reads `$name` as task data: the export writes it `＄3`, and it must come back as `$3`). Annotations are made through the
-REST API: some accept the suggestion, some choose another class, the unreadable file is dropped,
-one task is annotated twice (the later counts), one is cancelled. Prints step, result, seconds;
-exits 1 if any check fails.
+The first run needs PyPI: it installs label-studio (LABEL_STUDIO) into its own venv under .bench/ (its
+pinned dependencies clash with ours). Label Studio runs on 127.0.0.1 with a throwaway data dir and serves
+the images as local files. The run is a real `clean` (cpu profile, weights from ../shared/weights) of 120
+digit scans with 10% of labels flipped and one unreadable file, the class of the 3s named `$3`;
+annotations go through the REST API. Prints step, result, seconds; exits 1 if a check fails. See
+docs/label_studio.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,12 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datacleaner.review.labelstudio import choice_value  # noqa: E402
+from harness.internals import choice_value, write_noisy_digits
+from paths import ROOT, WEIGHTS
 
-from paths import WEIGHTS  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 LS_VENV = ROOT / ".bench" / "label-studio-venv"
 LABEL_STUDIO = "label-studio==1.23.2"
 DROP = "__drop__"
@@ -106,8 +96,6 @@ def install():
 
 def make_run(work: Path):
     """A real review list: noisy digits + one unreadable file, cleaned with the 'cpu' profile."""
-    from datacleaner.demo import write_noisy_digits
-
     data, run_dir = work / "data", work / "run"
     write_noisy_digits(data, noise=0.1, seed=1, per_class=30, classes=[0, 1, 3, 7])
     (data / "3").rename(data / DOLLAR_CLASS)  # a class name Label Studio would read as task data

@@ -1,40 +1,34 @@
 """`select`'s already_labeled on near duplicates: CIFAR photos that appear twice, re-cropped or re-edited.
 
-Images 0-9,999 of ../shared/data/cifar10n_20k.npz (beside the repository, see bench/paths.py) are the
-labeled set; the pool is images 10,000-19,999 plus edited copies of labeled images, `--copies` of each
-kind (KINDS: re-cropped to 72-92% of the side, shifted 2-4 px, mirrored and cropped, re-coloured,
-made grey, re-scaled through 16-23 px, re-cropped and re-coloured): the kinds of near duplicate
-published between CIFAR-10's training and test sets. Every pool image gets the question `select`
-asks: is it already in the labeled set? Features are the cpu profile's first member's (TTA views
-averaged) made compact as `train` and `select` make them (centred on the labeled images' mean), and
-perceptual hashes, both from the `clean` runs that cache them: `review_quality.py cifar --labels
-clean` (the labeled half) and a run on the pool that this script starts.
+CIFAR images 0-9,999 are the labeled set; the pool is images 10,000-19,999 plus `--copies` edited copies
+of labeled images of each kind (KINDS: the near duplicates published between CIFAR-10's training and test
+sets). Every pool image gets `select`'s question (is it already labeled?) under each rule, on the cpu
+profile's first member's compact features and the perceptual hashes of the `clean` runs that cache them:
+`review_quality.py cifar --labels clean` (the labeled half) and a run on the pool this script starts.
+CROSS_PAIRS / NOT_SAME: real pool/labeled pairs judged by eye among the 60 most similar (`--sheet` draws
+them); the other pool images count as unrelated (an upper bound of false marks). See docs/benchmarks.md.
 
-Ground truth besides the copies: CIFAR itself holds the same photo more than once. CROSS_PAIRS are
-pool/labeled pairs judged the same photo by eye among the 60 most similar cross pairs by feature
-similarity, whatever any rule says (`--sheet` draws them); NOT_SAME, pairs among them judged
-different photos that look alike. Pool images outside the 60 candidates count as unrelated (real
-copies hide among them: the figure is an upper bound of false marks; `--sheet-marked` draws a sample).
-
-    python bench/leakage.py --copies 50             # the table: clean's rule and select's (about 8 minutes the first time)
+    python bench/leakage.py --copies 50             # the table: clean's rule and select's
     python bench/leakage.py --copies 50 --grid      # ... and a grid of similarity and stand-out bars
-    python bench/leakage.py --copies 50 --sheet out.png   # the 60 candidate pairs, to judge by eye
+    python bench/leakage.py --sheet out.png         # the 60 candidate pairs, to judge by eye
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datacleaner import health  # noqa: E402
-
-from paths import CIFAR, ROOT  # noqa: E402
+from harness.data import CLASSES, cifar, cifar_tree
+from harness.internals import health
+from harness.report import contact_sheet, table
+from harness.run import run_clean
+from paths import ROOT, WEIGHTS
 
 RUNS = {"labeled": ROOT / ".bench" / "review" / "cifar-clean-0" / "run"}  # bench/review_quality.py cifar --labels clean
 COPIES_HOME = ROOT / ".bench" / "leakage"  # --copies: pool of CIFAR 10,000-19,999 plus edited copies of labeled images
@@ -52,28 +46,19 @@ NOT_SAME = [(17355, 4410), (10114, 1930), (11583, 4410), (14093, 8866), (11322, 
             (11818, 426), (12593, 5555), (17293, 5555)]
 
 
-def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(raw features (N, D) float32, views averaged; perceptual hashes (N,); CIFAR indices (N,)) of a clean run."""
-    import pandas as pd
-
-    member = sorted(glob.glob(str(run / "features" / "tf_efficientnet_lite2-*.npy")))[0]
-    raw = np.load(member, mmap_mode="r")
-    feats = np.asarray(raw, dtype=np.float32).mean(axis=1)
-    facts = np.load(sorted(glob.glob(str(run / "cache" / "health-*.npz")))[0])
+def load(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
+    """(raw features (N, D) float32, views averaged; perceptual hashes (N,); CIFAR indices (N,); paths) of a clean run."""
+    feats = np.asarray(np.load(sorted((run / "features").glob("tf_efficientnet_lite2-*.npy"))[0], mmap_mode="r"), dtype=np.float32)
     paths = pd.read_csv(run / "manifest.csv", dtype=str, keep_default_na=False)["path"]
     index = paths.str.extract(r"(\d+)\.png$")[0].astype(int).to_numpy()
-    return feats, facts["phash"], index
+    return feats.mean(axis=1), np.load(sorted((run / "cache").glob("health-*.npz"))[0])["phash"], index, paths
 
 
-# --copies: edited copies of labeled images, the kinds of near duplicate published between CIFAR-10's sets
-# (the same photo re-cropped, shifted, mirrored, re-coloured, re-scaled), made in the pool ------------------
 KINDS = ("recrop", "shift", "mirror", "recolour", "gray", "rescale", "combined")
 
 
 def edited_copy(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """An edited copy of the (H, W, 3) uint8 image `img`, as one of KINDS."""
-    from PIL import Image, ImageEnhance
-
     h, w = img.shape[:2]
     out = Image.fromarray(img)
 
@@ -113,41 +98,28 @@ def build_copies(per_kind: int, seed: int = 0) -> Path:
     data = COPIES_HOME / "data"
     if (COPIES_HOME / "copies.csv").is_file():
         return data
-    from PIL import Image
-
-    d = np.load(CIFAR)
-    images, labels = d["images"], d["clean_label"]
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    for i in range(10_000, 20_000):
-        (data / names[labels[i]]).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(images[i]).save(data / names[labels[i]] / f"{d['index'][i]:05d}.png")
+    cifar_tree(data, np.arange(10_000, 20_000), "clean_label")
+    d = cifar()
+    images, labels, index = d["images"], d["clean_label"], d["index"]
     rng = np.random.default_rng(seed)
-    sources = rng.choice(10_000, size=per_kind * len(KINDS), replace=False)
     rows = []
-    for k, src in enumerate(sources):
+    for k, src in enumerate(rng.choice(10_000, size=per_kind * len(KINDS), replace=False)):
         kind = KINDS[k % len(KINDS)]
-        rel = f"{names[labels[src]]}/copy-{kind}-{d['index'][src]:05d}.png"
+        rel = f"{CLASSES[labels[src]]}/copy-{kind}-{index[src]:05d}.png"
         Image.fromarray(edited_copy(images[src], kind, rng)).save(data / rel)
-        rows.append(f"{rel},{kind},{d['index'][src]}")
+        rows.append(f"{rel},{kind},{index[src]}")
     (COPIES_HOME / "copies.csv").write_text("path,kind,labeled\n" + "\n".join(rows) + "\n")
     return data
 
 
-def copies_table(rules: dict[str, health.Thresholds], per_kind: int) -> int:
+def copies_table(rules: dict, per_kind: int) -> int:
     """Recall on the edited copies by kind, and the real by-eye pairs and unrelated pool images marked, per rule."""
-    import pandas as pd
-
-    from datacleaner.progress import QUIET
-    from datacleaner.runs import clean
-    from paths import WEIGHTS
-
     data = build_copies(per_kind)
     run = COPIES_HOME / "run"
     if not (run / "summary.json").is_file():
-        clean(data, run, "cpu", progress=QUIET, weights_dir=str(WEIGHTS))
-    lab_raw, lab_h, lab_i = load(RUNS["labeled"])
-    pool_raw, pool_h, pool_i = load(run)
-    paths = pd.read_csv(run / "manifest.csv", dtype=str, keep_default_na=False)["path"]
+        run_clean(data, run, "cpu", weights_dir=str(WEIGHTS))
+    lab_raw, lab_h, lab_i, _ = load(RUNS["labeled"])
+    pool_raw, pool_h, pool_i, paths = load(run)
     is_copy = paths.str.contains("/copy-").to_numpy()
     kind = paths.str.extract(r"copy-([a-z]+)-")[0].fillna("").to_numpy()
     lab_f, mean = health.compact_features(lab_raw)
@@ -157,53 +129,36 @@ def copies_table(rules: dict[str, health.Thresholds], per_kind: int) -> int:
     originals = np.flatnonzero(~is_copy)
     candidates = set(originals[np.argsort(-sims[:, 0])[:CANDIDATES]].tolist())
     unrelated = np.array([k for k in originals if k not in candidates])
-    same = [pos_of[p] for p, _ in CROSS_PAIRS]
-    alike = [pos_of[p] for p, _ in NOT_SAME]
+    same, alike = [pos_of[p] for p, _ in CROSS_PAIRS], [pos_of[p] for p, _ in NOT_SAME]
     print(f"pool: CIFAR 10,000-19,999 ({len(originals):,}) + {int(is_copy.sum())} edited copies of labeled images (0-9,999); "
           f"labeled: 0-9,999\n")
-    print("| rule | " + " | ".join(KINDS) + " | all copies | real pairs by eye | look-alikes marked | unrelated marked |")
-    print("|---|" + "---:|" * (len(KINDS) + 4))
+    rows = []
     for name, t in rules.items():
-        pairs = health.cross_pairs(pool_h, pool_f, lab_h, lab_f, t)
         partner = {}
-        for q, b in pairs:
+        for q, b in health.cross_pairs(pool_h, pool_f, lab_h, lab_f, t):
             partner.setdefault(int(q), set()).add(int(lab_i[b]))
         hit = np.array([int(pool_i[k]) in partner.get(k, set()) for k in range(len(paths))])
-        cells = [f"{hit[kind == k].mean():.0%}" for k in KINDS]
-        real = sum(k in partner for k in same)
-        fooled = sum(k in partner for k in alike)
         false = sum(int(k) in partner for k in unrelated)
-        print(f"| {name} | " + " | ".join(cells) + f" | {hit[is_copy].mean():.0%} | {real} / {len(same)} | {fooled} / {len(alike)} | "
-              f"{false} / {len(unrelated):,} ({false / len(unrelated):.2%}) |")
+        rows.append([name, *[f"{hit[kind == k].mean():.0%}" for k in KINDS], f"{hit[is_copy].mean():.0%}",
+                     f"{sum(k in partner for k in same)} / {len(same)}", f"{sum(k in partner for k in alike)} / {len(alike)}",
+                     f"{false} / {len(unrelated):,} ({false / len(unrelated):.2%})"])
+    print(table(["rule", *KINDS, "all copies", "real pairs by eye", "look-alikes marked", "unrelated marked"], rows, "lr"))
     return 0
 
 
 def candidate_sheet(path: Path, part: int) -> None:
     """The CANDIDATES most similar pool/labeled pairs (copies left out), to judge by eye."""
-    import pandas as pd
-    from PIL import Image, ImageDraw
-
-    lab_raw, _, lab_i = load(RUNS["labeled"])
-    pool_raw, _, pool_i = load(COPIES_HOME / "run")
-    paths = pd.read_csv(COPIES_HOME / "run" / "manifest.csv", dtype=str, keep_default_na=False)["path"]
+    lab_raw, _, lab_i, _ = load(RUNS["labeled"])
+    pool_raw, _, pool_i, paths = load(COPIES_HOME / "run")
     keep = ~paths.str.contains("/copy-").to_numpy()
     lab_f, mean = health.compact_features(lab_raw)
-    pool_f = health.compact_features(pool_raw[keep], mean)[0]
-    pool_i = pool_i[keep]
-    sims, idx = health.nearest(pool_f, lab_f, k=1)
+    sims, idx = health.nearest(health.compact_features(pool_raw[keep], mean)[0], lab_f, k=1)
     top = np.argsort(-sims[:, 0])[: 2 * CANDIDATES]
-    candidates = [(int(pool_i[q]), int(lab_i[idx[q, 0]]), float(sims[q, 0])) for q in top]
-    images = np.load(CIFAR)["images"]
-    cols, cell = 5, 96
-    shown = candidates[CANDIDATES * part : CANDIDATES * part + CANDIDATES]
-    sheet = Image.new("RGB", (cols * (2 * cell + 12), -(-len(shown) // cols) * (cell + 14)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for k, (p, q, s) in enumerate(shown, CANDIDATES * part):
-        x, y = (k % cols) * (2 * cell + 12), (k % CANDIDATES // cols) * (cell + 14)
-        sheet.paste(Image.fromarray(images[p]).resize((cell, cell)), (x, y))
-        sheet.paste(Image.fromarray(images[q]).resize((cell, cell)), (x + cell, y))
-        draw.text((x, y + cell), f"{k} {p}/{q} {s:.2f}", fill="black")
-    sheet.save(path)
+    candidates = [(int(pool_i[keep][q]), int(lab_i[idx[q, 0]]), float(sims[q, 0])) for q in top]
+    images, cell = cifar()["images"], 96
+    pairs = [(Image.fromarray(images[p]).resize((cell, cell)), Image.fromarray(images[q]).resize((cell, cell)), f"{k} {p}/{q} {s:.2f}")
+             for k, (p, q, s) in enumerate(candidates[CANDIDATES * part : CANDIDATES * part + CANDIDATES], CANDIDATES * part)]
+    contact_sheet(path, pairs, cols=5, cell=cell, gap=(12, 14), margin=0)
     print(f"wrote {path}")
 
 

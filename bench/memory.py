@@ -1,81 +1,46 @@
 """Peak memory and time per stage of `clean` and `select` on up to a million synthetic images.
 
-Nothing is decoded: the images' backbone features (clean) or the committee's judgements (select)
-are generated, with the amounts and shapes of the real thing, and the real code runs on them in
-a fresh process per size, its resident memory sampled every 0.2 s and charged to the stage
-running at that moment.
+Nothing is decoded: the images' backbone features (clean) or the committee's judgements (select) are
+generated with the amounts and shapes of the real thing, and the real code runs on them in a fresh
+process per size, its resident memory sampled every 0.2 s and charged to the stage running.
 
-clean: the cpu profile's shape (two frozen members with 1,280-d features, 2 TTA views, cv 5
-folds, 2 passes, data-health checks). `runs.clean` runs as a user runs it, except that the
-decoding step is replaced by a synthetic dataset (labels, sizes, the health checks' pixel facts)
-and the frozen members' features are generated (class centres plus noise, 10% of labels
-wrong) instead of computed by the backbones. Each head is an L-BFGS fit; `--head-iters` caps
-its iterations (the heads' memory does not depend on it, their time does, linearly: the table
-reports seconds per loss evaluation, a pass over the round's training features).
+clean: the cpu profile's shape (two frozen members, 1,280-d features, 2 views, cv 5 folds, 2 passes,
+health checks); `runs.clean` as a user runs it, with decoding replaced by a synthetic dataset and the
+features generated (class centres plus noise, 10% of labels wrong); `--head-iters` caps each head's
+L-BFGS iterations (memory does not depend on it, time does), `--generated-logits` draws the heads' logits.
+select: a committee bundle trained for one epoch on digit scans judges a synthetic pool (shards, health
+facts and a production CSV generated where `select` reads them); `selection.select` as a user runs it.
+See docs/benchmarks.md ("A million images").
 
-select: a committee bundle trained for one epoch on digit scans (the demo's images: nothing
-downloaded) judges a synthetic pool: its shards of fused and per-member probabilities and
-compact features are generated where `select` saves them, the health facts too, and the
-production model is a predictions CSV. `selection.select` then runs as a user runs it (reading
-the shards, the production CSV, scoring, duplicate and leakage checks, ranking, writing).
-
-    python bench/memory.py clean --sizes 100000,300000,1000000              # 10 classes
-    python bench/memory.py clean --sizes 100000 --classes 1000               # 1,000 classes, heads fitted
-    python bench/memory.py clean --sizes 1000000 --classes 1000 --generated-logits   # the rest at a million
+    python bench/memory.py clean --sizes 100000,300000,1000000 --head-iters 3   # 10 classes
+    python bench/memory.py clean --sizes 100000 --classes 1000 --passes 1 --head-iters 2
+    python bench/memory.py clean --sizes 1000000 --classes 1000 --passes 1 --generated-logits
     python bench/memory.py select --sizes 100000,1000000
-    python bench/memory.py clean --sizes 20000 --memory-gb 0.5               # a small budget: heads from disk
+    python bench/memory.py clean --sizes 20000 --memory-gb 0.5              # a small budget: heads from disk
 
-Runs under --work (default runs/memory in the repository, ignored by git; at a million images
-the features take 10 GB of disk, the logits 0.16 GB at 10 classes and 16 GB per pass at 1,000).
+Runs under --work (default runs/memory; at a million images the features take 10 GB of disk).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness.report import table
+from harness.run import RssSampler, child, run_clean
+from paths import ROOT, WEIGHTS
 
 
-class Sampler(threading.Thread):
-    """Peak VmRSS and RssAnon (MB) of this process per named stage, sampled every `every` seconds."""
-
-    def __init__(self, every: float = 0.2):
-        super().__init__(daemon=True)
-        self.every, self.stage, self.peaks = every, "start", {}
-        self.stopped = threading.Event()
-
-    def sample(self) -> None:
-        values = {}
-        for line in Path("/proc/self/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon"):
-                values[key] = int(value.split()[0]) / 1024
-        peak = self.peaks.setdefault(self.stage, {"VmRSS": 0.0, "RssAnon": 0.0})
-        for k, v in values.items():
-            peak[k] = max(peak[k], v)
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            self.sample()
-            self.stopped.wait(self.every)
-
-    def enter(self, stage: str) -> str:
-        self.sample()
-        previous, self.stage = self.stage, stage
-        return previous
-
-
-def _timed(sampler: Sampler, seconds: dict, name: str, fn):
+def _timed(sampler: RssSampler, seconds: dict, name: str, fn):
+    """fn, its time added to seconds[name] and the memory sampled meanwhile charged to stage `name`."""
     def wrapper(*args, **kwargs):
         previous = sampler.enter(name)
         start = time.perf_counter()
@@ -92,7 +57,7 @@ def _timed(sampler: Sampler, seconds: dict, name: str, fn):
 
 def _facts(n: int, rng: np.random.Generator) -> dict:
     """The health checks' pixel facts of n ordinary, distinct images (random hashes and digests)."""
-    from datacleaner import health
+    from harness.internals import health
 
     real = health.properties(rng.integers(0, 255, (64, 32, 32, 3), dtype=np.uint8), None)
     facts = {f"prop_{k}": np.resize(v, n) for k, v in real.items()}
@@ -103,21 +68,12 @@ def _facts(n: int, rng: np.random.Generator) -> dict:
 
 def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, memory_gb: float | None,
                 generated_logits: bool = False) -> dict:
-    import io
-
-    from paths import WEIGHTS
-
-    import datacleaner.progress
-    import datacleaner.runs as runs
-    import datacleaner.training as training
-    from datacleaner.arrays import NpyFile, NpyWriter
     from datacleaner.config import load_config
-    from datacleaner.dataset import LabeledImages
-    from datacleaner.models import member_preprocess
-    from datacleaner.progress import QUIET
-    from datacleaner.tables import write_bytes_atomic
 
-    sampler, seconds = Sampler(), {}
+    from harness.internals import (LabeledImages, NpyFile, NpyWriter, Stopwatch, member_preprocess, runs, training,
+                                   write_bytes_atomic)
+
+    sampler, seconds = RssSampler(), {}
     sampler.start()
     training.HEAD_MAX_ITER = head_iters
     rng = np.random.default_rng(0)
@@ -160,7 +116,7 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
         return NpyFile(path)
 
     def generated_heads(ctx, frozen, pass_):  # logits drawn instead of fitted heads (--generated-logits)
-        from datacleaner.config import Judge
+        from harness.internals import Judge
 
         for r, m in frozen:
             features(ctx, m)
@@ -182,7 +138,7 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
     runs._frozen_features = features
     if generated_logits:
         runs._fit_frozen_heads = _timed(sampler, seconds, "heads (logits drawn)", generated_heads)
-    original = datacleaner.progress.Stopwatch.stage
+    original = Stopwatch.stage
 
     def stage(self, name):  # charge the sampled memory to the stage the run is in
         class Stage:
@@ -196,15 +152,13 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
                 return inner.cm.__exit__(*exc)
         return Stage()
 
-    datacleaner.progress.Stopwatch.stage = stage
+    Stopwatch.stage = stage
     overrides = {"threads": 2, "weights_dir": str(WEIGHTS), "passes": passes}
     if memory_gb is not None:
         overrides["memory_gb"] = memory_gb
     cfg = load_config("cpu", overrides)
     out = work / "run"
-    start = time.perf_counter()
-    result = runs.clean(data, out, cfg, progress=QUIET)
-    wall = time.perf_counter() - start
+    result, wall = run_clean(data, out, cfg)
     sampler.stopped.set()
     s = result.summary
     timings = {**s["timings_s"], **{k: round(v, 2) for k, v in seconds.items()}}
@@ -218,29 +172,22 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
 
 def committee_bundle(work: Path) -> Path:
     """A small committee trained for one epoch on the demo's digit scans (10 classes)."""
-    from datacleaner.demo import write_noisy_digits
+    from harness.internals import write_noisy_digits
 
     bundle = work / "committee"
-    if (bundle / "committee.json").is_file():
-        return bundle
-    data = work / "digits"
-    write_noisy_digits(data, noise=0.0, seed=0, per_class=40, classes=list(range(10)))
-    subprocess.run([sys.executable, "-m", "datacleaner", "train", str(data), "-c", "small", "--epochs", "1",
-                    "--out", str(bundle), "-q"], check=True, cwd=ROOT)
+    if not (bundle / "committee.json").is_file():
+        write_noisy_digits(work / "digits", noise=0.0, seed=0, per_class=40, classes=list(range(10)))
+        subprocess.run([sys.executable, "-m", "datacleaner", "train", str(work / "digits"), "-c", "small", "--epochs", "1",
+                        "--out", str(bundle), "-q"], check=True, cwd=ROOT)
     return bundle
 
 
 def select_child(work: Path, n: int, bundle: Path, memory_gb: float | None) -> dict:
-    import io
+    import pandas as pd
 
-    import datacleaner.selection as selection
-    from datacleaner.committee import Committee
-    from datacleaner.keys import digest
-    from datacleaner.progress import QUIET
-    from datacleaner.runs import RunDir
-    from datacleaner.tables import write_bytes_atomic
+    from harness.internals import QUIET, Committee, RunDir, digest, selection, write_bytes_atomic
 
-    sampler, seconds = Sampler(), {}
+    sampler, seconds = RssSampler(), {}
     sampler.start()
     rng = np.random.default_rng(0)
     committee = Committee.load(bundle, device=selection.SelectOptions().device)  # as select loads it: the shards' key
@@ -272,8 +219,6 @@ def select_child(work: Path, n: int, bundle: Path, memory_gb: float | None) -> d
     np.savez(buf, **_facts(n, rng))
     write_bytes_atomic(run.health_facts_path(1, fingerprint), buf.getvalue())
     prod_label = np.where(rng.random(n) < 0.2, rng.integers(0, C, n), truth)
-    import pandas as pd
-
     pd.DataFrame({"path": paths, "label": np.array(committee.classes_)[prod_label], "score": rng.random(n).round(4)}).to_csv(
         work / "production.csv", index=False)
     sampler.enter(gen)
@@ -298,42 +243,27 @@ def select_child(work: Path, n: int, bundle: Path, memory_gb: float | None) -> d
 # --- driver ------------------------------------------------------------------------------------
 
 
-def _run_child(args: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        sys.exit(done.stderr[-4000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _print(rows: list[dict], what: str) -> None:
+def show(rows: list[dict], what: str) -> None:
     stages = []
     for r in rows:
         for k in list(r["peaks"]) + list(r["timings_s"]):
             if k not in stages and k != "start" and (r["timings_s"].get(k) or k in r["peaks"]):
                 stages.append(k)
-    print(f"\n{what}\n")
-    print("| stage | " + " | ".join(f"N={r['n']:,}: s | peak MB (anon)" for r in rows) + " |")
-    print("|---|" + "---:|---:|" * len(rows))
+    body = []
     for st in stages:
         cells = []
         for r in rows:
-            sec = r["timings_s"].get(st)
-            peak = r["peaks"].get(st)
-            cells.append(f"{sec:,.1f}" if sec is not None else "")
-            cells.append(f"{peak['VmRSS']:,.0f} ({peak['RssAnon']:,.0f})" if peak else "")
-        print(f"| {st} | " + " | ".join(cells) + " |")
-    cells = []
+            sec, peak = r["timings_s"].get(st), r["peaks"].get(st)
+            cells += [f"{sec:,.1f}" if sec is not None else "", f"{peak['VmRSS']:,.0f} ({peak['RssAnon']:,.0f})" if peak else ""]
+        body.append([st, *cells])
+    body.append(["**whole run**", *[c for r in rows for c in (
+        f"**{r['wall_s']:,.1f}**", f"**{max(p['VmRSS'] for p in r['peaks'].values()):,.0f}** ({max(p['RssAnon'] for p in r['peaks'].values()):,.0f})")]])
+    print(f"\n{what}\n")
+    print(table(["stage", *[c for r in rows for c in (f"N={r['n']:,}: s", "peak MB (anon)")]], body, "lr"))
     for r in rows:
-        top = max(p["VmRSS"] for p in r["peaks"].values())
-        anon = max(p["RssAnon"] for p in r["peaks"].values())
-        cells += [f"**{r['wall_s']:,.1f}**", f"**{top:,.0f}** ({anon:,.0f})"]
-    print("| **whole run** | " + " | ".join(cells) + " |")
-    for r in rows:
-        extra = {k: r[k] for k in ("work", "disk_mb", "flagged", "candidates", "head_iters") if k in r}
-        print(f"\nN={r['n']:,}: {json.dumps(extra)}")
+        print(f"\nN={r['n']:,}: {json.dumps({k: r[k] for k in ('work', 'disk_mb', 'flagged', 'candidates', 'head_iters') if k in r})}")
         if "work" in r and r["work"].get("head_evaluations"):
-            heads = r["timings_s"].get("train_heads", 0.0)
-            print(f"  heads: {heads / r['work']['head_evaluations']:.2f} s per loss evaluation "
+            print(f"  heads: {r['timings_s'].get('train_heads', 0.0) / r['work']['head_evaluations']:.2f} s per loss evaluation "
                   f"({r['work']['head_evaluations']} evaluations in {r['work'].get('head_fits', 0)} fits)")
 
 
@@ -350,32 +280,29 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "memory")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.child is not None:
         work = args.work / f"{args.what}-{args.child}-{args.classes}"
         if args.what == "clean":
-            result = clean_child(work, args.child, args.classes, args.passes, args.head_iters, args.memory_gb,
-                                 args.generated_logits)
+            result = clean_child(work, args.child, args.classes, args.passes, args.head_iters, args.memory_gb, args.generated_logits)
         else:
             result = select_child(work, args.child, committee_bundle(args.work), args.memory_gb)
         print(json.dumps(result))
         return
     rows = []
-    common = ["--classes", str(args.classes), "--passes", str(args.passes), "--head-iters", str(args.head_iters),
-              "--work", str(args.work)] + (["--memory-gb", str(args.memory_gb)] if args.memory_gb else []) + (
-              ["--generated-logits"] if args.generated_logits else [])
+    common = ["--classes", args.classes, "--passes", args.passes, "--head-iters", args.head_iters, "--work", args.work,
+              *(["--memory-gb", args.memory_gb] if args.memory_gb else []), *(["--generated-logits"] if args.generated_logits else [])]
     if args.what == "select":
         committee_bundle(args.work)
     for n in (int(x) for x in args.sizes.split(",")):
-        rows.append(_run_child([args.what, "--child", str(n), *common]))
+        rows.append(child(__file__, args.what, "--child", n, *common, cwd=ROOT))
         shutil.rmtree(args.work / f"{args.what}-{n}-{args.classes}", ignore_errors=True)
         print(json.dumps(rows[-1]), flush=True)
     if args.what == "clean":
         heads = "heads' logits drawn, not fitted" if args.generated_logits else f"heads capped at {args.head_iters} L-BFGS iterations"
-        _print(rows, f"clean, cpu profile's shape: 2 frozen members x 2 views, 1,280-d features, cv 5 folds, "
-                     f"{args.passes} pass(es), {args.classes:,} classes, {heads}")
+        show(rows, f"clean, cpu profile's shape: 2 frozen members x 2 views, 1,280-d features, cv 5 folds, "
+                   f"{args.passes} pass(es), {args.classes:,} classes, {heads}")
     else:
-        _print(rows, "select: 2 members, 10 classes, shards of 4,096, production CSV, budget 1,000")
+        show(rows, "select: 2 members, 10 classes, shards of 4,096, production CSV, budget 1,000")
 
 
 if __name__ == "__main__":

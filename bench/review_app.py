@@ -1,16 +1,8 @@
 """How fast the review app is on a big list, in a real headless Chromium.
 
-Builds a review list of N rows (default 100,000) over real digit scans (hard links of a few
-hundred files under unique names, so every row is its own file), starts `datacleaner review`
-as a user would, and measures:
-
-- server start: from launching the command to the URL being printed;
-- first screen: from asking the browser for the URL to every thumbnail of the first screen
-  drawn, with an empty thumbnail cache and again with a warm one;
-- a decision: from the key press to the row being on disk (median of several), and the same
-  through the JSON API alone.
-
-Needs Chromium (Debian packages chromium and chromium-driver) and the test extras (selenium).
+A review list of --rows rows over real digit scans (hard links, every row its own file), `datacleaner
+review` started as a user starts it; timed: server start, the first screen with an empty and a warm
+thumbnail cache, a key press and a JSON decision to the row on disk. Needs Chromium and selenium.
 
     python bench/review_app.py [--rows 100000]
 """
@@ -31,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import find_browser, start_browser, stop_browser  # noqa: E402
+from harness.internals import write_noisy_digits
+from harness.report import table
+from paths import ROOT
 
-from datacleaner.demo import write_noisy_digits  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from browser import find_browser, start_browser, stop_browser  # noqa: E402
 
 
 def make_list(folder: Path, rows: int) -> Path:
@@ -57,15 +51,15 @@ def make_list(folder: Path, rows: int) -> Path:
     given = np.array(given)
     suggested = np.where(rng.random(rows) < 0.5, given, rng.choice(classes, rows))
     quality = np.sort(rng.random(rows))
-    table = pd.DataFrame({
+    listed = pd.DataFrame({
         "path": paths, "given_label": given, "suggested_label": suggested, "suggested_prob": rng.random(rows).round(4),
         "given_label_prob": quality.round(5), "label_quality": quality.round(5), "flag_count": 4, "rounds": 4,
         "vote_a": suggested, "vote_b": given, "issue": "mislabel", "reason": "", "checksum": "", "reviewed_label": "",
     })
     run = folder / "run"
     run.mkdir()
-    table.to_csv(run / "review.csv", index=False)
-    table.assign(issue="").to_csv(run / "scores.csv", index=False)
+    listed.to_csv(run / "review.csv", index=False)
+    listed.assign(issue="").to_csv(run / "scores.csv", index=False)
     (run / "run.json").write_text(json.dumps({"root": str(data), "classes": classes}))
     return run
 
@@ -115,10 +109,10 @@ def main() -> None:
                     time.sleep(0.005)
                 keys.append(time.perf_counter() - t)
             base, token = url.split("/?token=")
-            table = pd.read_csv(run / "review.csv", dtype=str, keep_default_na=False, usecols=["path", "given_label"])
+            listed = pd.read_csv(run / "review.csv", dtype=str, keep_default_na=False, usecols=["path", "given_label"])
             apis = []
             for i in range(100, 110):
-                body = json.dumps({"decisions": [{"path": table.at[i, "path"], "label": table.at[i, "given_label"]}]}).encode()
+                body = json.dumps({"decisions": [{"path": listed.at[i, "path"], "label": listed.at[i, "given_label"]}]}).encode()
                 req = urllib.request.Request(f"{base}/api/decide", data=body, headers={"X-Datacleaner-Token": token})
                 t = time.perf_counter()
                 urllib.request.urlopen(req).read()
@@ -128,13 +122,11 @@ def main() -> None:
             stop_browser(browser)
             proc.terminate()
     print(f"review app on a list of {args.rows:,} rows ({os.cpu_count()} cores; list and files built in {built:.0f} s)\n")
-    print("| step | seconds |")
-    print("|---|---|")
-    print(f"| server start (command to URL printed) | {started:.2f} |")
-    print(f"| first screen, empty thumbnail cache | {cold:.2f} |")
-    print(f"| first screen, thumbnails cached | {warm:.2f} |")
-    print(f"| key press to row on disk (median of {len(keys)}) | {statistics.median(keys):.2f} |")
-    print(f"| JSON decision to row on disk (median of {len(apis)}) | {statistics.median(apis):.2f} |")
+    print(table(["step", "seconds"], [["server start (command to URL printed)", f"{started:.2f}"],
+                                      ["first screen, empty thumbnail cache", f"{cold:.2f}"],
+                                      ["first screen, thumbnails cached", f"{warm:.2f}"],
+                                      [f"key press to row on disk (median of {len(keys)})", f"{statistics.median(keys):.2f}"],
+                                      [f"JSON decision to row on disk (median of {len(apis)})", f"{statistics.median(apis):.2f}"]]))
     print(f"\nrows reviewed on disk at the end: {reviewed} (expected {len(keys) + len(apis)})")
     if reviewed != len(keys) + len(apis):
         sys.exit(1)

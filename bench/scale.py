@@ -1,26 +1,15 @@
 """`clean` on 100,000 real images with the cpu profile: time per stage, peak memory, images per second.
 
-Writes the 20,000 CIFAR-10 images of ../shared/data/cifar10n_20k.npz (beside the repository, not
-part of it: see bench/paths.py) five times as a class-folder tree of PNGs: the originals and four
-copies with small changes (mirrored; brighter; shifted by one pixel; mirrored and darker), each
-with its CIFAR-10N aggregated human label. Then runs `datacleaner clean TREE --config cpu` as a
-user would, in a child process, and samples its resident memory (anonymous: what the process
-needs; file-backed: memory-mapped pages the kernel can drop) every half second.
+The 20,000 shared CIFAR-10 images written five times as PNG class folders (the originals, mirrored,
+10% brighter, shifted one pixel, mirrored and 10% darker), each with its CIFAR-10N aggregated label,
+then `datacleaner clean TREE --config cpu` as a user runs it in a child process whose resident memory
+is sampled every half second. --compare-ray runs the same `clean` with `--executor local` and `ray`;
+--heads GB fits one of the run's heads in memory and in pieces. The copies are near duplicates of each
+other: the quality numbers at the end are a sanity check only. See docs/benchmarks.md.
 
     python bench/scale.py                       # 100,000 images (the tree: ~3 min; the run: ~1 hour on 2 cores)
     python bench/scale.py --copies 1            # the 20,000 originals only
-    python bench/scale.py --out runs/scale      # where the tree and the run directory go (kept: a re-run resumes)
-    python bench/scale.py --copies 1 --images 5000 --compare-ray   # 5,000 images: local, then on Ray (this machine)
-
---compare-ray runs the same `clean` twice in fresh run directories, `--executor local` and
-`--executor ray` (Ray started on this machine by `clean`), and prints both: what Ray's task
-dispatch and object store cost on top of the same work. Only the backbone features are jobs that
-spread over a cluster's machines; the report splits the measured stages into that part and the
-part that stays in the driver, which is what a cluster of N machines divides and what it does not.
-
-The copies are near duplicates of each other, so the committee sees each photo up to four more
-times in training: the label-quality numbers printed at the end are a sanity check, not a
-benchmark of quality (see bench/real_noise.py for that).
+    python bench/scale.py --copies 1 --images 5000 --compare-ray
 """
 
 from __future__ import annotations
@@ -30,20 +19,22 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from paths import CIFAR, WEIGHTS
+from datacleaner.config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from harness.data import CLASSES, cifar
+from harness.report import table
+from harness.run import RssSampler
+from paths import ROOT, WEIGHTS
 
 
-def _changed(img: np.ndarray, copy: int) -> np.ndarray:
+def changed(img: np.ndarray, copy: int) -> np.ndarray:
     """Copy 0: the image; 1: mirrored; 2: 10% brighter; 3: shifted one pixel right; 4: mirrored, 10% darker."""
     x = img.astype(np.float32)
     if copy in (1, 4):
@@ -57,69 +48,46 @@ def _changed(img: np.ndarray, copy: int) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def _write_part(args) -> int:
-    from PIL import Image
-
+def write_part(args) -> int:
     out, copy, start, stop = args
-    data = np.load(CIFAR)
-    images, labels = data["images"], data["aggre_label"]
+    d = cifar()
+    images, labels = d["images"], d["aggre_label"]
     for i in range(start, stop):
-        Image.fromarray(_changed(images[i], copy)).save(out / CLASSES[labels[i]] / f"{copy}_{i:05d}.png")
+        Image.fromarray(changed(images[i], copy)).save(out / CLASSES[labels[i]] / f"{copy}_{i:05d}.png")
     return stop - start
 
 
 def write_tree(out: Path, copies: int, images: int | None = None) -> tuple[Path, int]:
     """out/<class>/<copy>_<i>.png for every image (the first `images`) and copy (written once; `.complete`
     marks a finished tree)."""
-    n = min(images or 10**9, len(np.load(CIFAR)["aggre_label"]))
+    n = min(images or 10**9, len(cifar()["aggre_label"]))
     done = out / ".complete"
     if done.is_file() and done.read_text().strip() == str(copies):
         return out, n * copies
     for c in CLASSES:
         (out / c).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    parts = [(out, copy, s, min(n, s + 2000)) for copy in range(copies) for s in range(0, n, 2000)]
     with ProcessPoolExecutor(2) as pool:
-        written = sum(pool.map(_write_part, parts))
+        written = sum(pool.map(write_part, [(out, copy, s, min(n, s + 2000)) for copy in range(copies) for s in range(0, n, 2000)]))
     done.write_text(f"{copies}\n")
     print(f"wrote {written:,} PNGs in {time.perf_counter() - start:.0f} s", flush=True)
     return out, written
 
 
-class MemorySampler(threading.Thread):
-    """Peak VmRSS, RssAnon and RssFile (MB) of a process, sampled every `every` seconds."""
-
-    def __init__(self, pid: int, every: float = 0.5):
-        super().__init__(daemon=True)
-        self.pid, self.every, self.peak = pid, every, {"VmRSS": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    key, _, value = line.partition(":")
-                    if key in self.peak:
-                        self.peak[key] = max(self.peak[key], int(value.split()[0]) / 1024)
-            except (OSError, ValueError):
-                pass
-            self.stopped.wait(self.every)
-
-
 def run_clean(tree: Path, run: Path, config: str, extra: list[str]) -> dict:
+    """`datacleaner clean` as a user runs it, in a child process: wall time, peak memory, summary.json."""
     cmd = [sys.executable, "-m", "datacleaner", "clean", str(tree), "--out", str(run), "--config", config,
            "--weights-dir", str(WEIGHTS), *extra]
     print(" ".join(cmd), flush=True)
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=ROOT)
-    sampler = MemorySampler(child.pid)
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    sampler = RssSampler(proc.pid, every=0.5, keys=("VmRSS", "RssAnon", "RssFile"))
     sampler.start()
-    rc = child.wait()
+    rc = proc.wait()
     sampler.stopped.set()
-    wall = time.perf_counter() - start
     if rc != 0:
         raise SystemExit(f"clean failed with exit code {rc}")
-    return {"wall_s": wall, "peak_mb": sampler.peak, "summary": json.loads((run / "summary.json").read_text())}
+    return {"wall_s": time.perf_counter() - start, "peak_mb": sampler.peak, "summary": json.loads((run / "summary.json").read_text())}
 
 
 STAGES = [("scan", "scan (list + stat files)"), ("decode", "validate + decode"), ("health", "health checks (pixels)"),
@@ -128,23 +96,13 @@ STAGES = [("scan", "scan (list + stat files)"), ("decode", "validate + decode"),
 
 
 def report(result: dict, n: int) -> str:
-    s = result["summary"]
+    s, wall, peak = result["summary"], result["wall_s"], result["peak_mb"]
     timings = dict(s["timings_s"])
-    lines = ["| stage | seconds | share | rate |", "|---|---:|---:|---:|"]
-    wall = result["wall_s"]
-    for key, name in STAGES:
-        if key in timings:
-            sec = timings.pop(key)
-            lines.append(f"| {name} | {sec:,.1f} | {sec / wall:.0%} | {n / max(sec, 1e-9):,.0f} img/s |")
-    for key, sec in timings.items():
-        if sec > 0:
-            lines.append(f"| {key} | {sec:,.1f} | {sec / wall:.0%} | {n / max(sec, 1e-9):,.0f} img/s |")
-    lines.append(f"| **end to end** (process start to exit) | **{wall:,.1f}** | 100% | **{n / wall:.1f} img/s** |")
-    peak = result["peak_mb"]
-    lines.append("")
-    lines.append(f"peak resident memory {peak['VmRSS']:,.0f} MB (anonymous {peak['RssAnon']:,.0f} MB, "
-                 f"file-backed {peak['RssFile']:,.0f} MB); work: {json.dumps(s.get('work', {}))}")
-    return "\n".join(lines)
+    named = [(name, timings.pop(key)) for key, name in STAGES if key in timings] + [(k, v) for k, v in timings.items() if v > 0]
+    rows = [[name, f"{sec:,.1f}", f"{sec / wall:.0%}", f"{n / max(sec, 1e-9):,.0f} img/s"] for name, sec in named]
+    rows.append(["**end to end** (process start to exit)", f"**{wall:,.1f}**", "100%", f"**{n / wall:.1f} img/s**"])
+    return (table(["stage", "seconds", "share", "rate"], rows, "lr") + f"\n\npeak resident memory {peak['VmRSS']:,.0f} MB "
+            f"(anonymous {peak['RssAnon']:,.0f} MB, file-backed {peak['RssFile']:,.0f} MB); work: {json.dumps(s.get('work', {}))}")
 
 
 def split(local: dict, ray: dict | None = None) -> str:
@@ -170,12 +128,7 @@ def head_fits(run: Path, budget_gb: float) -> str:
     makes it: L-BFGS evaluations, seconds, and how far apart the two heads' probabilities are."""
     import pandas as pd
 
-    from datacleaner.arrays import GiB, NpyFile, rows_per_piece
-    from datacleaner.config import load_config
-    from datacleaner.folds import FoldPlan
-    from datacleaner.fuse import softmax
-    from datacleaner.runtime import configure
-    from datacleaner.training import fit_view_head, fit_view_head_chunked
+    from harness.internals import FoldPlan, GiB, NpyFile, configure, fit_view_head, fit_view_head_chunked, rows_per_piece, softmax
 
     configure(2)
     cfg = load_config(run / "config.yaml")
@@ -212,10 +165,10 @@ def head_fits(run: Path, budget_gb: float) -> str:
 def sanity(run: Path) -> str:
     import pandas as pd
 
-    data = np.load(CIFAR)
+    d = cifar()
     scores = pd.read_csv(run / "scores.csv", keep_default_na=False)
     idx = scores["path"].str.extract(r"_(\d+)\.png")[0].astype(int).to_numpy()
-    wrong = data["aggre_label"][idx] != data["clean_label"][idx]
+    wrong = d["aggre_label"][idx] != d["clean_label"][idx]
     flagged = scores["issue"].str.contains("mislabel|low_confidence").to_numpy()
     tp = (flagged & wrong).sum()
     return (f"sanity: {wrong.mean():.1%} of labels wrong; flagged {flagged.sum():,}: precision {tp / max(flagged.sum(), 1):.2f}, "

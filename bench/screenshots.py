@@ -1,12 +1,9 @@
 """The README's pictures of the review page and the report, taken by headless Chromium.
 
-Cleans the bundled digit scans (10% of labels flipped) with the `small` profile, opens
-`datacleaner review` on the run, makes three decisions with the keyboard, and photographs
-the page; then writes `datacleaner report` for the same run and photographs it.
+The digit scans (10% flipped) cleaned with the `small` profile, `datacleaner review` on the run with
+three keyboard decisions, then `datacleaner report`; the run is kept under .bench/screenshots/.
 
     python bench/screenshots.py [--out docs/images]
-
-The run is kept under .bench/screenshots/ and reused by the next call.
 """
 
 from __future__ import annotations
@@ -17,14 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from datacleaner import clean
+
+from harness.internals import start, write_noisy_digits, write_report
+from paths import ROOT
+
 sys.path.insert(0, str(ROOT / "tests"))
 from browser import find_browser, start_browser, stop_browser  # noqa: E402
-
-from datacleaner import clean  # noqa: E402
-from datacleaner.demo import write_noisy_digits  # noqa: E402
-from datacleaner.review.report import write_report  # noqa: E402
-from datacleaner.review.server import start  # noqa: E402
 
 
 def wait(browser, script: str, timeout: float = 30) -> None:

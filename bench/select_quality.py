@@ -1,23 +1,14 @@
-"""Active-learning simulation for `select` on real digit scans.
+"""Active-learning simulation for `select` on real digit scans (or CIFAR photos).
 
-Per seed: a small stratified labeled seed set trains the production model (resnet10t, 32 px);
-the rest is split into an unlabeled pool and a held-out test set. Each round every strategy
-picks B pool images, the true labels are revealed (the "annotator"), the production model is
-retrained on everything labeled so far, and test accuracy is recorded.
-
-Strategies: random; production entropy; production margin; committee disagreement (ours:
-the committee of the `small` profile, retrained each round on the labeled set, skip rule
-then 1 - committee probability of the production label); ours with --diverse (k-center on
-the committee's features among the top 5B).
+Per seed: a stratified labeled seed set trains the production model; the rest is an unlabeled pool and a
+held-out test set. Each round every strategy picks B pool images, their true labels are revealed, production
+is retrained and its test accuracy recorded. Strategies: random, production entropy and margin, ours
+(`select`'s ranking with the `small` profile's committee retrained each round) and ours with --diverse.
+`--data cifar`: CIFAR photos 10,000-19,999, the `cpu` profile as committee and its first member alone as
+production. See docs/benchmarks.md.
 
     python bench/select_quality.py [--seeds 3] [--rounds 4] [--budget 25] [--seed-set 50] [--quick]
-    python bench/select_quality.py --data cifar [--img-size 64] [--pool 4000]
-
-With `--data cifar` the images are CIFAR-10 photos 10,000-19,999 of ../shared/data/cifar10n_20k.npz
-(beside the repository, not part of it: see bench/paths.py; the half never tuned on), revealed with
-their true labels, and the committee is the `cpu` profile (frozen ImageNet backbones, weights from
-../shared/weights); production is its first member alone
-without TTA, its head trained on the labeled set.
+    python bench/select_quality.py --data cifar --pool 4000 --budget 100 --seed-set 200 --test 1000
 """
 
 from __future__ import annotations
@@ -30,11 +21,12 @@ import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from datacleaner.committee import Committee
-from datacleaner.config import CleanConfig, TTAConfig, load_config
-from datacleaner.scoring import disagreement, k_center_greedy, skip_mask
+from datacleaner.config import load_config
 
-from paths import CIFAR, WEIGHTS
+from harness.data import cifar
+from harness.internals import CleanConfig, Committee, TTAConfig, disagreement, k_center_greedy, skip_mask
+from harness.report import table
+from paths import WEIGHTS
 
 STRATEGIES = ("random", "prod_entropy", "prod_margin", "ours", "ours_diverse")
 
@@ -50,7 +42,7 @@ def digit_images() -> tuple[np.ndarray, np.ndarray]:
 
 def cifar_images(n_pool_and_test: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A random subset of CIFAR-10 images 10,000-19,999 with their true labels."""
-    data = np.load(CIFAR)
+    data = cifar()
     idx = 10_000 + np.random.default_rng(seed).permutation(10_000)[:n_pool_and_test]
     return data["images"][idx], data["clean_label"][idx].astype(np.int64)
 
@@ -166,10 +158,8 @@ def main() -> None:
     mean = {s: np.mean([c[s] for c in all_curves], axis=0) for s in STRATEGIES}
     std = {s: np.std([c[s] for c in all_curves], axis=0) for s in STRATEGIES}
     print(f"\n### Active learning on {args.data}: test accuracy of the production model (mean ± sd over {seeds} seeds)\n")
-    print("| labeled | " + " | ".join(STRATEGIES) + " |")
-    print("|---:|" + "---:|" * len(STRATEGIES))
-    for r, n in enumerate(sizes):
-        print(f"| {n} | " + " | ".join(f"{mean[s][r]:.3f} ± {std[s][r]:.3f}" for s in STRATEGIES) + " |")
+    print(table(["labeled", *STRATEGIES], [[n, *[f"{mean[s][r]:.3f} ± {std[s][r]:.3f}" for s in STRATEGIES]]
+                                          for r, n in enumerate(sizes)], "r"))
     final_random = mean["random"][-1]
     print()
     for strategy in ("ours", "ours_diverse", "prod_entropy", "prod_margin"):

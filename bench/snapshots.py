@@ -1,27 +1,13 @@
 """Snapshot members against members trained once and independent members, with flooding and focal loss.
 
-On real digit scans (scikit-learn's 1,797) with planted label flips, the `small` profile's two
-architectures (resnet10t + regnetx_002 from scratch at 32 px) are trained as:
-
-  once E            each member once, cosine schedule, E epochs (the profile's recipe)
-  snapshots SxL     each member once for S*L epochs, cosine_restarts every L epochs, the last S
-                    cycles' weights judging as S members each (same training cost as `once S*L`)
-  independent SxL   S independently seeded copies of each member, L epochs each (same training cost)
-  flooding b        `once E` trained on |loss - b| + b
-  focal g           `once E` with focal loss gamma g
-
-and each run's review list is scored against the known flips: F1 of the list, AUROC of
-label_quality, wall time (train / total). Every variant runs with `--seeds` config seeds (the
-member initialisations and augmentation differ; the data and flips stay) and the table shows
-the mean and the spread.
+Digit scans with planted flips, the `small` profile's two architectures trained as: `once E` (each member
+once, E epochs), `snapshots SxL` (E = S*L epochs with cosine restarts every L, the last S cycles' weights
+judging), `independent SxL` (S seeded copies of each member, L epochs each), `flooding b` and `focal g`
+(`once E` with that loss). Each review list is scored against the flips over `--seeds` config seeds (mean
+and half the range). `--cifar N`: the first N CIFAR-10N images with the random1 labels, one pretrained
+MobileNetV2 fine-tuned at 64 px (E = 6 in cycles of 2 unless given). See docs/benchmarks.md.
 
     python bench/snapshots.py [--noise 0.25 0.4] [--seeds 0 1] [--out runs/bench-snapshots] [--quick]
-
-With `--cifar N`, the same variants on the first N images of CIFAR-10N (../shared/data, beside the
-repository: see bench/paths.py) with the `random1` human labels (one annotator, 17% wrong), by one
-ImageNet-pretrained MobileNetV2 fine-tuned at 64 px (the cpu profile's scheme, dling 5 folds;
-AdamW 1e-3, label smoothing 0.1, E = 6 epochs in cycles of 2 unless given):
-
     python bench/snapshots.py --cifar 3000 --seeds 0 1
 """
 
@@ -37,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from datacleaner.config import load_config
-from datacleaner.demo import review_metrics, write_noisy_digits
-from datacleaner.progress import QUIET
-from datacleaner.runs import clean
+
+from harness.data import cifar_tree
+from harness.internals import review_metrics, write_noisy_digits
+from harness.report import table
+from harness.run import run_clean
+from paths import WEIGHTS
 
 
 def variants(base, epochs: int, cycle: int, quick: bool) -> dict[str, object]:
@@ -77,24 +66,13 @@ def digits_data(data: Path, noise: float, quick: bool):
 
 
 def cifar_data(out: Path, n: int):
-    """(folder of the first n CIFAR-10N images with their random1 labels, truth table path + flipped)."""
-    import pandas as pd
-
-    from paths import CIFAR
-    from real_noise import CLASSES, write_tree
-
-    arrays = np.load(CIFAR)
-    noisy, clean_label, index = (arrays[k][:n] for k in ("random_label1", "clean_label", "index"))
-    data = out / f"cifar10n-random1-{n}"
-    write_tree(data, arrays["images"][:n], noisy, index)
-    truth = pd.DataFrame({"path": [f"{CLASSES[y]}/{i:05d}.png" for y, i in zip(noisy, index)], "flipped": noisy != clean_label})
-    return data, truth
+    """(folder of the first n CIFAR-10N images with their random1 labels, truth table: path + flipped)."""
+    truth = cifar_tree(out / f"cifar10n-random1-{n}", np.arange(n), "random_label1")
+    return out / f"cifar10n-random1-{n}", truth.assign(flipped=truth["true_label"] != truth["given_label"])
 
 
 def cifar_config(seed: int, epochs: int):
     """One pretrained MobileNetV2 fine-tuned at 64 px with the cpu profile's scheme, folds, TTA and augmentation."""
-    from paths import WEIGHTS
-
     cfg = load_config("cpu", {"seed": seed, "device": "cpu", "weights_dir": str(WEIGHTS)})
     member = next(m for m in cfg.members if m.arch.startswith("mobilenetv2"))
     cfg.members = [dataclasses.replace(member, frozen=False, img_size=64, epochs=epochs, batch_size=64, optimizer="adamw",
@@ -133,7 +111,7 @@ def main() -> int:
             base = cifar_config(seed, epochs) if args.cifar else load_config("small", {"seed": seed, "device": "cpu"})
             for name, cfg in variants(base, epochs, cycle, args.quick).items():
                 out = args.out / f"{'cifar' if args.cifar else 'digits'}-{noise:.2f}-s{seed}-{name.replace(' ', '_')}"
-                result = clean(data, out, cfg, progress=QUIET)
+                result = run_clean(data, out, cfg)[0]
                 m = review_metrics(result.scores, truth)
                 s = json.loads((out / "summary.json").read_text())
                 timings = s.get("timings_s", {})
@@ -149,22 +127,18 @@ def main() -> int:
 
 
 def print_table(rows: list[dict]) -> None:
-    seeds = sorted({r["seed"] for r in rows})
-    print(f"\nmean over config seeds {', '.join(map(str, seeds))} (+- half the range)\n")
-    print("| noise | variant | judges | F1 | AUROC | train s | wall s |")
-    print("|---|---|---|---|---|---|---|")
+    def stat(group, key, digits=3):
+        v = np.array([r[key] for r in group], dtype=float)
+        return f"{v.mean():.{digits}f}" + (f" ± {(v.max() - v.min()) / 2:.{digits}f}" if len(v) > 1 else "")
+
+    lines = []
     for noise in sorted({r["noise"] for r in rows}):
-        names = list(dict.fromkeys(r["variant"] for r in rows if r["noise"] == noise))
-        for name in names:
+        for name in dict.fromkeys(r["variant"] for r in rows if r["noise"] == noise):
             group = [r for r in rows if r["noise"] == noise and r["variant"] == name]
-
-            def stat(key, digits=3):
-                v = np.array([r[key] for r in group], dtype=float)
-                spread = (v.max() - v.min()) / 2
-                return f"{v.mean():.{digits}f}" + (f" ± {spread:.{digits}f}" if len(v) > 1 else "")
-
-            print(f"| {noise:.2f} | {name} | {group[0]['judges']} | {stat('f1')} | {stat('auroc')} | "
-                  f"{stat('train_s', 0)} | {stat('wall_s', 0)} |")
+            lines.append([f"{noise:.2f}", name, group[0]["judges"], stat(group, "f1"), stat(group, "auroc"), stat(group, "train_s", 0),
+                          stat(group, "wall_s", 0)])
+    print(f"\nmean over config seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))} (+- half the range)\n")
+    print(table(["noise", "variant", "judges", "F1", "AUROC", "train s", "wall s"], lines))
 
 
 if __name__ == "__main__":

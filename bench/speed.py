@@ -1,34 +1,18 @@
 """Speed of `clean` end to end on folders of real images, stage by stage, and against a naive reference.
 
-Writes the first N images of ../shared/data/cifar10n_20k.npz (beside the repository, not part
-of it: see bench/paths.py) as a class-folder tree of PNGs
-(N = 2,500, 5,000, 10,000, 20,000 by default), runs the real `clean` pipeline on each in a
-fresh process (so peak memory is per run) and prints, per N: wall time and throughput of
-each stage (scan, decode, features / train per member-epoch, TTA predict per view, fuse +
-score + write), peak resident memory and the end-to-end time, then a least-squares fit of
-end-to-end time = fixed + per-image cost x N, which shows the growth is linear.
-
-Augmentation is timed on its own: the albumentations training pipeline per image and the
-batched tensor TTA views, on the same decoded images.
-
-The naive reference runs the same method the way a hand-rolled script would (the article's
-recipe, no engineering): every image decoded from its file whenever it is used, one image
-and one view per forward pass at judgement time, no feature or image cache; a frozen
-member's head is trained by minibatch SGD with the backbone run on every batch, for
-NAIVE_HEAD_EPOCHS epochs. It runs on a small N, next to our pipeline on the same N.
+The first N images of ../shared/data/cifar10n_20k.npz as PNG class folders (aggre labels), the real
+`clean` on each in a fresh process (peak memory per run): each stage's time and rate, peak memory, end to
+end, and a linear fit over N. Augmentation is timed alone. The naive reference runs the same method as
+a hand-rolled script would (every image decoded whenever used, one image and view per forward pass, a
+frozen member's head trained by SGD with the backbone run on every batch) on a small N. `--engines` runs
+every N once per engine (the ONNX export cached first); `--backbones` times each backbone alone, torch
+against ONNX Runtime at batch sizes, threads, graph levels and int8. See docs/benchmarks.md.
 
     python bench/speed.py                                   # the full table (~30 min on 2 cores)
     python bench/speed.py --sizes 2500 --naive-n 200        # quick look
     python bench/speed.py --config small                    # a committee trained from scratch instead
     python bench/speed.py --sizes 1000,10000 --engines torch,onnxruntime --naive-n 0   # both engines
-    python bench/speed.py --backbones                       # each backbone alone: engines, sizes, ONNX Runtime settings
-
-`--engines` runs every N once per engine (the config key `engine`), each in a fresh process with the
-ONNX export already in the cache (the one-time export is timed on its own). `--backbones` times
-each backbone's forward passes alone, in a fresh process per setting, on CIFAR images resized to the
-input size: torch (channels-last, inference mode) against ONNX Runtime at batch sizes, thread
-counts and graph optimisation levels, and ONNX Runtime's int8 path (static QDQ quantisation
-calibrated on 256 other CIFAR images) with its features' cosine similarity to the float32 ones.
+    python bench/speed.py --backbones                       # each backbone alone
 """
 
 from __future__ import annotations
@@ -36,52 +20,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from paths import CIFAR as DATA, WEIGHTS, config_name
+from datacleaner.config import load_config
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from harness.data import cifar, cifar_tree
+from harness.report import table
+from harness.run import child, member_model, peak_rss_mb, run_clean
+from paths import CIFAR, WEIGHTS, config_name
+
 NAIVE_HEAD_EPOCHS = 10  # SGD epochs of a naive linear probe (our heads: full-batch L-BFGS on cached features)
+BACKBONE_ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
 
 
-def write_tree(out: Path, n: int) -> Path:
-    """out/<class>/<i>.png for the first n images with the aggregated CIFAR-10N labels (cached)."""
-    from PIL import Image
-
-    if (out / ".complete").is_file():
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    data = np.load(DATA)
-    for c in CLASSES:
-        (out / c).mkdir(parents=True, exist_ok=True)
-    for i, (img, y) in enumerate(zip(data["images"][:n], data["aggre_label"][:n])):
-        Image.fromarray(img).save(out / CLASSES[y] / f"{i:05d}.png")
-    (out / ".complete").write_text("ok\n")
-    return out
+def tree(work: Path, n: int) -> Path:
+    """The first n images under CIFAR-10N's aggregated labels (written once)."""
+    cifar_tree(work / f"png-{n}", np.arange(n), "aggre_label")
+    return work / f"png-{n}"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-# --- one measured run, in its own process ------------------------------------------------
+# --- one measurement, in its own process ---------------------------------------------------
 def run_ours(folder: Path, config: str, out: Path, engine: str = "auto") -> dict:
-    from datacleaner.config import load_config
-    from datacleaner.progress import QUIET
-    from datacleaner.runs import clean
-
     shutil.rmtree(out, ignore_errors=True)
     cfg = load_config(config, {"threads": 2, "weights_dir": WEIGHTS, "engine": engine})
-    start = time.perf_counter()
-    result = clean(folder, out, cfg, progress=QUIET)
-    wall = time.perf_counter() - start
+    result, wall = run_clean(folder, out, cfg)
     s = result.summary
     return {"wall_s": wall, "timings_s": s["timings_s"], "work": s["work"], "images": s["images"],
             "views": cfg.tta.views, "members": len(cfg.members), "peak_rss_mb": peak_rss_mb(),
@@ -92,26 +59,17 @@ def export_backbones(config: str) -> dict:
     """Export the config's frozen backbones into the ONNX cache (if not there yet); seconds per member."""
     import torch
 
-    from datacleaner import engines
-    from datacleaner.config import load_config
-    from datacleaner.models import create_member_model, member_preprocess
-    from datacleaner.weights import resolve_weights
+    from harness.internals import onnx_backbone
 
     torch.set_num_threads(2)
-    cfg = load_config(config, {"weights_dir": WEIGHTS})
-    pretrained = resolve_weights(cfg)
     out = {}
-    for m in cfg.members:
-        if not m.frozen:
-            continue
-        model = create_member_model(m, 10, pretrained_path=pretrained.get(m.label)).eval()
-        start = time.perf_counter()
-        backbone, run = engines.onnx_backbone(model, member_preprocess(m).size)
-        out[m.label] = {"seconds": time.perf_counter() - start, "engine": run.engine, "note": run.note}
+    for m in load_config(config, {"weights_dir": WEIGHTS}).members:
+        if m.frozen:
+            model, prep = member_model(m)
+            start = time.perf_counter()
+            backbone, run = onnx_backbone(model, prep.size)
+            out[m.label] = {"seconds": time.perf_counter() - start, "engine": run.engine, "note": run.note}
     return out
-
-
-BACKBONE_ARCHS = {"lite0": "tf_efficientnet_lite0", "mnv2": "mobilenetv2_100", "lite2": "tf_efficientnet_lite2"}
 
 
 def time_backbone(spec: str, seconds: float = 8.0) -> dict:
@@ -119,27 +77,17 @@ def time_backbone(spec: str, seconds: float = 8.0) -> dict:
     extended, all or int8; int8 also reports the features' cosine similarity to float32's)."""
     import torch
 
-    from datacleaner import engines
-    from datacleaner.augment import to_model_input
-    from datacleaner.config import MemberConfig
-    from datacleaner.models import create_member_model, member_preprocess
-    from datacleaner.runtime import configure
-    from datacleaner.weights import resolve_weights
-    from datacleaner.config import CleanConfig
+    from harness.internals import MemberConfig, configure, export, onnx_path, to_model_input
 
     arch, size, engine, batch, threads, opt = spec.split(":")
     size, batch, threads = int(size), int(batch), int(threads)
     configure(threads)
-    member = MemberConfig(arch=BACKBONE_ARCHS.get(arch, arch), pretrained=True, frozen=True, img_size=size)
-    cfg = CleanConfig(members=[member], weights_dir=str(WEIGHTS))
-    model = create_member_model(member, 10, pretrained_path=resolve_weights(cfg).get(member.label)).eval()
-    prep = member_preprocess(member)
-    images = np.load(DATA)["images"]
+    model, prep = member_model(MemberConfig(arch=BACKBONE_ARCHS.get(arch, arch), pretrained=True, frozen=True, img_size=size))
+    images = cifar()["images"]
     mean, std = prep.tensors(torch.device("cpu"))
 
     def inputs(rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(images[rows])
-        x = to_model_input(x, mean, std)
+        x = to_model_input(torch.from_numpy(images[rows]), mean, std)
         return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
     x = inputs(np.arange(batch))
@@ -154,9 +102,9 @@ def time_backbone(spec: str, seconds: float = 8.0) -> dict:
     else:
         import onnxruntime as ort
 
-        path = engines.onnx_path(model, size)
+        path = onnx_path(model, size)
         if not path.is_file():
-            engines.export(model, size, path)
+            export(model, size, path)
         if opt == "int8":
             path = quantized(path, inputs(np.arange(10000, 10256)), model, size)
         options = ort.SessionOptions()
@@ -216,16 +164,9 @@ def run_naive(folder: Path, config: Path) -> dict:
     import torch
     from PIL import Image
 
-    from datacleaner.augment import train_transform
-    from datacleaner.config import deterministic_views, load_config
-    from datacleaner.dataset import find_labeled_images
-    from datacleaner.folds import make_fold_plan
-    from datacleaner.fuse import fuse
-    from datacleaner.keys import member_seed
-    from datacleaner.models import MemberLoss, create_member_model, make_optimizer, member_preprocess
-    from datacleaner.scoring import score
-
-    from datacleaner.weights import resolve_weights
+    from harness.internals import (MemberLoss, create_member_model, deterministic_views, find_labeled_images, fuse,
+                                   make_fold_plan, make_optimizer, member_preprocess, member_seed, resolve_weights, score,
+                                   train_transform)
 
     torch.set_num_threads(2)
     cfg = load_config(config, {"weights_dir": WEIGHTS})
@@ -311,20 +252,16 @@ def run_naive(folder: Path, config: Path) -> dict:
 
 def time_augment(config: str, n: int = 2000) -> dict:
     """Images/s of the albumentations training pipeline and of the batched tensor TTA views."""
+    import cv2
     import torch
 
-    from datacleaner.augment import make_views, train_transform, view_params
-    from datacleaner.config import load_config
-    from datacleaner.models import member_preprocess
+    from harness.internals import make_views, member_preprocess, train_transform, view_params
 
     torch.set_num_threads(2)
     cfg = load_config(config)
     prep = member_preprocess(cfg.members[0])
-    images = np.load(DATA)["images"][:n]
-    import cv2
-
     cv2.setNumThreads(1)
-    big = np.stack([cv2.resize(a, (prep.size, prep.size), interpolation=cv2.INTER_LINEAR) for a in images])
+    big = np.stack([cv2.resize(a, (prep.size, prep.size), interpolation=cv2.INTER_LINEAR) for a in cifar()["images"][:n]])
     t = train_transform(cfg.augment, prep.size, seed=0)
     start = time.perf_counter()
     for a in big:
@@ -342,14 +279,7 @@ def time_augment(config: str, n: int = 2000) -> dict:
     return {"size": prep.size, "albumentations_img_s": albu, "tta_views_img_view_s": views, "views": V}
 
 
-# --- the table ------------------------------------------------------------------------------
-def child(args: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"bench child {args} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
+# --- the tables -------------------------------------------------------------------------------
 STAGES = [  # (timing key, label, work key for the rate, unit)
     ("scan", "scan (list + stat files)", None, "img"),
     ("decode", "validate + decode (read, checksum, decode)", None, "img"),
@@ -363,29 +293,23 @@ STAGES = [  # (timing key, label, work key for the rate, unit)
 
 def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_small: dict | None, config: str) -> None:
     sizes = sorted(runs)
-    print(f"\nconfig {config}, 2 torch threads, "
-          f"{runs[sizes[0]]['members']} members, {runs[sizes[0]]['views']} TTA views\n")
-    print("| stage | " + " | ".join(f"N={n:,}: s" for n in sizes) + " | " + " | ".join(f"N={n:,}: rate" for n in sizes) + " |")
-    print("|---|" + "---:|" * (2 * len(sizes)))
+    print(f"\nconfig {config}, 2 torch threads, {runs[sizes[0]]['members']} members, {runs[sizes[0]]['views']} TTA views\n")
+    rows = []
     for key, label, work, unit in STAGES:
-        if not any(runs[n]["timings_s"].get(key, 0.0) > 0 for n in sizes):
+        t = {n: runs[n]["timings_s"].get(key, 0.0) for n in sizes}
+        if not any(v > 0 for v in t.values()):
             continue
-        secs, rates = [], []
-        for n in sizes:
-            t = runs[n]["timings_s"].get(key, 0.0)
-            amount = runs[n]["work"].get(work, 0) if work else runs[n]["images"]
-            secs.append(f"{t:.1f}")
-            rates.append(f"{amount / t:,.0f} {unit}/s" if t > 0 and amount else "–")
+        amount = {n: runs[n]["work"].get(work, 0) if work else runs[n]["images"] for n in sizes}
+        secs = [f"{t[n]:.1f}" for n in sizes]
+        rates = [f"{amount[n] / t[n]:,.0f} {unit}/s" if t[n] > 0 and amount[n] else "–" for n in sizes]
         if key == "train_heads":
-            rates = [f"{runs[n]['timings_s'].get(key, 0.0) / max(1, runs[n]['work'].get('head_fits', 1)):.1f} s/head"
-                     for n in sizes]
+            rates = [f"{t[n] / max(1, runs[n]['work'].get('head_fits', 1)):.1f} s/head" for n in sizes]
         if key == "train":
-            secs = [f"{runs[n]['timings_s'].get(key, 0.0) / max(1, runs[n]['work'].get('member_epochs', 1)):.1f} per m-e"
-                    for n in sizes]
-        print(f"| {label} | " + " | ".join(secs) + " | " + " | ".join(rates) + " |")
-    print("| **end to end** | " + " | ".join(f"**{runs[n]['wall_s']:.1f}**" for n in sizes) + " | "
-          + " | ".join(f"{n / runs[n]['wall_s']:,.1f} img/s" for n in sizes) + " |")
-    print("| peak memory (MB) | " + " | ".join(f"{runs[n]['peak_rss_mb']:,.0f}" for n in sizes) + " |" + " |" * len(sizes))
+            secs = [f"{t[n] / max(1, runs[n]['work'].get('member_epochs', 1)):.1f} per m-e" for n in sizes]
+        rows.append([label, *secs, *rates])
+    rows.append(["**end to end**", *[f"**{runs[n]['wall_s']:.1f}**" for n in sizes], *[f"{n / runs[n]['wall_s']:,.1f} img/s" for n in sizes]])
+    rows.append(["peak memory (MB)", *[f"{runs[n]['peak_rss_mb']:,.0f}" for n in sizes], *[""] * len(sizes)])
+    print(table(["stage", *[f"N={n:,}: s" for n in sizes], *[f"N={n:,}: rate" for n in sizes]], rows, "lr"))
     if len(sizes) >= 2:
         x = np.array(sizes, dtype=float)
         y = np.array([runs[n]["wall_s"] for n in sizes])
@@ -397,11 +321,11 @@ def print_table(runs: dict[int, dict], augment: dict, naive: dict | None, ours_s
           f"{augment['albumentations_img_s']:,.0f} img/s (one core); batched tensor TTA views "
           f"{augment['tta_views_img_view_s']:,.0f} img-view/s")
     if naive and ours_small:
+        per_image = runs[sizes[-1]]["wall_s"] / sizes[-1]
         print(f"\nnaive reference on N={naive['images']:,}: {naive['wall_s']:.1f} s; ours on the same images: "
               f"{ours_small['wall_s']:.1f} s -> speed-up {naive['wall_s'] / ours_small['wall_s']:.1f}x end to end; "
-              f"per image: naive {naive['wall_s'] / naive['images'] * 1000:.0f} ms vs ours "
-              f"{runs[sizes[-1]]['wall_s'] / sizes[-1] * 1000:.1f} ms at N={sizes[-1]:,} "
-              f"({naive['wall_s'] / naive['images'] / (runs[sizes[-1]]['wall_s'] / sizes[-1]):.1f}x)")
+              f"per image: naive {naive['wall_s'] / naive['images'] * 1000:.0f} ms vs ours {per_image * 1000:.1f} ms at "
+              f"N={sizes[-1]:,} ({naive['wall_s'] / naive['images'] / per_image:.1f}x)")
 
 
 def compare_engines(by_engine: dict[str, dict[int, dict]], work: Path) -> None:
@@ -409,31 +333,27 @@ def compare_engines(by_engine: dict[str, dict[int, dict]], work: Path) -> None:
     import pandas as pd
 
     names = list(by_engine)
-    base, other = names[0], names[-1]
-    print(f"\n| N | stage | " + " | ".join(names) + f" | {base} / {other} |")
-    print("|---:|---|" + "---:|" * (len(names) + 1))
-    for n in sorted(by_engine[base]):
+    rows = []
+    for n in sorted(by_engine[names[0]]):
         for key, label in (("features", "frozen features"), ("train_heads", "frozen heads"), ("health", "health checks"), (None, "**end to end**")):
             secs = [by_engine[e][n]["wall_s"] if key is None else by_engine[e][n]["timings_s"].get(key, 0.0) for e in names]
-            ratio = f"{secs[0] / secs[-1]:.2f}x" if secs[-1] > 0 else "–"
-            print(f"| {n:,} | {label} | " + " | ".join(f"{x:.1f} s" for x in secs) + f" | {ratio} |")
+            rows.append([f"{n:,}", label, *[f"{x:.1f} s" for x in secs], f"{secs[0] / secs[-1]:.2f}x" if secs[-1] > 0 else "–"])
         lists = [set(pd.read_csv(work / f"run-{n}-{e}" / "review.csv")["path"]) for e in names]
-        same = len(lists[0] & lists[-1])
-        print(f"| {n:,} | review rows (shared) | " + " | ".join(f"{len(x):,}" for x in lists) + f" | {same:,} shared |")
+        rows.append([f"{n:,}", "review rows (shared)", *[f"{len(x):,}" for x in lists], f"{len(lists[0] & lists[-1]):,} shared"])
+    print("\n" + table(["N", "stage", *names, f"{names[0]} / {names[-1]}"], rows, "rlr"))
 
 
 def backbone_table(specs: list[str], common: list[str]) -> None:
     results = []
     for spec in specs:
-        results.append(child(["--backbone", spec, *common]))
+        results.append(child(__file__, "--backbone", spec, *common))
         print(f"{spec}: {results[-1]}", file=sys.stderr, flush=True)
-    print("\n| backbone | px | engine | batch | threads | graph | img-view/s | features vs float32 |")
-    print("|---|---:|---|---:|---:|---|---:|---|")
+    rows = []
     for r in results:
         arch, size, engine, batch, threads, opt = r["spec"].split(":")
         cos = f"cosine {r['cosine_to_float32']:.3f} (min {r['cosine_min']:.3f})" if "cosine_to_float32" in r else "–"
-        print(f"| {arch} | {size} | {engine} | {batch} | {threads} | {opt if engine != 'torch' else '–'} | "
-              f"{r['img_view_s']:,.0f} | {cos} |")
+        rows.append([arch, size, engine, batch, threads, opt if engine != "torch" else "–", f"{r['img_view_s']:,.0f}", cos])
+    print("\n" + table(["backbone", "px", "engine", "batch", "threads", "graph", "img-view/s", "features vs float32"], rows, "lrlrrlrl"))
 
 
 def backbone_specs() -> list[str]:
@@ -453,7 +373,6 @@ def main() -> None:
     ap.add_argument("--engines", default="auto", help="comma-separated engines to run every N with (torch, onnxruntime, auto)")
     ap.add_argument("--backbones", action="store_true", help="time each backbone alone on both engines instead")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "datacleaner-speed")
-    ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: our pipeline on N images
     ap.add_argument("--engine", default="auto", help=argparse.SUPPRESS)  # child: with this engine
     ap.add_argument("--export", action="store_true", help=argparse.SUPPRESS)  # child: fill the ONNX cache
@@ -463,51 +382,42 @@ def main() -> None:
     args = ap.parse_args()
     config = args.config
     os.environ.setdefault("DATACLEANER_CACHE_DIR", str(args.work / "cache"))  # exported backbones
-    if args.one:
-        tree = write_tree(args.work / f"png-{args.one}", args.one)
-        print(json.dumps(run_ours(tree, config, args.work / f"run-{args.one}-{args.engine}", args.engine)))
+    if args.one or args.export or args.backbone or args.naive or args.augment:  # a child: its measurement, as JSON
+        if args.one:
+            answer = run_ours(tree(args.work, args.one), config, args.work / f"run-{args.one}-{args.engine}", args.engine)
+        elif args.naive:
+            answer = run_naive(tree(args.work, args.naive), config)
+        else:
+            answer = export_backbones(config) if args.export else time_backbone(args.backbone) if args.backbone else time_augment(config)
+        print(json.dumps(answer))
         return
-    if args.export:
-        print(json.dumps(export_backbones(config)))
-        return
-    if args.backbone:
-        print(json.dumps(time_backbone(args.backbone)))
-        return
-    if args.naive:
-        print(json.dumps(run_naive(write_tree(args.work / f"png-{args.naive}", args.naive), config)))
-        return
-    if args.augment:
-        print(json.dumps(time_augment(config)))
-        return
-    if not DATA.is_file():
-        sys.exit(f"{DATA} not found: this benchmark reads the shared CIFAR-10N images")
-    common = ["--config", config, "--work", str(args.work)]
+    if not CIFAR.is_file():
+        sys.exit(f"{CIFAR} not found: this benchmark reads the shared CIFAR-10N images")
+    common = ["--config", config, "--work", args.work]
     if args.backbones:
         backbone_table(backbone_specs(), common)
         return
     names = [e.strip() for e in args.engines.split(",") if e.strip()]
     if any(e != "torch" for e in names):
-        exported = child(["--export", *common])
+        exported = child(__file__, "--export", *common)
         print("one-time ONNX export (cached for later runs): " + ", ".join(
             f"{m} {x['seconds']:.1f} s ({x['engine']}{': ' + x['note'] if x['note'] else ''})" for m, x in exported.items()))
     by_engine: dict[str, dict[int, dict]] = {e: {} for e in names}
     for n in sorted(int(x) for x in args.sizes.split(",")):
         for e in names:
-            by_engine[e][n] = child(["--one", str(n), "--engine", e, *common])
+            by_engine[e][n] = child(__file__, "--one", n, "--engine", e, *common)
             print(f"N={n} {e}: {by_engine[e][n]['wall_s']:.1f} s, {by_engine[e][n]['timings_s']}", file=sys.stderr, flush=True)
-    augment = child(["--augment", *common])
+    augment = child(__file__, "--augment", *common)
     naive = ours_small = None
     runs = by_engine[names[0]]
     if args.naive_n:
-        ours_small = runs.get(args.naive_n) or child(["--one", str(args.naive_n), *common])
-        naive = child(["--naive", str(args.naive_n), *common])
+        ours_small = runs.get(args.naive_n) or child(__file__, "--one", args.naive_n, *common)
+        naive = child(__file__, "--naive", args.naive_n, *common)
     for e in names:
         print(f"\n### engine {e} (ran: {next(iter(by_engine[e].values()))['engines']})")
         print_table(by_engine[e], augment, naive if e == names[0] else None, ours_small, config)
     if len(names) > 1:
         compare_engines(by_engine, args.work)
-    if args.json:
-        args.json.write_text(json.dumps({"runs": by_engine, "augment": augment, "naive": naive, "ours_small": ours_small}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,9 @@
 """Training and TTA-prediction throughput of one member against a plain timm loop, on the CPU or a GPU.
 
-The plain loop is the upper bound a data pipeline can reach: the same timm model, batch
-size, optimizer and precision (bf16 autocast on CUDA, channels-last), fed batches already
-normalised and resident on the device, no augmentation. Ours is `train_member`: the
-decoded uint8 cache, seeded albumentations per image in DataLoader workers (on a GPU),
-pinned memory and non-blocking copies. The table gives ours as a fraction of the plain
-loop, and TTA prediction images/s (all views of a batch in one forward pass).
+The plain loop is the upper bound a data pipeline can reach: the same timm model, batch size, optimizer and
+precision, fed batches already normalised and resident on the device, no augmentation. Ours is
+`train_member` (the uint8 cache, albumentations, the loader). Printed: ours as a fraction of the plain
+loop, and TTA prediction images/s. See docs/benchmarks.md.
 
     python bench/throughput.py                                  # resnet18 at 32 px on CIFAR images
     python bench/throughput.py --arch resnet50 --size 224 --images 20000 --compile   # on a GPU
@@ -14,27 +12,25 @@ loop, and TTA prediction images/s (all views of a batch in one forward pass).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import torch
 
-from datacleaner.config import AugmentConfig, MemberConfig, TTAConfig
-from datacleaner.models import create_member_model, make_optimizer, member_preprocess, resolve_device
-from datacleaner.predict import predict_logits
-from datacleaner.runtime import configure
-from datacleaner.training import autocast, compiled, train_member
-
-from paths import CIFAR as DATA  # ../shared/data beside the repository (optional here)
+from harness.data import cifar
+from harness.internals import (AugmentConfig, MemberConfig, TTAConfig, autocast, compiled, configure, create_member_model,
+                               make_optimizer, member_preprocess, predict_logits, resolve_device, train_member)
+from harness.report import table
+from paths import CIFAR  # ../shared/data beside the repository (optional here)
 
 
 def images_at(size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n CIFAR images resized to size (or random pixels when the shared data is absent), labels."""
     import cv2
 
-    if DATA.is_file():
-        data = np.load(DATA)
-        imgs, labels = data["images"][:n], data["clean_label"][:n]
+    if CIFAR.is_file():
+        imgs, labels = cifar()["images"][:n], cifar()["clean_label"][:n]
     else:
         rng = np.random.default_rng(0)
         imgs, labels = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
@@ -84,7 +80,7 @@ def ours(member: MemberConfig, images, labels, device, compile: bool) -> float:
     """Images/s of train_member over one epoch of the images (after a short warm-up epoch)."""
     prep = member_preprocess(member)
     aug = AugmentConfig()
-    workers = 0 if device.type == "cpu" else min(8, __import__("os").cpu_count() or 1)
+    workers = 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
     model = create_member_model(member, 10, load_pretrained=False, seed=0)
     warm = MemberConfig(**{**member.__dict__, "epochs": 1})
     train_member(model, images, labels, np.arange(min(len(images), 10 * member.batch_size)), warm, aug, prep,
@@ -130,10 +126,9 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{args.arch} at {args.size} px, batch {args.batch_size}, {args.images:,} images, {name}"
           f"{', bf16 autocast' if device.type == 'cuda' else ''}{', torch.compile' if args.compile else ''}\n")
-    print("| loop | train img/s | fraction of plain |")
-    print("|---|---:|---:|")
-    print(f"| plain timm loop (device-resident batches, no augmentation) | {plain:,.0f} | 100% |")
-    print(f"| datacleaner train_member (uint8 cache, albumentations, loader) | {mine:,.0f} | {mine / plain:.0%} |")
+    print(table(["loop", "train img/s", "fraction of plain"], [
+        ["plain timm loop (device-resident batches, no augmentation)", f"{plain:,.0f}", "100%"],
+        ["datacleaner train_member (uint8 cache, albumentations, loader)", f"{mine:,.0f}", f"{mine / plain:.0%}"]], "lr"))
     print(f"\nTTA prediction, {args.views} views per image: {pred:,.0f} img/s ({pred * args.views:,.0f} img-view/s)")
 
 
