@@ -14,7 +14,7 @@ import copy
 from pathlib import Path
 
 from datacleaner.config import load_config
-from datacleaner.runs import rescore
+from datacleaner import rescore
 
 from harness.internals import QUIET, review_metrics, write_noisy_digits
 from harness.report import table

@@ -120,7 +120,7 @@ def timed_features(work: Path, n: int, size: int, arch: str) -> dict:
 def round_logits(feats: dict[str, np.ndarray], labels: np.ndarray, cfg, plan, exclude: np.ndarray | None, cache: dict,
                  key, first_key=None) -> tuple[list, float]:
     """Per round (judged idx, [member logits (n, V, C)]) for the committee cfg.members; heads cached in `cache`.
-    Heads start where `clean`'s do (runs._head_to_start_from): pass 1's later rounds from its round 1,
+    Heads start where `clean`'s do (pipeline/heads.py, _head_to_start_from): pass 1's later rounds from its round 1,
     pass 2's (first_key: pass 1's cache key) from pass 1's head of the same round."""
     C = int(labels.max()) + 1
     outs, seconds = [], 0.0

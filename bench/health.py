@@ -965,9 +965,9 @@ def run(root: Path, args) -> int:
         chosen = thresholds(**RECOMMENDED)
         print(f"\n## The whole verdict: `assess` with the recommended thresholds, everything at {FEATURE_SIZE} px\n")
         print("Thresholds: " + ", ".join(f"{k} {v:g}" for k, v in dataclasses.asdict(chosen).items()) + "\n")
-        verdict = clock("assess (all checks, from the above)", lambda: health.assess(
-            [str(f) for f in files], labels, CLASSES, usable, health.ISSUES, props=props_f, hashes=hashes_f, digests=digests,
-            features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1), suggested_prob=probs.max(axis=1), t=chosen))
+        verdict = clock("assess (all checks, from the above)", lambda: health.assess(health.Facts(
+            [str(f) for f in files], labels, CLASSES, usable, chosen, props=props_f, hashes=hashes_f, digests=digests,
+            features=compact, outlier_features=lonely, suggested=probs.argmax(axis=1), suggested_prob=probs.max(axis=1))))
         verdict_section(items, verdict)
         feat = (comb_found, verdict, chosen)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datacleaner.runs import rescore
+from datacleaner import rescore
 
 from harness.data import cifar_tree
 from harness.report import table

@@ -5,7 +5,7 @@ generated with the amounts and shapes of the real thing, and the real code runs 
 process per size, its resident memory sampled every 0.2 s and charged to the stage running.
 
 clean: the cpu profile's shape (two frozen members, 1,280-d features, 2 views, cv 5 folds, 2 passes,
-health checks); `runs.clean` as a user runs it, with decoding replaced by a synthetic dataset and the
+health checks); `datacleaner.clean` as a user runs it, with decoding replaced by a synthetic dataset and the
 features generated (class centres plus noise, 10% of labels wrong); `--head-iters` caps each head's
 L-BFGS iterations (memory does not depend on it, time does), `--generated-logits` draws the heads' logits.
 select: a committee bundle trained for one epoch on digit scans judges a synthetic pool (shards, health
@@ -70,7 +70,8 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
                 generated_logits: bool = False) -> dict:
     from datacleaner.config import load_config
 
-    from harness.internals import (LabeledImages, NpyFile, NpyWriter, Stopwatch, member_preprocess, runs, training,
+    from datacleaner.pipeline import checks, clean_job, heads, start  # the stages this benchmark replaces a step of
+    from harness.internals import (LabeledImages, NpyFile, NpyWriter, Prepared, Stopwatch, member_preprocess, training,
                                    write_bytes_atomic)
 
     sampler, seconds = RssSampler(), {}
@@ -93,7 +94,7 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
         buf = io.BytesIO()
         np.savez(buf, **_facts(n, rng))
         write_bytes_atomic(path, buf.getvalue())
-        return runs.Prepared(labeled, fingerprint, {m.label: member_preprocess(m) for m in cfg.members}, size,
+        return Prepared(labeled, fingerprint, {m.label: member_preprocess(m) for m in cfg.members}, size,
                              np.zeros((n, 1, 1, 3), np.uint8), {}, ["0" * 16] * n, np.ones(n, bool), [[32, 32]] * n)
 
     def features(ctx, member):
@@ -134,10 +135,10 @@ def clean_child(work: Path, n: int, classes: int, passes: int, head_iters: int, 
             tmp.replace(path)
             ctx.watch.count("head_fits", 1)
 
-    runs._prepare = _timed(sampler, seconds, "prepare (synthetic)", prepare)
-    runs._frozen_features = features
+    start.prepare = _timed(sampler, seconds, "prepare (synthetic)", prepare)
+    heads.frozen_features = checks.frozen_features = features
     if generated_logits:
-        runs._fit_frozen_heads = _timed(sampler, seconds, "heads (logits drawn)", generated_heads)
+        clean_job.fit_frozen_heads = _timed(sampler, seconds, "heads (logits drawn)", generated_heads)
     original = Stopwatch.stage
 
     def stage(self, name):  # charge the sampled memory to the stage the run is in

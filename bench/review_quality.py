@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
 
-from datacleaner.runs import clean, rescore
+from datacleaner import clean, rescore
 
 from harness.data import LABEL_SETS, cifar, cifar_tree, imagenette_tree, kept_tree, mnist_tree
 from harness.internals import QUIET, primary_issue, write_noisy_digits

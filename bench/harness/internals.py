@@ -1,9 +1,9 @@
 """The datacleaner internals the benchmarks use, in one table: where a refactor moves one, fix it here.
 
-`from harness.internals import RunDir` imports datacleaner.runs when asked, not before (a benchmark that
-measures memory loads only what it uses); `from harness.internals import runs` gives the module itself,
-for the benchmarks that replace a step of it. The public API (datacleaner.clean, rescore, select,
-datacleaner.runs.clean, datacleaner.config.load_config) is imported directly.
+`from harness.internals import RunDir` imports datacleaner.pipeline.rundir when asked, not before (a
+benchmark that measures memory loads only what it uses); `from harness.internals import health` gives the
+module itself. The public API (datacleaner.clean, rescore, select, datacleaner.config.load_config) is
+imported directly.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ USED = {  # module -> the names the benchmarks take from it
     "datacleaner.review.labelstudio": "choice_value",
     "datacleaner.review.report": "write_report",
     "datacleaner.review.server": "start",
-    "datacleaner.runs": "RunDir judge_outputs round_outputs",
+    "datacleaner.pipeline.judge": "judge_outputs round_outputs",
+    "datacleaner.pipeline.prepare": "Prepared",
+    "datacleaner.pipeline.rundir": "RunDir",
     "datacleaner.runtime": "configure",
-    "datacleaner.scoring": ("NOISE_LINK SHARPEN disagreement k_center_greedy linked_noise_rate noise_structure score "
-                            "seen_noise_rate skip_mask tempered wrong_label_posterior"),
+    "datacleaner.disagreement": "disagreement k_center_greedy skip_mask",
+    "datacleaner.scoring": "NOISE_LINK SHARPEN linked_noise_rate noise_structure score seen_noise_rate tempered wrong_label_posterior",
     "datacleaner.selection": "",
     "datacleaner.tables": "LABEL_ISSUES primary_issue write_bytes_atomic",
     "datacleaner.training": "autocast compiled fit_view_head fit_view_head_chunked train_member",

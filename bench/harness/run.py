@@ -22,10 +22,10 @@ def timed(fn, *args, **kwargs):
 
 
 def run_clean(data: Path, out: Path, config=None, *, quiet: bool = True, **overrides):
-    """(CleanResult, wall seconds) of `datacleaner.runs.clean` (what the CLI calls): `config` a profile
+    """(CleanResult, wall seconds) of `datacleaner.clean` (what the CLI calls): `config` a profile
     name, YAML path or CleanConfig, `overrides` config keys on top (e.g. weights_dir=WEIGHTS); quiet: no
     progress on stderr."""
-    from datacleaner.runs import clean
+    from datacleaner import clean
 
     from .internals import QUIET
 

@@ -9,13 +9,13 @@
       -> checks.health_verdict      data-health checks on the cached pixel facts and features (health/)
       -> report.write_outputs       scores.csv, review.csv, health.csv, summary.json
 
-`clean.clean` runs them in that order (passes: 2 runs the middle stages twice, start.start_pass
+`clean_job.clean` runs them in that order (passes: 2 runs the middle stages twice, start.start_pass
 saying what pass 2 leaves out); `report.rescore` re-runs judge -> write on a finished run;
 `train.train_committee` reuses prepare for a `select` bundle. `rundir.RunDir` holds only the
 run directory's paths (named by what determines each file) and its atomic I/O.
 """
 
-from .clean import clean
+from .clean_job import clean
 from .report import CleanResult, rescore
 from .rundir import RunDir
 from .train import train_committee
