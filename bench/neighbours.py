@@ -1,19 +1,17 @@
-"""Which nearest-neighbour search for the health checks: recall@10, time and memory per library.
+"""Which nearest-neighbour search for the health checks: recall@10, time and peak memory per library.
 
-The workload is what health.py does: a self-search of all N compact features (128-dim float16
-unit vectors) for their k = 10 nearest neighbours by cosine, each leaving itself out. Data:
-synthetic clustered vectors (a Gaussian mixture of 2,000 centres around 20 groups, cluster sizes
-and spreads varying, 0.5% planted near duplicates at similarity ~0.9-0.99), and with --real,
-real backbone features (N, V, D) from runs' features/ folders, each file through
-health.compact_features and stacked. Truth is exact search (at N > 200k for a random 2,000
-queries). Recall@10 counts a found neighbour as right if it is at least as similar as the true
-10th (ties are not errors); dup recall: the true top-2 neighbours at similarity >= 0.8 found.
-Each candidate and size runs in its own process (peak RSS is its own), threads limited to 2.
+Workload as in health.py: a self-search of all N compact features (128-dim float16 unit vectors)
+for k = 10 cosine neighbours, each leaving itself out. Data: synthetic clusters (2,000 Gaussian
+centres around 20 groups, sizes and spreads varying, 0.5% planted near duplicates at similarity
+0.9-0.99), and with --real, feature files (N, V, D) through health.compact_features, stacked.
+Truth: exact search (above 200k, for 2,000 random queries). Recall@10 counts a neighbour at least
+as similar as the true 10th (ties are no error); dup recall: true top-2 neighbours >= 0.8 found.
+One process per candidate and size (its own peak RSS), 2 threads. Missing libraries (faiss-cpu,
+hnswlib, pynndescent, usearch: pip install) are skipped.
 
-    python bench/neighbours.py --quick                     # 10k synthetic, about a minute
-    python bench/neighbours.py --sizes 10000 100000 1000000 --real ../main/.bench/review/cifar-*/run/features/*.npy
-
-Needs (pip install): faiss-cpu, hnswlib, pynndescent, usearch; a missing one is skipped.
+    python bench/neighbours.py --quick      # 10k synthetic, about a minute
+    python bench/neighbours.py --sizes 10000 100000 1000000
+    python bench/neighbours.py --sizes --real ../main/.bench/review/cifar-clean-0/run/features/mobilenetv2_100-*.npy
 """
 
 from __future__ import annotations
@@ -36,48 +34,32 @@ def synthetic(n, d=128, centres=2000, groups=20, seed=0, dup=0.005):
     rng = np.random.default_rng(seed)
     tops = unit(rng.standard_normal((groups, d)))
     c = unit(tops[rng.integers(groups, size=centres)] + 0.12 * rng.standard_normal((centres, d)))
-    w = rng.lognormal(0, 1, centres)
-    spread = rng.uniform(0.045, 0.135, centres)
+    w, spread = rng.lognormal(0, 1, centres), rng.uniform(0.045, 0.135, centres)
     out = np.empty((n, d), np.float16)
     for s in range(0, n, 65536):
         a = rng.choice(centres, min(65536, n - s), p=w / w.sum())
         out[s : s + len(a)] = unit(c[a] + spread[a, None] * rng.standard_normal((len(a), d)))
-    src = rng.choice(n, int(dup * n), replace=False)
+    src = rng.choice(n, int(dup * n), replace=False)  # near duplicates of src replace dst
     dst = rng.choice(np.setdiff1d(np.arange(n), src), len(src), replace=False)
     out[dst] = unit(out[src].astype(np.float32) + rng.uniform(0.01, 0.04, (len(src), 1)) * rng.standard_normal((len(src), d)))
     return out
 
 
-def real(paths):
-    from datacleaner import health
-    return np.concatenate([health.compact_features(np.load(p, mmap_mode="r"))[0] for p in paths])
-
-
 def drop_self(I, k):
-    """(n, k) neighbours of a self-search asked for k+1: each row without its own index (or without
-    the last when the index did not find the query itself)."""
+    """(n, k) of a self-search asked for k+1: each row without itself (or its last, if itself is missing)."""
     mine = I == np.arange(len(I))[:, None]
     mine[~mine.any(axis=1), -1] = True
-    keep = ~mine & (np.cumsum(mine, axis=1) <= 1)
-    return I[keep].reshape(len(I), -1)[:, :k]
+    return I[~mine].reshape(len(I), -1)[:, :k]
 
 
 def run_candidate(name, x, k, t):  # -> (N, k) indices; t: build and query seconds
     n, xf, clock = len(x), x.astype(np.float32), time.perf_counter
-    if name.startswith("neighbours"):  # datacleaner.neighbours: as it is (exact up to its threshold), or -graph
-        from datacleaner import neighbours
-        if name == "neighbours-graph":
-            neighbours.EXACT_SEARCH = 0
+    if name.startswith("neighbours") or name in ("health", "exact-torch"):  # build and search in one call
+        from datacleaner import health, neighbours
+        health.EXACT_SEARCH = 10**12 if name == "exact-torch" else health.EXACT_SEARCH  # today's exact path
+        neighbours.EXACT_SEARCH = 0 if name == "neighbours-graph" else neighbours.EXACT_SEARCH  # the graph at any N
         t0 = clock()
-        idx = neighbours.nearest(x, k=k)[1]
-        t["query"] = clock() - t0
-        return idx
-    if name in ("health", "exact-torch"):
-        from datacleaner import health
-        if name == "exact-torch":
-            health.EXACT_SEARCH = 10**12  # today's exact path for any N
-        t0 = clock()
-        idx = health.nearest(x, k=k)[1]
+        idx = (health if name in ("health", "exact-torch") else neighbours).nearest(x, k=k)[1]
         t["query"] = clock() - t0
         return idx
     if name == "sklearn-brute":
@@ -105,8 +87,7 @@ def run_candidate(name, x, k, t):  # -> (N, k) indices; t: build and query secon
         I = np.concatenate([index.search(xf[s : s + 65536], k + 1)[1] for s in range(0, n, 65536)])
     elif name == "hnswlib":
         import hnswlib
-        t0 = clock()
-        index = hnswlib.Index(space="ip", dim=x.shape[1])
+        t0, index = clock(), hnswlib.Index(space="ip", dim=x.shape[1])
         index.init_index(max_elements=n, M=16, ef_construction=100, random_seed=0)
         index.add_items(xf, np.arange(n), num_threads=THREADS)
         index.set_ef(64)
@@ -114,8 +95,7 @@ def run_candidate(name, x, k, t):  # -> (N, k) indices; t: build and query secon
         I = np.concatenate([index.knn_query(xf[s : s + 65536], k + 1, num_threads=THREADS)[0] for s in range(0, n, 65536)])
     elif name == "usearch":
         from usearch.index import Index
-        t0 = clock()
-        index = Index(ndim=x.shape[1], metric="ip", dtype="f16", connectivity=16, expansion_add=128, expansion_search=64)
+        t0, index = clock(), Index(ndim=x.shape[1], metric="ip", dtype="f16", connectivity=16, expansion_add=128, expansion_search=64)
         index.add(np.arange(n), x, threads=THREADS)
         t["build"], t0 = clock() - t0, clock()
         I = np.concatenate([index.search(x[s : s + 65536], k + 1, threads=THREADS).keys for s in range(0, n, 65536)])
@@ -142,7 +122,6 @@ def rss(field):  # MB, from /proc/self/status: VmRSS now, VmHWM the peak since t
 def child(name, path, out):
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import torch  # loaded in every datacleaner process: its threads and memory are the same for all
-
     torch.set_num_threads(THREADS)
     x, t = np.load(path), {"build": 0.0}
     base = rss("VmRSS")
@@ -188,13 +167,13 @@ def main():
     a = ap.parse_args()
     if a.child:
         return child(*a.child)
-    if a.quick:
-        a.candidates = [c for c in a.candidates if c != "pynndescent"]
+    a.candidates = [c for c in a.candidates if not (a.quick and c == "pynndescent")]
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     sets = [(f"synthetic {n // 1000}k", lambda n=n: synthetic(n)) for n in ([10_000] if a.quick else a.sizes)]
     if a.real and not a.quick:
-        sets.append(("real", lambda: real(a.real)))
+        from datacleaner.health import compact_features
+        sets.append(("real", lambda: np.concatenate([compact_features(np.load(p, mmap_mode="r"))[0] for p in a.real])))
     print("| data | N | candidate | recall@10 | dup recall | build s | query s | total s | peak RSS MB (data loaded) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, make in sets:
@@ -206,21 +185,17 @@ def main():
         for name in a.candidates:
             row = f"| {label} | {n:,} | {name} |"
             lib = next((m for m in PIP if name.startswith(m)), None)
-            if lib and importlib.util.find_spec(lib) is None:
-                print(row, f"skipped: pip install {PIP[lib]} |", *[""] * 6, flush=True)
-                continue
-            if name in EXACT and n > EXACT_MAX:
-                print(row, "skipped: all pairs, over 15 min |", *[""] * 6, flush=True)
+            if lib and importlib.util.find_spec(lib) is None or name in EXACT and n > EXACT_MAX:
+                print(row, f"skipped: pip install {PIP[lib]}" if lib else "skipped: all pairs, over 15 min", "|" * 6, flush=True)
                 continue
             out = work / f"idx-{name}.npy"
             try:
                 p = subprocess.run([sys.executable, __file__, "--child", name, str(path), str(out)], capture_output=True,
                                    text=True, timeout=a.limit * 60, env={**os.environ, "OMP_NUM_THREADS": str(THREADS), "NUMBA_NUM_THREADS": str(THREADS)})
             except subprocess.TimeoutExpired:
-                print(row, f"over {a.limit:g} min: stopped |", *[""] * 6, flush=True)
-                continue
+                p = subprocess.CompletedProcess([], 1, "", f"over {a.limit:g} min: stopped")
             if p.returncode:
-                print(row, "failed:", p.stderr.strip().splitlines()[-1][:80], "|", *[""] * 6, flush=True)
+                print(row, (p.stderr.strip().splitlines() or ["failed"])[-1][:80], "|" * 6, flush=True)
                 continue
             r = json.loads(p.stdout.strip().splitlines()[-1])
             recall, dup = score(x, rows, true, np.load(out))
