@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import shutil
@@ -731,26 +732,25 @@ def scale_section(sizes: list[int], t: health.Thresholds, compact: np.ndarray | 
     print(table(["vectors", "nearest s", "close_pairs + groups s", "s per 100k", "RSS before the search MB (torch loaded)",
                  "peak RSS MB", "peak above that MB", "planted copies found", "pairs found"], rows))
 
-    print(f"\nWhat the inverted-file index loses (EXACT_SEARCH forced low; CELL {health.CELL}, PROBES {health.PROBES} "
-          f"unless said):\n")
+    print("\nWhat the HNSW graph loses against exact search (neighbours.EXACT_SEARCH forced low):\n")
     rows = []
     x, hashes_s, planted = clustered(20_000, clusters=1000, seed=1)
-    cases = [("synthetic 20k, 20 cells", x, hashes_s, planted, health.CELL)]
+    cases = [("synthetic 20k", x, hashes_s, planted)]
     if compact is not None:
         ps = PairScore(items)
         real_planted = np.array(sorted(ps.planted))
-        cases += [(f"CIFAR features ({len(compact)}), {len(compact) // 1000} cells", compact, hashes, real_planted, health.CELL),
-                  (f"CIFAR features ({len(compact)}), {len(compact) // 100} cells of ~100", compact, hashes, real_planted, 100)]
-    for name, v, h, pl, cell in cases:
-        exact_s, exact_i = health.nearest(v, k=t.neighbours)
-        saved = health.EXACT_SEARCH, health.CELL
-        health.EXACT_SEARCH, health.CELL = 1000, cell
+        cases += [(f"CIFAR features ({len(compact)})", compact, hashes, real_planted)]
+    from datacleaner import neighbours
+
+    for name, v, h, pl in cases:
+        exact_s, exact_i = neighbours.nearest(v, k=t.neighbours)
+        saved, neighbours.EXACT_SEARCH = neighbours.EXACT_SEARCH, 0
         try:
             t0 = time.perf_counter()
-            ivf_s, ivf_i = health.nearest(v, k=t.neighbours)
+            ivf_s, ivf_i = neighbours.nearest(v, k=t.neighbours)
             secs = time.perf_counter() - t0
         finally:
-            health.EXACT_SEARCH, health.CELL = saved
+            neighbours.EXACT_SEARCH = saved
         top1 = float(np.mean(ivf_i[:, 0] == exact_i[:, 0]))
         topk = float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(ivf_i.tolist(), exact_i.tolist())]))
         want = {(int(a), int(b)) for a, b in np.sort(pl, axis=1)}
@@ -954,7 +954,7 @@ def run(root: Path, args) -> int:
         del pixels_f
         compact, _ = clock("compact_features", health.compact_features, feats)
         probs = out_of_fold_probs(feats, labels, base)
-        clock(f"nearest (k {health.Thresholds().neighbours}, exact: at most {health.EXACT_SEARCH} images)",
+        clock(f"nearest (k {health.Thresholds().neighbours}, exact: at most {importlib.import_module('datacleaner.neighbours').EXACT_SEARCH} images)",
               lambda: health.nearest(compact, k=health.Thresholds().neighbours))
         sims, idx = health.nearest(compact, k=max(K_SWEEP))
         pick_near, _, comb_found = near_feature_section(items, hashes_f, sims, idx)

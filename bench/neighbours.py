@@ -54,12 +54,12 @@ def drop_self(I, k):
 
 def run_candidate(name, x, k, t):  # -> (N, k) indices; t: build and query seconds
     n, xf, clock = len(x), x.astype(np.float32), time.perf_counter
-    if name.startswith("neighbours") or name in ("health", "exact-torch"):  # build and search in one call
-        from datacleaner import health, neighbours
-        health.EXACT_SEARCH = 10**12 if name == "exact-torch" else health.EXACT_SEARCH  # today's exact path
-        neighbours.EXACT_SEARCH = 0 if name == "neighbours-graph" else neighbours.EXACT_SEARCH  # the graph at any N
+    if name.startswith("neighbours") or name == "exact-torch":  # build and search in one call
+        from datacleaner import neighbours
+        if name != "neighbours":  # exact-torch: the exact path at any N; neighbours-graph: the graph at any N
+            neighbours.EXACT_SEARCH = 10**12 if name == "exact-torch" else 0
         t0 = clock()
-        idx = (health if name in ("health", "exact-torch") else neighbours).nearest(x, k=k)[1]
+        idx = neighbours.nearest(x, k=k)[1]
         t["query"] = clock() - t0
         return idx
     if name == "sklearn-brute":
@@ -111,7 +111,7 @@ def run_candidate(name, x, k, t):  # -> (N, k) indices; t: build and query secon
     return drop_self(np.asarray(I, dtype=np.int64), k)
 
 
-CANDIDATES = ["health", "neighbours", "neighbours-graph", "exact-torch", "faiss-flat", "sklearn-brute", "faiss-hnsw", "faiss-ivf", "hnswlib", "usearch", "pynndescent"]
+CANDIDATES = ["neighbours", "neighbours-graph", "exact-torch", "faiss-flat", "sklearn-brute", "faiss-hnsw", "faiss-ivf", "hnswlib", "usearch", "pynndescent"]
 EXACT = {"exact-torch", "faiss-flat", "sklearn-brute"}
 
 

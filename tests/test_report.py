@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from datacleaner.cli import app
 from datacleaner.errors import DataCleanerError
-from datacleaner.review import report
+from datacleaner.review import report, report_data
 from datacleaner.review.report import write_report
 
 runner = CliRunner()
@@ -154,7 +154,7 @@ def test_clean_report_through_cli(reviewable_run, tmp_path):
     for row in page.find("section", id="pairs").find_all("tr", cls="pair"):
         a, b = row.find("td", cls="from").text(), row.find("td", cls="to").text()
         shown = [img.attrs["alt"] for img in row.find_all("img")]
-        assert shown == flagged[(flagged["given_label"] == a) & (flagged["suggested_label"] == b)]["path"].head(report.EXAMPLES_PER_PAIR).tolist()
+        assert shown == flagged[(flagged["given_label"] == a) & (flagged["suggested_label"] == b)]["path"].head(report_data.EXAMPLES_PER_PAIR).tolist()
 
     # the histogram: an inline SVG over every readable image, flagged ones overlaid, labeled axes
     svg = page.find("section", id="histogram").find("svg")
@@ -192,7 +192,7 @@ def test_default_out_and_chunked_reading_give_the_same_report(reviewable_run, tm
     copy = copy_run(run, tmp_path / "run")
     path = write_report(copy)
     assert path == copy / "report.html"
-    monkeypatch.setattr(report, "CHUNK", 7)
+    monkeypatch.setattr(report_data, "CHUNK", 7)
     again = write_report(copy, tmp_path / "small_chunks.html")
     strip = lambda p: re.sub(r"on \d{4}-\d\d-\d\d \d\d:\d\d", "", p.read_text())
     assert strip(again) == strip(path)
