@@ -22,8 +22,8 @@ import yaml
 from .choice import default_profile
 from .errors import DataCleanerError
 from .settings import (DETERMINISTIC_VIEWS, DEVICES, ENGINES, EXECUTORS, FUSIONS, JUDGING_ONLY, OPTIMIZERS, SCHEDULES,
-                       SCHEMES, TTA_MODES, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, _build,
-                       _select_members, deterministic_views, dump_config, judges, set_judge_weight, to_dict)
+                       SCHEMES, TTA_MODES, AugmentConfig, CleanConfig, Judge, MemberConfig, TTAConfig, build_section,
+                       deterministic_views, dump_config, judges, select_members, set_judge_weight, to_dict)
 from .validate import validate
 
 __all__ = [
@@ -160,13 +160,13 @@ def resolve_config(
             else:
                 origin = ConfigOrigin(*default_profile(overrides.get("device")))
             data = _read_yaml(profile_text(origin.profile), f"built-in profile {origin.profile}")
-        cfg = _build(CleanConfig, data, "")
+        cfg = build_section(CleanConfig, data, "")
     for key, value in overrides.items():
         if key == "epochs":
             for m in cfg.members:
                 m.epochs = value
         elif key == "members":
-            cfg.members = _select_members(cfg.members, value)
+            cfg.members = select_members(cfg.members, value)
         elif key == "tta_views":
             cfg.tta.views = value
         elif key == "weights_dir":

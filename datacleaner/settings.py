@@ -219,7 +219,7 @@ class CleanConfig:
         return self.min_flags if self.min_flags is not None else rounds
 
 
-def _build(cls, data: Any, where: str):
+def build_section(cls, data: Any, where: str):
     """Build dataclass `cls` from a mapping, naming any unknown key (values are checked by validate)."""
     if data is None:
         return cls()
@@ -236,16 +236,16 @@ def _build(cls, data: Any, where: str):
     for key, value in data.items():
         sub = {"tta": TTAConfig, "augment": AugmentConfig}.get(key) if cls is CleanConfig else None
         if sub is not None:
-            value = _build(sub, value, key)
+            value = build_section(sub, value, key)
         elif cls is CleanConfig and key == "members":
             if not isinstance(value, list) or not value:
                 raise DataCleanerError(f"config: members = {value!r}: expected a non-empty list of members")
-            value = [_build(MemberConfig, m, f"members[{i}]") for i, m in enumerate(value)]
+            value = [build_section(MemberConfig, m, f"members[{i}]") for i, m in enumerate(value)]
         kwargs[key] = value
     return cls(**kwargs)
 
 
-def _select_members(members: list[MemberConfig], names: list[str]) -> list[MemberConfig]:
+def select_members(members: list[MemberConfig], names: list[str]) -> list[MemberConfig]:
     """Configured members by name; an unknown name becomes a timm arch with the first member's recipe."""
     by_label = {m.label: m for m in members}
     chosen = []
