@@ -89,6 +89,7 @@ def _side_and_gray(path: Path) -> tuple[int, bool | None] | None:
         return None  # unreadable: the run reports it
     return side, bool(equal_channels(rgb[None])[0])  # a grayscale scan saved as RGB
 
+
 def default_profile(device: str | None = None) -> tuple[str, str]:
     """(profile, why) for a run given no config: `gpu` when a CUDA GPU will be used, `cpu` otherwise."""
     if device in ("cpu", "mps"):

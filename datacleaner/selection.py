@@ -29,6 +29,7 @@ from .arrays import GiB, memory_budget, scratch_array
 from .committee import LABELED, Committee
 from .dataset import LabeledImages, find_pool_images
 from .config import ENGINES
+from .disagreement import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
 from .errors import DataCleanerError
 from .executors import Job, Rows, Shared, make_executor
 from .jobs import committee_job
@@ -36,11 +37,10 @@ from .keys import digest
 from .lock import run_lock
 from .production import ProductionPredictions, from_csv, from_timm, from_model_file
 from .progress import Progress
-from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
 from .pipeline.prepare import data_fingerprint, decoded_cache, health_cache
 from .pipeline.rundir import RunDir
 from .runtime import configure
-from .disagreement import DISAGREEMENT_METHODS, disagreement, k_center_greedy, skip_mask
+from .tables import keep_decisions, list_lock, write_bytes_atomic, write_csv_atomic
 
 
 @dataclass
