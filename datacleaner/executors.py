@@ -65,9 +65,14 @@ class LocalExecutor:
         self.progress = progress
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[int, Any]]:
+        from .runtime import release_freed_memory
+
         for i, job in enumerate(jobs):
             kwargs = {k: _local_value(v) for k, v in job.kwargs.items()}
-            yield i, job.fn(**kwargs, progress=self.progress)
+            result = job.fn(**kwargs, progress=self.progress)
+            del kwargs
+            release_freed_memory()  # what the job held (its model, runtime arenas, shard) goes back to the system
+            yield i, result
 
 
 def _local_value(v):
@@ -116,7 +121,7 @@ class RayExecutor:
 
     def _value(self, v):
         if isinstance(v, Shared):
-            key = id(v.value)
+            key = str(v.value.path) if isinstance(v.value, NpyFile) else id(v.value)  # a file goes in once per run
             if key not in self._shared:
                 # an array read from disk in pieces (arrays.NpyFile) goes in whole, copied from a memory map into the
                 # object store (no copy on the heap): nodes need no shared filesystem

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from .. import health
+from ..arrays import memory_budget
 from ..config import CleanConfig, MemberConfig, dump_config, resolve_config
 from ..errors import DataCleanerError
 from ..executors import Job, make_executor
 from ..folds import FoldPlan, make_fold_plan
 from ..keys import digest
 from ..progress import Progress, Stopwatch
+from ..runtime import release_freed_memory
 from ..tables import write_text_atomic
 from ..weights import missing_weights, resolve_weights, weights_identity
 from .judge import judge_pass
@@ -78,6 +80,13 @@ class RunContext:
         idx = self.plan.train_idx(round_)
         return idx[~pass_.exclude[idx]]
 
+    @property
+    def shard(self) -> int:
+        """Images per prediction job: shard_images, fewer when their decoded pixels would pass an eighth of the
+        memory budget (a job holds its shard's pixels, and the driver cuts one shard at a time)."""
+        row = int(np.prod(self.prepared.images.shape[1:], dtype=np.int64))
+        return min(self.cfg.shard_images, max(64, memory_budget(self.cfg.memory_gb) // 8 // max(row, 1)))
+
     def job(self, fn, member: MemberConfig, name: str, **kwargs) -> Job:
         """A job `name` for `member` with what every member job takes, asking the executor for its resources."""
         common = dict(
@@ -90,7 +99,7 @@ class RunContext:
 def start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: Progress) -> RunContext:
     """Find, check and decode the data, plan the folds and record run.json (with what the
     pretrained weights are), config.yaml and manifest.csv."""
-    watch = Stopwatch()
+    watch = Stopwatch(on_stage_end=release_freed_memory)
     prepared = prepare(data, cfg, run, progress, min_per_class=cfg.folds, guard=True, watch=watch)
     labeled = prepared.labeled
     info = {
