@@ -15,6 +15,7 @@ import numpy as np
 
 GiB = 2**30
 DEFAULT_SHARE = 0.25  # of the machine's physical memory, when memory_gb is not set
+MAP_PIECE_BYTES = 32 * 2**20  # rows gathered through one memory map at a time (index reads)
 
 
 def machine_memory() -> int:
@@ -66,6 +67,49 @@ class NpyFile:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
     def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice) and key.step in (None, 1):
+            return self._read_rows(*key.indices(self.shape[0])[:2])
+        if isinstance(key, (int, np.integer)):
+            return self._read_rows(int(key) % max(self.shape[0], 1), int(key) % max(self.shape[0], 1) + 1)[0]
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            return self._mapped(key)
+        out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
+        step = max(1, MAP_PIECE_BYTES // max(self.row_bytes, 1))
+        for s in range(0, len(idx), step):  # a fresh map per piece: what it touched is released with it
+            m = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            np.take(m, idx[s : s + step], axis=0, out=out[s : s + step])
+            del m
+        return out
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop read with plain file reads: no pages of the file stay mapped into this process."""
+        if self._offset() is None:
+            return self._mapped(slice(start, stop))
+        out = np.empty((max(stop - start, 0), *self.shape[1:]), dtype=self.dtype)
+        if len(out):
+            with open(self.path, "rb") as f:
+                f.seek(self._offset() + start * self.row_bytes)
+                f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+        return out
+
+    def _offset(self) -> int | None:
+        """Where the rows start in the file; None for a Fortran-ordered array (read through a map)."""
+        if not hasattr(self, "_header"):
+            with open(self.path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                _, fortran, _ = read(f)
+                self._header = None if fortran and self.ndim > 1 else f.tell()
+        return self._header
+
+    def _mapped(self, key) -> np.ndarray:
         m = np.load(self.path, mmap_mode="r", allow_pickle=False)
         try:
             return np.array(m[key])

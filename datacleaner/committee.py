@@ -281,8 +281,9 @@ class Committee:
         """Save what `select` needs to recognise the labeled images[idx] in a pool without the dataset
         (labeled.npz in the bundle): paths, labels, pixel digests, perceptual hashes, compact features."""
         feats, hashes, digests = [], [], []
-        for s in range(0, len(idx), health.CHUNK):
-            rows = idx[s : s + health.CHUNK]
+        step = health.pixel_rows(images)
+        for s in range(0, len(idx), step):
+            rows = idx[s : s + step]
             chunk = np.asarray(images[rows])
             feats.append(self.health_features(chunk))
             hashes.append(health.phash(chunk))

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 from .errors import DataCleanerError
 
 DECODE_WINDOW = 1024  # files in flight at once while decoding
+DECODE_WINDOW_BYTES = 64 * 2**20  # ... and no more decoded pixels than this in flight
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -196,8 +197,9 @@ def decode_images(
     problems: dict[int, str] = {}
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
-        for start in range(0, len(files), DECODE_WINDOW):  # bounded: no million pending futures
-            window = files[start : start + DECODE_WINDOW]
+        step = max(16, min(DECODE_WINDOW, DECODE_WINDOW_BYTES // (size * size * 3)))
+        for start in range(0, len(files), step):  # bounded: no million pending futures, no gigabytes of pixels
+            window = files[start : start + step]
             for i, (arr, reason, checksum, original) in enumerate(pool.map(lambda f: _decode_one(f, size), window), start):
                 if checksums is not None:
                     checksums.append(checksum)

@@ -198,7 +198,7 @@ class CleanConfig:
     #   this: a shorter list asked for. None: at least 0.1, lengthened below it (never under 0.01) until the rows
     #   expect 80% of the dataset's expected wrong labels (scoring.review_cut; docs/method.md)
     cache_size: int | None = None  # side of the decoded-image cache; None = largest member size
-    batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU, 1024 on a GPU
+    batch_size_predict: int | None = None  # views per forward pass at judgement; None = 64 on the CPU (fewer above 128 px), 1024 on a GPU
     shard_images: int = 4096  # images per prediction job (and per chunk held in memory)
     cache_memory_gb: float = 2.0  # decoded images up to this size (and half of memory_gb) are held in RAM; larger ones are read from disk in pieces
     memory_gb: float | None = None  # what one stage may hold in large arrays (heads' training features, scores); None = a quarter

@@ -8,7 +8,14 @@ import hashlib
 
 import numpy as np
 
-from .rules import CHUNK
+from .rules import CHUNK, PIXEL_STEP_BYTES
+
+
+def pixel_rows(pixels) -> int:
+    """Images (N, S, S, 3) per step of the pixel checks: PIXEL_STEP_BYTES of them, whatever N and S, so
+    memory does not grow with the images' number or size."""
+    row = int(np.prod(pixels.shape[1:], dtype=np.int64)) * np.dtype(pixels.dtype).itemsize
+    return max(1, PIXEL_STEP_BYTES // max(row, 1))
 
 def _grey(x: np.ndarray) -> np.ndarray:
     """(n, S, S) float32 luminance in [0, 1] from (n, S, S, 3) uint8 (ITU-R BT.601)."""
@@ -18,13 +25,14 @@ def _grey(x: np.ndarray) -> np.ndarray:
 def properties(pixels: np.ndarray, sizes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-image property scores, (N,) float each (see the module docstring for their meaning).
 
-    pixels: (N, S, S, 3) uint8 (a memory-mapped cache works: read CHUNK images at a time).
+    pixels: (N, S, S, 3) uint8 (a cache read from disk works: read pixel_rows(pixels) images at a time).
     sizes: (N, 2) original (width, height), or None when unknown (no size checks)."""
     N = len(pixels)
     r32 = _resize_matrix(pixels.shape[1], 32).astype(np.float32) if N else None
     out = {k: np.zeros(N, dtype=np.float32) for k in ("p99", "p5", "entropy", "sharpness", "colour")}
-    for s in range(0, N, CHUNK):
-        x = np.asarray(pixels[s : s + CHUNK])
+    step = pixel_rows(pixels)
+    for s in range(0, N, step):
+        x = np.asarray(pixels[s : s + step])
         g = _grey(x)  # (n, S, S)
         flat = g.reshape(len(g), -1)
         out["p99"][s : s + len(x)] = np.percentile(flat, 99, axis=1)
@@ -75,8 +83,9 @@ def phash(pixels: np.ndarray) -> np.ndarray:
     a = d @ r  # (8, S): resize then DCT, one matrix per side
     weights = (1 << np.arange(64, dtype=np.uint64)).astype(np.uint64)
     out = np.zeros(N, dtype=np.uint64)
-    for s in range(0, N, CHUNK):
-        g = _grey(np.asarray(pixels[s : s + CHUNK])).astype(np.float64)  # (n, S, S)
+    step = pixel_rows(pixels)
+    for s in range(0, N, step):
+        g = _grey(np.asarray(pixels[s : s + step])).astype(np.float64)  # (n, S, S)
         c = np.einsum("ij,njk,lk->nil", a, g, a, optimize=True).reshape(len(g), 64)  # (n, 8, 8) low frequencies
         bits = c > np.median(c[:, 1:], axis=1, keepdims=True)  # the DC term left out of the median
         out[s : s + len(g)] = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
@@ -148,10 +157,26 @@ def pixel_features(pixels: np.ndarray, side: int = 16) -> np.ndarray:
     (a classifier trained from scratch bunches each class together, which hides copies)."""
     r = _resize_matrix(pixels.shape[1], side).astype(np.float32) if len(pixels) else None
     out = np.zeros((len(pixels), side * side * 3), dtype=np.float32)
-    for s in range(0, len(pixels), CHUNK):
-        x = np.asarray(pixels[s : s + CHUNK], dtype=np.float32)
+    step = pixel_rows(pixels)
+    for s in range(0, len(pixels), step):
+        x = np.asarray(pixels[s : s + step], dtype=np.float32)
         small = np.einsum("ij,njkc,lk->nilc", r, x, r, optimize=True).reshape(len(x), -1)
         small -= small.mean(axis=1, keepdims=True)
         out[s : s + len(x)] = small / np.maximum(np.linalg.norm(small, axis=1, keepdims=True), 1e-6)
     return out
 
+
+
+class PixelFeatures:
+    """pixel_features of (N, S, S, 3) images, computed a slice at a time as they are read (compact_features
+    reads CHUNK rows at a time), so the N rows never sit in memory together."""
+
+    def __init__(self, pixels: np.ndarray, side: int = 16):
+        self.pixels, self.side = pixels, side
+        self.shape = (len(pixels), side * side * 3)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return pixel_features(self.pixels[rows], self.side)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-CHUNK = 4096  # images per step: the float copies of a chunk are all that is held at once
+CHUNK = 4096  # feature rows per step: the float copies of a chunk are all that is held at once
+PIXEL_STEP_BYTES = 16 * 2**20  # decoded pixels per step of the pixel checks: their float copies (about 12x) stay near 200 MB
 PROPERTY_ISSUES = ("dark", "light", "blurry", "low_information", "grayscale", "odd_aspect_ratio", "odd_size")
 DUPLICATE_ISSUES = ("conflicting_labels", "duplicate", "near_duplicate")
 ISSUES = ("conflicting_labels", "outlier", "duplicate", "near_duplicate", *PROPERTY_ISSUES)  # most important first

@@ -101,7 +101,7 @@ def decoded_cache(run: RunDir, labeled: LabeledImages, size: int, fingerprint: s
     checksums: list[str] = []
     sizes: list[tuple[int, int]] = []
     with progress.bar(len(labeled.paths), "check+decode") as bar, \
-            NpyWriter(tmp, (len(labeled.paths), size, size, 3), np.uint8, block_rows=1024) as out:
+            NpyWriter(tmp, (len(labeled.paths), size, size, 3), np.uint8, block_rows=1) as out:
         files = [labeled.absolute(i) for i in range(len(labeled.paths))]
         _, problems = decode_images(files, size, out, progress=bar.update, checksums=checksums, sizes=sizes)
     os.replace(tmp, array_path)
@@ -132,8 +132,9 @@ def health_cache(run: RunDir, images: np.ndarray, sizes: list | None, fingerprin
     with progress.bar(len(images), "health") as bar:
         sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
         out, digests, hashes = {}, [], []
-        for s in range(0, len(images), health.CHUNK):
-            chunk = np.asarray(images[s : s + health.CHUNK])
+        step = health.pixel_rows(images)
+        for s in range(0, len(images), step):
+            chunk = np.asarray(images[s : s + step])
             digests.append(health.pixel_digests(chunk, None if sizes is None else sizes[s : s + len(chunk)]))
             hashes.append(health.phash(chunk))
             bar.update(len(chunk))
