@@ -94,3 +94,31 @@ def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str
         out["features"] = compact_features(committee.health_features(np.asarray(images)), health_mean)[0]
     out["engines"] = dict(getattr(committee, "engines_", {}))  # {member: engine that ran it}
     return out
+
+
+HEAD_COPIES = 2.0  # a head fitted in memory holds its training rows as read (float16) and as float32, and a little more
+
+
+def head_in_memory(rows: int, features_shape: tuple, budget: int) -> bool:
+    """Whether a head on `rows` images of features (N, V, D) is fitted from rows held in memory (within
+    `budget` bytes) rather than read from the features in pieces."""
+    return rows * int(np.prod(features_shape[1:])) * 4 * HEAD_COPIES <= budget
+
+
+def head_job(*, member: MemberConfig, num_classes: int, features, idx: np.ndarray, labels: np.ndarray,
+             init: tuple[np.ndarray, np.ndarray] | None, budget: int, progress: Progress = QUIET) -> dict:
+    """A frozen member's logistic head on the TTA features (N, V, D) of images `idx` with `labels`,
+    from `init` (a head to start L-BFGS from) or zero: {"W": (C, D), "b": (C,), "stats": L-BFGS
+    iterations and loss evaluations}. `features` is an arrays.NpyFile (this machine) or an array (Ray's
+    object store); the training rows are held in memory when they fit `budget`, else read in pieces."""
+    from .arrays import rows_per_piece
+    from .training import fit_view_head, fit_view_head_chunked
+
+    stats: dict = {}
+    if head_in_memory(len(idx), features.shape, budget):
+        W, b = fit_view_head(features[idx], labels, num_classes, member, stats=stats, init=init)
+    else:
+        per_image = int(np.prod(features.shape[1:])) * 4
+        W, b = fit_view_head_chunked(features, idx, labels, num_classes, member, stats=stats, init=init,
+                                     chunk_images=rows_per_piece(budget, per_image))
+    return {"W": np.asarray(W, dtype=np.float32), "b": np.asarray(b, dtype=np.float32), "stats": stats}

@@ -29,6 +29,13 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         engines = summary.get("engines") or {}
         ran = f" ({', '.join(f'{m}: {e}' for m, e in engines.items())})" if engines else ""
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}{ran}")
+    where = summary.get("executor")
+    if isinstance(where, dict) and "ray" in where.values():
+        lines.append("ran on Ray       " + ", ".join(f"{kind}" for kind, on in where.items() if on == "ray"))
+    peak, plan = (summary.get("peak_memory_mb") or {}).get("run"), summary.get("memory") or {}
+    if peak and plan:
+        lines.append(f"memory           peak {peak / 1024:.1f} GB in all (budget for large arrays {plan['budget_gb']:g} GB; "
+                     f"decoded images {plan['decoded_images']}, heads {plan['heads']})")
     lines.append(f"review list      {summary['review_csv']}")
     lines += kept_lines(summary)
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]

@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .. import health
-from ..executors import Rows
-from ..jobs import predict_job
 from ..tables import LABEL_ISSUES, primary_issue, write_bytes_atomic
-from .heads import frozen_features
+from .heads import backbone_features, frozen_features
 from .judge import FinishedRun
 from .rundir import RunDir, health_member
 from .start import RunContext
@@ -26,25 +24,21 @@ def health_features(ctx: RunContext) -> None:
         return
     member, images = health_member(cfg, ctx.info), ctx.prepared.images
     if member is None:
-        feats = health.pixel_features(images)
+        feats = health.PixelFeatures(images)  # computed a chunk at a time as compact_features reads them
     elif member.frozen:
         feats = frozen_features(ctx, member)  # (N, V, D), already computed for the heads
-    else:  # one unaugmented view through the pretrained backbone
+    else:  # one unaugmented view through the pretrained backbone, in jobs like the frozen members' features
         one_view = dataclasses.replace(cfg.tta, mode="deterministic", views=1)
-        starts = list(range(0, len(images), cfg.shard_images))
-        jobs = [
-            ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
-                    tta=one_view, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
-                    engine=cfg.engine, desc=f"health features {s}/{len(images)}")
-            for s in starts for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
-        ]
-        parts = {i: feats for i, (feats, _) in ctx.executor.run(jobs)}
-        feats = np.concatenate([parts[i] for i in range(len(starts))]) if starts else np.zeros((0, 1, 1), np.float16)
+        raw = path.with_name(path.stem + "-backbone.npy")
+        feats = backbone_features(ctx, member, one_view, raw, f"health features {member.label}")
     compact = health.compact_features(feats)[0]
     lonely = health.compact_features(feats, centre=False)[0] if member is not None else compact
     buf = io.BytesIO()
     np.savez(buf, features=compact, outlier_features=lonely, source="pixels" if member is None else "backbone")
     write_bytes_atomic(path, buf.getvalue())
+    if member is not None and not member.frozen:  # what the compact features came from: not needed again
+        raw.unlink(missing_ok=True)
+        raw.with_suffix(".json").unlink(missing_ok=True)
 
 
 def health_verdict(run: RunDir, done: FinishedRun, scores) -> tuple[health.Health | None, list[str], dict[str, np.ndarray]]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .. import health
+from ..arrays import GiB, memory_budget
 from ..config import CleanConfig, Judge, judges
 from ..lock import run_lock
 from ..models import resolve_device
@@ -15,7 +18,7 @@ from ..progress import Progress
 from .checks import health_features
 from .heads import engines_used, fit_frozen_heads
 from .report import CleanResult, write_outputs
-from .rundir import RunDir
+from .rundir import RunDir, health_member
 from .start import Pass, RunContext, configure_run, small_data_warnings, start_pass, start_run, weak_committee_warnings
 from .tuned import judge_members, train_members
 
@@ -57,10 +60,36 @@ def clean(
             profile=origin.profile, profile_reason=origin.reason, warnings=warnings,
             wall_time_s=round(time.time() - started, 1), members_trained=trained,
             device=str(resolve_device(cfg.device)), engines=engines_used(ctx.run, cfg, ctx.info),
-            judgements_reused=reused, executor=cfg.executor, **ctx.watch.report(),
+            judgements_reused=reused, executor=where_work_ran(ctx), memory=memory_plan(ctx), **ctx.watch.report(),
         )
         ctx.run.write_json("summary.json", result.summary)
     return result
+
+
+def where_work_ran(ctx: RunContext) -> dict[str, str]:
+    """summary.json's executor: where each kind of this committee's work runs ('local' or 'ray'; 'none' for a
+    kind it has none of): backbone features (frozen members and the health checks' features), training
+    (fine-tuned members' training and judging jobs) and heads (frozen members' logistic heads)."""
+    cfg = ctx.cfg
+    features = any(m.frozen for m in cfg.members) or (bool(health.parse_checks(cfg.checks)) and health_member(cfg, ctx.info) is not None)
+    return {"features": cfg.executor if features else "none",
+            "training": cfg.executor if any(not m.frozen for m in cfg.members) else "none",
+            "heads": cfg.executor if any(m.frozen for m in cfg.members) else "none"}
+
+
+def memory_plan(ctx: RunContext) -> dict:
+    """summary.json's memory: the budget (memory_gb) and how each stage whose arrays grow with the images kept
+    within it; peak_memory_mb beside it says what this process held in each stage (models and runtime included)."""
+    cfg, N = ctx.cfg, len(ctx.labels)
+    budget = memory_budget(cfg.memory_gb)
+    in_pieces = ctx.watch.work.get("heads_in_pieces", 0)
+    return {
+        "budget_gb": round(budget / GiB, 3),
+        "decoded_images": "in memory" if isinstance(ctx.prepared.images, np.ndarray) else "read from disk in pieces",
+        "images_per_job": ctx.shard,
+        "heads": f"{in_pieces} fitted from disk in pieces" if in_pieces else "in memory",
+        "class_probabilities": "on disk" if N * len(ctx.info["classes"]) * 4 > budget / 2 else "in memory",
+    }
 
 
 def _train_and_judge(ctx: RunContext, todo: list[tuple[int, Judge]], pass_: Pass) -> int:

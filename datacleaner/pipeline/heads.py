@@ -14,52 +14,71 @@ import numpy as np
 
 from ..arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece
 from ..config import CleanConfig, Judge, MemberConfig
-from ..executors import Rows
-from ..jobs import predict_job
+from ..executors import Job, Rows, Shared
+from ..jobs import HEAD_COPIES, head_in_memory, head_job, predict_job
 from ..tables import write_bytes_atomic, write_text_atomic
-from ..training import fit_view_head, fit_view_head_chunked
 from .rundir import RunDir, save_array
 from .start import Pass, RunContext
 
 
 def fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pass_: Pass) -> None:
     """Frozen members: backbone features once per image, then per round a logistic head on the round's
-    training images, applied to the images it judges (cheap: done in this process). A round's training
-    features are held in memory (float32) when they fit the memory budget; otherwise the head is fitted
-    from the feature file in pieces (the same head up to float rounding)."""
+    training images (a job each, head_job: on this machine or a Ray cluster), applied here to the
+    images it judges. Each head is saved as it arrives and its logits written at once, so a killed run
+    resumes with the heads it has. A round's training features are held in memory when they fit the
+    memory budget; otherwise the head is fitted from the features in pieces (the same head up to
+    float rounding)."""
     cfg, C = ctx.cfg, len(ctx.info["classes"])
     budget = memory_budget(cfg.memory_gb)
     with ctx.watch.stage("features"):
         members = {m.label: m for _, m in frozen}
         features = {label: frozen_features(ctx, m) for label, m in members.items()}  # (N, V, D) each, NpyFile
     with ctx.watch.stage("train_heads"):
-        told = False
+        fit = [(r, m) for r, m in frozen if not ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
         for r, m in frozen:
-            feats, t = features[m.label], ctx.train_idx(r, pass_)
-            per_image = int(np.prod(feats.shape[1:])) * 4  # float32 bytes of one image's views
-            stats: dict = {}
-            init = _head_to_start_from(ctx, m, r, pass_)
-            if len(t) * per_image * 1.5 <= budget:  # the float16 rows read, then their float32 copy
-                W, b = fit_view_head(feats[t], ctx.labels[t], C, m, stats=stats, init=init)
-            else:
-                if not told:
-                    ctx.progress.info(
-                        f"memory: a head's training features ({len(t) * per_image / GiB:.1f} GB) exceed the memory budget "
-                        f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
-                    told = True
-                W, b = fit_view_head_chunked(feats, t, ctx.labels[t], C, m, chunk_images=rows_per_piece(budget, per_image),
-                                             stats=stats, init=init)
-            _save_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out), W, b)
-            judge = ctx.plan.judge_idx(r)
-            path = ctx.run.logits_path(cfg, Judge(m), r, ctx.info, pass_.held_out)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".partial.npy")
-            with NpyWriter(tmp, (len(judge), feats.shape[1], C), np.float32, block_rows=1) as out:  # (n_judged, V, C)
-                for s in range(0, len(judge), cfg.shard_images):  # written as computed: one shard in memory
-                    out.write(s, np.asarray(feats[judge[s : s + cfg.shard_images]], dtype=np.float32) @ W.T + b)
-            os.replace(tmp, path)
-            ctx.watch.count("head_fits", 1)
-            ctx.watch.count("head_evaluations", stats.get("evaluations", 0))  # L-BFGS loss evaluations: passes over the data
+            if (r, m) not in fit:  # fitted before the run was stopped: only its logits are missing
+                _write_logits(ctx, m, r, pass_, features[m.label], _load_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out)))
+        big = [(r, m) for r, m in fit if not head_in_memory(len(ctx.train_idx(r, pass_)), features[m.label].shape, budget)]
+        ctx.watch.count("heads_in_pieces", len(big))
+        if big:
+            r, m = big[0]
+            need = len(ctx.train_idx(r, pass_)) * int(np.prod(features[m.label].shape[1:])) * 4 * HEAD_COPIES
+            ctx.progress.info(f"memory: a head's training features ({need / GiB:.1f} GB as fitted) exceed the memory budget "
+                              f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
+        shared = {label: Shared(f) for label, f in features.items()}
+        while fit:  # a head that starts from another one still to fit (pass 1's later rounds) waits for it
+            wave = [(r, m) for r, m in fit if _start_from(ctx, m, r, pass_) not in fit]
+            jobs = [Job(head_job, dict(member=m, num_classes=C, features=shared[m.label], idx=ctx.train_idx(r, pass_),
+                                       labels=ctx.labels[ctx.train_idx(r, pass_)], init=_head_to_start_from(ctx, m, r, pass_),
+                                       budget=budget),
+                        desc=f"heads r{r + 1}{pass_.label} {m.label}", cpus=m.cpus) for r, m in wave]
+            for i, head in ctx.executor.run(jobs):
+                r, m = wave[i]
+                _save_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out), head["W"], head["b"])
+                _write_logits(ctx, m, r, pass_, features[m.label], (head["W"], head["b"]))
+                ctx.watch.count("head_fits", 1)
+                ctx.watch.count("head_evaluations", head["stats"].get("evaluations", 0))  # L-BFGS loss evaluations
+            fit = [x for x in fit if x not in wave]
+
+
+def _write_logits(ctx: RunContext, m: MemberConfig, r: int, pass_: Pass, feats, head) -> None:
+    """A head applied to the features of the images its round judges: the (round, member)'s logits (n_judged, V, C),
+    computed and written a piece at a time."""
+    W, b = head
+    judge = ctx.plan.judge_idx(r)
+    path = ctx.run.logits_path(ctx.cfg, Judge(m), r, ctx.info, pass_.held_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial.npy")
+    step = rows_per_piece(memory_budget(ctx.cfg.memory_gb), int(np.prod(feats.shape[1:])) * 4)
+    with NpyWriter(tmp, (len(judge), feats.shape[1], len(b)), np.float32, block_rows=1) as out:
+        for s in range(0, len(judge), step):
+            out.write(s, np.asarray(feats[judge[s : s + step]], dtype=np.float32) @ W.T + b)
+    os.replace(tmp, path)
+
+
+def _start_from(ctx: RunContext, member: MemberConfig, round_: int, pass_: Pass) -> tuple[int, MemberConfig] | None:
+    """The (round, member) of this pass whose head this one starts from (pass 1's later rounds: round 1's), or None."""
+    return (0, member) if not pass_.held_out and round_ > 0 else None
 
 
 def _head_to_start_from(ctx: RunContext, member: MemberConfig, round_: int, pass_: Pass):
@@ -74,8 +93,10 @@ def _head_to_start_from(ctx: RunContext, member: MemberConfig, round_: int, pass
         path = ctx.run.head_path(cfg, member, 0, info)
     else:
         return None
-    if not path.is_file():
-        return None
+    return _load_head(path) if path.is_file() else None
+
+
+def _load_head(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as saved:
         return saved["W"], saved["b"]
 
@@ -87,35 +108,41 @@ def _save_head(path: Path, W: np.ndarray, b: np.ndarray) -> None:
 
 
 def frozen_features(ctx: RunContext, member: MemberConfig) -> NpyFile:
-    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run in shards
-    (each saved as it arrives, so an interrupted run resumes), then joined into one file read in pieces.
+    """(N, V, D) float16 TTA features of a frozen member's backbone, computed once per run (backbone_features).
     Which engine computed them is kept beside the file (<features>.json, see `engines_used`)."""
+    path = ctx.run.features_path(ctx.cfg, member, ctx.info)
+    return backbone_features(ctx, member, ctx.cfg.tta, path, f"features {member.label}")
+
+
+def backbone_features(ctx: RunContext, member: MemberConfig, tta, path: Path, name: str) -> NpyFile:
+    """(N, V, D) float16 features of a member's pretrained backbone under `tta` at `path`, computed as jobs of
+    ctx.shard images (each saved as it arrives, so an interrupted run resumes), then joined into one file
+    read in pieces; which engine ran them is recorded beside it (<path>.json)."""
     cfg, images = ctx.cfg, ctx.prepared.images
-    path = ctx.run.features_path(cfg, member, ctx.info)
     if path.is_file():
         return NpyFile(path)
     parts_dir = path.with_suffix(".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
-    starts = list(range(0, len(images), cfg.shard_images))
-    todo = [s for s in starts if not (parts_dir / f"{s}.npy").is_file()]
+    spans = [(s, min(len(images), s + ctx.shard)) for s in range(0, len(images), ctx.shard)]
+    todo = [(s, e) for s, e in spans if not (parts_dir / f"{s}-{e}.npy").is_file()]
     jobs = [
-        ctx.job(predict_job, member, f"features {member.label}", weights=None, images=Rows(images, idx), index=idx,
-                tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
-                engine=cfg.engine, desc=f"features {member.label} {s}/{len(images)}")
-        for s in todo for idx in [np.arange(s, min(len(images), s + cfg.shard_images))]
+        ctx.job(predict_job, member, name, weights=None, images=Rows(images, np.arange(s, e)), index=np.arange(s, e),
+                tta=tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
+                engine=cfg.engine, desc=f"{name} {s}/{len(images)}")
+        for s, e in todo
     ]
     engines_seen = set(json.loads((parts_dir / "engines.json").read_text())) if (parts_dir / "engines.json").is_file() else set()
     for i, (feats, used) in ctx.executor.run(jobs):
         _tell_engine(ctx, member, used)
         engines_seen.add(used.engine)
         write_text_atomic(parts_dir / "engines.json", json.dumps(sorted(engines_seen)))
-        save_array(parts_dir / f"{todo[i]}.npy", feats)
+        save_array(parts_dir / "{}-{}.npy".format(*todo[i]), feats)
         ctx.watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
     tmp = path.with_suffix(".partial.npy")
-    shape = np.load(parts_dir / f"{starts[0]}.npy", mmap_mode="r").shape if starts else (0, 1, 1)
+    shape = np.load(parts_dir / "{}-{}.npy".format(*spans[0]), mmap_mode="r").shape if spans else (0, 1, 1)
     with NpyWriter(tmp, (len(images), *shape[1:]), np.float16, block_rows=1) as out:
-        for s in starts:
-            out.write(s, np.load(parts_dir / f"{s}.npy"))  # (n, V, D) float16
+        for s, e in spans:
+            out.write(s, np.load(parts_dir / f"{s}-{e}.npy"))  # (n, V, D) float16
     write_text_atomic(path.with_suffix(".json"), json.dumps({"engine": " + ".join(sorted(engines_seen)) or "none"}))
     os.replace(tmp, path)
     shutil.rmtree(parts_dir)

@@ -29,7 +29,7 @@ class CleanResult:
 
 # What a re-score keeps from the summary `clean` wrote: facts about the run, not about the scores.
 RUN_FACTS = ("profile", "profile_reason", "wall_time_s", "members_trained", "device", "engines", "warnings",
-             "judgements_reused", "executor", "timings_s", "work")
+             "judgements_reused", "executor", "memory", "timings_s", "work", "peak_memory_mb")
 
 
 def rescore(

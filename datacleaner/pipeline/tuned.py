@@ -3,9 +3,13 @@ cycle), then judging jobs that write each (round, judge)'s TTA logits: logits/ f
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 
+from ..arrays import NpyWriter
 from ..config import Judge
 from ..executors import Job, Later, Rows, Shared
 from ..jobs import predict_job, train_cycle_job, train_job
@@ -72,28 +76,52 @@ def train_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
 
 
 def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) -> None:
-    """Each trained (round, judge) judges its round's images in shards of shard_images; a judge's
-    logits (n_judged, V, C) are saved once all its shards are back."""
+    """Each trained (round, judge) judges its round's images in jobs of ctx.shard images; each shard's logits
+    are saved as they arrive (a killed run resumes there) and joined into the judge's logits (n_judged, V, C)
+    once all are back, so memory holds one shard."""
     cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
-    jobs, owner, parts = [], [], {}
+    jobs, owner, left = [], [], {}
     for k, (r, j) in enumerate(tuned):
         weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
-        judge = ctx.plan.judge_idx(r)
-        starts = list(range(0, len(judge), cfg.shard_images)) or [0]
-        parts[k] = [None] * len(starts)
-        for i, s in enumerate(starts):
-            shard = judge[s : s + cfg.shard_images]
+        judge, parts = ctx.plan.judge_idx(r), _parts_dir(ctx, r, j, pass_)
+        spans = [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)]
+        left[k] = {span for span in spans if not (parts / "{}-{}.npy".format(*span)).is_file()}
+        for s, e in sorted(left[k]):
+            shard = judge[s:e]
             jobs.append(ctx.job(
                 predict_job, j.member, f"judge r{r + 1}{pass_.label} {j.label}", weights=weights, images=Rows(images, shard),
                 index=shard, tta=cfg.tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict,
                 desc=f"round {r + 1}/{R}{pass_.label} judge {j.label}",
             ))
-            owner.append((k, i))
+            owner.append((k, (s, e)))
+        if not left[k]:
+            _join_parts(ctx, r, j, pass_, spans)
     with ctx.watch.stage("predict"):
         for i, (logits, _) in ctx.executor.run(jobs):
-            k, n = owner[i]
-            parts[k][n] = logits
+            k, span = owner[i]
+            r, j = tuned[k]
+            save_array(_parts_dir(ctx, r, j, pass_) / "{}-{}.npy".format(*span), logits)
             ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
-            if all(p is not None for p in parts[k]):
-                r, j = tuned[k]
-                save_array(ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out), np.concatenate(parts.pop(k)))
+            left[k].discard(span)
+            if not left[k]:
+                judge = ctx.plan.judge_idx(r)
+                _join_parts(ctx, r, j, pass_, [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)])
+
+
+def _parts_dir(ctx: RunContext, r: int, j: Judge, pass_: Pass) -> Path:
+    path = ctx.run.logits_path(ctx.cfg, j, r, ctx.info, pass_.held_out).with_suffix(".parts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _join_parts(ctx: RunContext, r: int, j: Judge, pass_: Pass, spans: list[tuple[int, int]]) -> None:
+    """A judge's shards of logits joined into its logits file, a shard at a time; the shards then removed."""
+    path, parts = ctx.run.logits_path(ctx.cfg, j, r, ctx.info, pass_.held_out), _parts_dir(ctx, r, j, pass_)
+    first = np.load(parts / "{}-{}.npy".format(*spans[0]), mmap_mode="r")
+    tmp = path.with_suffix(".partial.npy")
+    with NpyWriter(tmp, (spans[-1][1], *first.shape[1:]), first.dtype, block_rows=1) as out:
+        for s, e in spans:
+            out.write(s, np.load(parts / f"{s}-{e}.npy"))
+    del first
+    os.replace(tmp, path)
+    shutil.rmtree(parts)
