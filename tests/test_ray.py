@@ -91,7 +91,8 @@ def test_ray_clean_equals_local_and_resumes(noisy_digits, ray_cluster, tmp_path)
                  "--executor", "ray", "--ray-address", ray_cluster)
     assert again.returncode == 0, again.stderr[-3000:]
     summary = yaml.safe_load((tmp_path / "ray" / "summary.json").read_text())
-    assert summary["members_trained"] == 0 and summary["judgements_reused"] == 8 and summary["executor"] == "ray"
+    assert summary["members_trained"] == 0 and summary["judgements_reused"] == 8
+    assert summary["executor"] == {"features": "none", "training": "ray", "heads": "none"}  # no pretrained backbone
     assert victim.is_file()
     c = pd.read_csv(tmp_path / "ray" / "scores.csv", keep_default_na=False)
     assert c["label_quality"].tolist() == a["label_quality"].tolist()  # rounded to 5 places, '' when unreadable
@@ -128,19 +129,27 @@ def test_ray_retries_failed_jobs_then_reports(ray_cluster, tmp_path):
     ray.shutdown()
 
 
-def test_ray_frozen_member_features_in_shards_equal_local(noisy_digits, ray_cluster, tmp_path):
-    """A frozen member's backbone features computed in Ray shards give the local executor's scores."""
+def _frozen_config(tmp_path: Path, **extra) -> Path:
+    """A frozen member on a local backbone file (any weights with timm key names: the tests compare executors)."""
     import timm
     from safetensors.torch import save_file
 
-    data, _ = noisy_digits
-    backbone = tmp_path / "backbone.safetensors"  # any weights with timm key names: the test compares executors
-    torch_model = timm.create_model("resnet10t", num_classes=10)
-    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(backbone))
-    cfg = {**TINY_CONFIG, "threads": 1, "shard_images": 70, "members": [
+    backbone = tmp_path / "backbone.safetensors"
+    if not backbone.is_file():
+        torch_model = timm.create_model("resnet10t", num_classes=10)
+        save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(backbone))
+    cfg = {**TINY_CONFIG, "threads": 1, "shard_images": 70, **extra, "members": [
         {"arch": "resnet10t", "img_size": 32, "frozen": True, "pretrained_file": str(backbone), "cpus": 1}]}
     config = tmp_path / "frozen.yaml"
     config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+def test_ray_frozen_member_features_and_heads_equal_local(noisy_digits, ray_cluster, tmp_path):
+    """A frozen member's backbone features (in Ray shards) and its heads (Ray jobs) give the local executor's
+    scores and review list, and summary.json says where each kind of work ran."""
+    data, _ = noisy_digits
+    config = _frozen_config(tmp_path)
     for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", ray_cluster])):
         done = _cli("clean", str(data), "--config", str(config), "--out", str(tmp_path / name), "-q", *extra)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -148,7 +157,42 @@ def test_ray_frozen_member_features_in_shards_equal_local(noisy_digits, ray_clus
     b = pd.read_csv(tmp_path / "ray" / "scores.csv", keep_default_na=False)
     np.testing.assert_allclose(a["label_quality"].replace("", np.nan).astype(float),
                                b["label_quality"].replace("", np.nan).astype(float), atol=1e-5)
-    assert a["issue"].tolist() == b["issue"].tolist()
-    feats = list((tmp_path / "ray" / "features").glob("*.npy"))
-    assert len(feats) == 1 and not list((tmp_path / "ray" / "features").glob("*.parts"))  # shards joined, parts gone
-    assert feats[0].name == next((tmp_path / "local" / "features").glob("*.npy")).name
+    assert (tmp_path / "ray" / "review.csv").read_text() == (tmp_path / "local" / "review.csv").read_text()
+    where = {name: yaml.safe_load((tmp_path / name / "summary.json").read_text())["executor"] for name in ("local", "ray")}
+    assert where == {"local": {"features": "local", "training": "none", "heads": "local"},
+                     "ray": {"features": "ray", "training": "none", "heads": "ray"}}
+
+
+def test_ray_heads_resume_after_kill(noisy_digits, ray_cluster, tmp_path):
+    """kill -9 of a Ray run once some heads are saved: the same command finishes it without fitting them
+    again, and the review list is the local executor's."""
+    import os
+    import signal
+    import time
+
+    data, _ = noisy_digits
+    config = _frozen_config(tmp_path, folds=5, passes=2)
+    local = _cli("clean", str(data), "--config", str(config), "--out", str(tmp_path / "local"), "-q")
+    assert local.returncode == 0, local.stderr[-3000:]
+    total = yaml.safe_load((tmp_path / "local" / "summary.json").read_text())["work"]["head_fits"]
+    assert total == 10  # 5 rounds x 2 passes
+
+    cmd = [sys.executable, "-m", "datacleaner", "clean", str(data), "--config", str(config), "--out", str(tmp_path / "ray"),
+           "-q", "--executor", "ray", "--ray-address", ray_cluster]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    heads = tmp_path / "ray" / "heads"
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline and not (heads.is_dir() and any(heads.glob("*.npz"))):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = len(list(heads.glob("*.npz")))
+    assert proc.returncode == -signal.SIGKILL and 1 <= saved < total
+    assert not (tmp_path / "ray" / "summary.json").exists()
+
+    again = _cli(*cmd[3:])
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = yaml.safe_load((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["executor"]["heads"] == "ray"
+    assert summary["work"]["head_fits"] <= total - saved  # the saved heads were not fitted again
+    assert (tmp_path / "ray" / "review.csv").read_text() == (tmp_path / "local" / "review.csv").read_text()
