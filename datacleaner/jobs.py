@@ -110,15 +110,24 @@ def head_job(*, member: MemberConfig, num_classes: int, features, idx: np.ndarra
     """A frozen member's logistic head on the TTA features (N, V, D) of images `idx` with `labels`,
     from `init` (a head to start L-BFGS from) or zero: {"W": (C, D), "b": (C,), "stats": L-BFGS
     iterations and loss evaluations}. `features` is an arrays.NpyFile (this machine) or an array (Ray's
-    object store); the training rows are held in memory when they fit `budget`, else read in pieces."""
+    object store); the training rows are held in memory when they fit `budget`, else read in pieces.
+    torch runs the fit on the member's `cpus` threads whichever executor runs the job: the sums of the
+    loss and gradient then add up in the same order, so a head is the same wherever it is fitted."""
+    import torch
+
     from .arrays import rows_per_piece
     from .training import fit_view_head, fit_view_head_chunked
 
     stats: dict = {}
-    if head_in_memory(len(idx), features.shape, budget):
-        W, b = fit_view_head(features[idx], labels, num_classes, member, stats=stats, init=init)
-    else:
-        per_image = int(np.prod(features.shape[1:])) * 4
-        W, b = fit_view_head_chunked(features, idx, labels, num_classes, member, stats=stats, init=init,
-                                     chunk_images=rows_per_piece(budget, per_image))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(member.cpus)))
+    try:
+        if head_in_memory(len(idx), features.shape, budget):
+            W, b = fit_view_head(features[idx], labels, num_classes, member, stats=stats, init=init)
+        else:
+            per_image = int(np.prod(features.shape[1:])) * 4
+            W, b = fit_view_head_chunked(features, idx, labels, num_classes, member, stats=stats, init=init,
+                                         chunk_images=rows_per_piece(budget, per_image))
+    finally:
+        torch.set_num_threads(threads)
     return {"W": np.asarray(W, dtype=np.float32), "b": np.asarray(b, dtype=np.float32), "stats": stats}

@@ -138,7 +138,8 @@ def _frozen_config(tmp_path: Path, **extra) -> Path:
     if not backbone.is_file():
         torch_model = timm.create_model("resnet10t", num_classes=10)
         save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(backbone))
-    cfg = {**TINY_CONFIG, "threads": 1, "shard_images": 70, **extra, "members": [
+    # local torch threads 2, Ray tasks 1: a head fits on its member's cpus threads on either executor
+    cfg = {**TINY_CONFIG, "threads": 2, "shard_images": 70, **extra, "members": [
         {"arch": "resnet10t", "img_size": 32, "frozen": True, "pretrained_file": str(backbone), "cpus": 1}]}
     config = tmp_path / "frozen.yaml"
     config.write_text(yaml.safe_dump(cfg))
