@@ -1,15 +1,25 @@
-"""`clean` on 100,000 real images with the cpu profile: time per stage, peak memory, images per second.
+"""`clean` on real images with the cpu profile: time and peak memory per stage, at one size or several, local or on Ray.
 
-The 20,000 shared CIFAR-10 images written five times as PNG class folders (the originals, mirrored,
-10% brighter, shifted one pixel, mirrored and 10% darker), each with its CIFAR-10N aggregated label,
-then `datacleaner clean TREE --config cpu` as a user runs it in a child process whose resident memory
-is sampled every half second. --compare-ray runs the same `clean` with `--executor local` and `ray`;
---heads GB fits one of the run's heads in memory and in pieces. The copies are near duplicates of each
-other: the quality numbers at the end are a sanity check only. See docs/benchmarks.md.
+The 20,000 shared CIFAR-10 images written as PNG class folders (with --copies 5 five times: the
+originals, mirrored, 10% brighter, shifted one pixel, mirrored and 10% darker), each with its CIFAR-10N
+aggregated label, then `datacleaner clean TREE --config cpu` as a user runs it in a child process whose
+resident memory is sampled every half second (summary.json's peak_memory_mb gives each stage's).
 
-    python bench/scale.py                       # 100,000 images (the tree: ~3 min; the run: ~1 hour on 2 cores)
-    python bench/scale.py --copies 1            # the 20,000 originals only
-    python bench/scale.py --copies 1 --images 5000 --compare-ray
+  default      one run: stages, rates, peak memory (100,000 files: ~1 hour on 2 cores)
+  --sizes      the first N images for each N (with --copies 1), each a fresh run under the same `clean`
+               options (e.g. -- --memory-gb 1.5): peak memory and time by stage, and their ratios
+  --compare-ray  the same run local and on a Ray instance started here with 1 and with 2 worker
+               processes (members ask 1 CPU each, so their jobs and heads run on 1 thread in all three):
+               wall time by stage, whether the review lists are identical, and what a million images
+               take on N machines, projected from the stages' measured parts
+  --heads GB   after a run: one of its heads fitted in memory and in pieces under a GB budget
+
+The copies are near duplicates of each other: the quality numbers at the end are a sanity check only.
+See docs/benchmarks.md.
+
+    python bench/scale.py                                        # 100,000 images
+    python bench/scale.py --copies 1 --sizes 5000,20000 -- --memory-gb 1.5
+    python bench/scale.py --copies 1 --images 20000 --compare-ray
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from datacleaner.config import load_config
@@ -87,39 +99,133 @@ def run_clean(tree: Path, run: Path, config: str, extra: list[str]) -> dict:
     sampler.stopped.set()
     if rc != 0:
         raise SystemExit(f"clean failed with exit code {rc}")
-    return {"wall_s": time.perf_counter() - start, "peak_mb": sampler.peak, "summary": json.loads((run / "summary.json").read_text())}
+    return {"wall_s": time.perf_counter() - start, "peak_mb": sampler.peak, "run": str(run),
+            "summary": json.loads((run / "summary.json").read_text())}
 
 
-STAGES = [("scan", "scan (list + stat files)"), ("decode", "validate + decode"), ("health", "health checks (pixels)"),
-          ("features", "frozen features (TTA forward, both members)"), ("train_heads", "frozen heads"),
-          ("score_write", "fuse + score + health verdict + write")]
+STAGES = [("scan", "scan (list + stat files)"), ("decode", "validate + decode"),
+          ("health", "health (pixel facts, compact features, verdict)"), ("features", "frozen features (TTA forward, both members)"),
+          ("train_heads", "frozen heads (fit + logits)"), ("score_write", "fuse + score + write")]
+DRIVER = ("scan", "decode", "health", "score_write")  # what the driver does whatever the executor
+
+
+def _stages(results: list[dict]) -> list[tuple[str, str]]:
+    seen = {k for r in results for k, v in r["summary"]["timings_s"].items() if v > 0}
+    return [(k, name) for k, name in STAGES if k in seen] + sorted((k, k) for k in seen - {k for k, _ in STAGES})
 
 
 def report(result: dict, n: int) -> str:
     s, wall, peak = result["summary"], result["wall_s"], result["peak_mb"]
-    timings = dict(s["timings_s"])
-    named = [(name, timings.pop(key)) for key, name in STAGES if key in timings] + [(k, v) for k, v in timings.items() if v > 0]
-    rows = [[name, f"{sec:,.1f}", f"{sec / wall:.0%}", f"{n / max(sec, 1e-9):,.0f} img/s"] for name, sec in named]
+    timings = s["timings_s"]
+    rows = [[name, f"{timings[key]:,.1f}", f"{timings[key] / wall:.0%}", f"{n / max(timings[key], 1e-9):,.0f} img/s"]
+            for key, name in _stages([result])]
     rows.append(["**end to end** (process start to exit)", f"**{wall:,.1f}**", "100%", f"**{n / wall:.1f} img/s**"])
     return (table(["stage", "seconds", "share", "rate"], rows, "lr") + f"\n\npeak resident memory {peak['VmRSS']:,.0f} MB "
-            f"(anonymous {peak['RssAnon']:,.0f} MB, file-backed {peak['RssFile']:,.0f} MB); work: {json.dumps(s.get('work', {}))}")
+            f"(anonymous {peak['RssAnon']:,.0f} MB, file-backed {peak['RssFile']:,.0f} MB); work: {json.dumps(s.get('work', {}))}; "
+            f"memory: {json.dumps(s.get('memory', {}))}")
 
 
-def split(local: dict, ray: dict | None = None) -> str:
-    """The measured stages split into the part a cluster spreads over its machines (the backbone features:
-    independent jobs) and the part the driver does (everything else), and Ray's cost on top."""
-    t = local["summary"]["timings_s"]
-    jobs = t.get("features", 0.0) + t.get("train", 0.0) + t.get("predict", 0.0)
-    driver = local["wall_s"] - jobs
-    out = (f"\njobs (spread over a cluster): {jobs:,.1f} s ({jobs / local['wall_s']:.0%}); "
-           f"driver (this machine): {driver:,.1f} s ({driver / local['wall_s']:.0%})")
-    if ray is not None:
-        rt = ray["summary"]["timings_s"]
-        ray_jobs = rt.get("features", 0.0) + rt.get("train", 0.0) + rt.get("predict", 0.0)
-        out += (f"\nRay on this machine: end to end {ray['wall_s']:,.1f} s against {local['wall_s']:,.1f} s local "
-                f"({ray['wall_s'] / local['wall_s'] - 1:+.1%}); jobs {ray_jobs:,.1f} s against {jobs:,.1f} s "
-                f"({ray_jobs / max(jobs, 1e-9) - 1:+.1%})")
+def sizes_report(results: dict[int, dict]) -> str:
+    """Seconds and peak memory (summary.json's peak_memory_mb: everything the process held, models included)
+    per stage at each size, the whole run's, and the ratios of the largest size to the smallest."""
+    ns = sorted(results)
+    header = ["stage"] + [h for n in ns for h in (f"N={n:,}: s", "peak MB")]
+    rows = []
+    for key, name in _stages(list(results.values())):
+        rows.append([name] + [c for n in ns for c in (f"{results[n]['summary']['timings_s'].get(key, 0):,.1f}",
+                                                       f"{results[n]['summary'].get('peak_memory_mb', {}).get(key, 0):,}")])
+    rows.append(["**whole run** (process start to exit)"] + [c for n in ns for c in (f"**{results[n]['wall_s']:,.1f}**",
+                                                                                    f"**{results[n]['peak_mb']['VmRSS']:,.0f}**")])
+    lo, hi = results[ns[0]], results[ns[-1]]
+    out = table(header, rows, "lr")
+    out += (f"\n\n{ns[-1] / ns[0]:g}x the images: peak memory x{hi['peak_mb']['VmRSS'] / lo['peak_mb']['VmRSS']:.2f}, "
+            f"wall time x{hi['wall_s'] / lo['wall_s']:.2f}")
+    start = {n: results[n]["summary"].get("peak_memory_mb", {}).get("scan") for n in ns}
+    out += f"\nmemory when the run starts (Python, torch, timm, before any image): {start} MB"
+    for n in ns:
+        out += f"\nN={n:,}: memory {json.dumps(results[n]['summary'].get('memory', {}))}; work {json.dumps(results[n]['summary'].get('work', {}))}"
     return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RayHead:
+    """`ray start --head` on 127.0.0.1 with `cpus` CPUs (one worker process per CPU for 1-CPU jobs), stopped on exit."""
+
+    def __init__(self, cpus: int, temp: Path):
+        self.bin, self.port, self.cpus, self.temp = Path(sys.executable).parent / "ray", _free_port(), cpus, temp
+
+    def __enter__(self) -> str:
+        self.temp.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(self.bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
+                        f"--num-cpus={self.cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+                        f"--temp-dir={self.temp}"], check=True, capture_output=True, timeout=300)
+        return f"127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run([str(self.bin), "stop", "--force"], capture_output=True, timeout=300)
+
+
+def one_cpu_config(out: Path, profile: str) -> Path:
+    """The profile with each member's jobs asking 1 CPU (so a 2-CPU Ray instance runs two at a time)."""
+    cfg = yaml.safe_load((ROOT / "configs" / f"{profile}.yaml").read_text())
+    for m in cfg["members"]:
+        m["cpus"] = 1
+    path = out / f"{profile}-1cpu.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def ray_report(results: dict[str, dict], n: int) -> str:
+    """Wall time by stage for each executor, and the projection to a million images on N machines."""
+    names = list(results)
+    rows = [[name] + [f"{results[x]['summary']['timings_s'].get(key, 0):,.1f}" for x in names]
+            for key, name in _stages(list(results.values()))]
+    rows.append(["**end to end**"] + [f"**{results[x]['wall_s']:,.1f}**" for x in names])
+    rows.append(["peak memory of the driver (MB)"] + [f"{results[x]['peak_mb']['VmRSS']:,.0f}" for x in names])
+    rows.append(["summary.json executor"] + [" ".join(f"{k}: {v}" for k, v in results[x]["summary"]["executor"].items())
+                                             for x in names])
+    out = table(["stage (seconds)", *names], rows, "lr")
+    review = {x: (Path(results[x]["run"]) / "review.csv").read_text() for x in names}
+    out += "\n\nreview.csv identical to local's: " + ", ".join(f"{x}: {review[x] == review[names[0]]}" for x in names[1:])
+    return out + "\n\n" + projection(results, n)
+
+
+HEAD_EVAL_S_1M = 10.62  # s per L-BFGS evaluation of a head on a million images' training features, read from disk
+HEAD_EVALS = 100  # L-BFGS evaluations per fit at 80,000 training images and more (docs/benchmarks.md, "A million images")
+
+
+def projection(results: dict[str, dict], n: int, target: int = 1_000_000) -> str:
+    """What `target` images take on N machines of 2 cores, each running one job at a time on both cores
+    (the profile's cpus: 2), from the local run's measured parts: the driver's stages (scan, decode, health,
+    scoring) scale with the images on one machine; the feature jobs divide over the machines; heads go in
+    waves (pass 1: round 1 of each member, then its other rounds, which start from it; pass 2: all), one
+    fit taking HEAD_EVALS evaluations of HEAD_EVAL_S_1M (bench/memory.py at a million images, 2 threads)."""
+    local = results["local"]["summary"]
+    scale = target / n
+    driver = sum(local["timings_s"].get(k, 0) for k in DRIVER) * scale
+    features = local["timings_s"].get("features", 0) * scale
+    members = len(local["engines"])
+    rounds = local["work"].get("head_fits", 2 * members) // (2 * members) or 1
+    fit = HEAD_EVAL_S_1M * HEAD_EVALS * target / 1_000_000
+    rows = []
+    for machines in (1, 2, 4, 8, 16, 32):
+        heads = fit * _head_slots(members, machines, rounds, two_passes=True)
+        rows.append([machines, f"{driver / 3600:.2f}", f"{features / machines / 3600:.2f}", f"{heads / 3600:.2f}",
+                     f"**{(driver + features / machines + heads) / 3600:.1f}**"])
+    return (f"A million images on N machines of 2 cores (projected: the driver's stages and the features x{scale:g} from "
+            f"{n:,} images, one head fit {fit / 3600:.2f} h):\n\n"
+            + table(["machines", "driver (scan, decode, health, scoring): h", "features: h", "heads: h", "end to end: h"], rows, "r"))
+
+
+def _head_slots(members: int, workers: int, rounds: int, two_passes: bool) -> int:
+    """Fits in a row on `workers` workers: pass 1's round 1 (one per member), then its other rounds, then pass 2."""
+    waves = [members, members * (rounds - 1)] + ([members * rounds] if two_passes else [])
+    return sum(-(-w // workers) for w in waves if w)
 
 
 def head_fits(run: Path, budget_gb: float) -> str:
@@ -181,23 +287,39 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "scale")
     ap.add_argument("--config", default="cpu")
     ap.add_argument("--images", type=int, help="only the first N of the 20,000 images")
-    ap.add_argument("--compare-ray", action="store_true", help="run with --executor local, then ray, and compare")
+    ap.add_argument("--sizes", help="comma-separated numbers of images: a fresh run at each (with --copies 1)")
+    ap.add_argument("--compare-ray", action="store_true", help="run local, then on Ray with 1 and 2 workers, and compare")
     ap.add_argument("--heads", type=float, metavar="GB",
                     help="after the run: fit one of its heads in memory and in pieces under a GB budget, and compare")
     ap.add_argument("extra", nargs="*", help="more `clean` options, after --")
     args = ap.parse_args()
+    if args.sizes:
+        results = {}
+        for n in map(int, args.sizes.split(",")):
+            tree, n = write_tree(args.out / f"tree{args.copies}-{n}", args.copies, n)
+            run = args.out / f"run{args.copies}-{n}-sizes"
+            shutil.rmtree(run, ignore_errors=True)
+            results[n] = run_clean(tree, run, args.config, args.extra)
+            print(f"\n{n:,} images, `clean --config {args.config} {' '.join(args.extra)}`, 2 cores\n\n{report(results[n], n)}", flush=True)
+        (args.out / f"result-sizes-{args.sizes}.json").write_text(json.dumps(results, indent=1))
+        print("\n" + sizes_report(results))
+        return
     name = f"{args.copies}" + (f"-{args.images}" if args.images else "")
     tree, n = write_tree(args.out / f"tree{name}", args.copies, args.images)
     if args.compare_ray:
+        config = str(one_cpu_config(args.out, args.config))
         results = {}
-        for executor in ("local", "ray"):
-            run = args.out / f"run{name}-{executor}"
+        for label, workers in (("local", 0), ("ray, 1 worker", 1), ("ray, 2 workers", 2)):
+            run = args.out / f"run{name}-{workers}"
             shutil.rmtree(run, ignore_errors=True)
-            results[executor] = run_clean(tree, run, args.config, [*args.extra, "--executor", executor])
-            print(f"\n{n:,} images, `clean --config {args.config} --executor {executor}`, 2 cores\n")
-            print(report(results[executor], n))
+            if workers:
+                with RayHead(workers, args.out / f"ray{workers}") as address:
+                    results[label] = run_clean(tree, run, config, [*args.extra, "--executor", "ray", "--ray-address", address])
+            else:
+                results[label] = run_clean(tree, run, config, [*args.extra, "--executor", "local"])
+            print(f"\n{n:,} images, {label}, 2 cores\n\n{report(results[label], n)}", flush=True)
         (args.out / f"result{name}-ray.json").write_text(json.dumps(results, indent=1))
-        print(split(results["local"], results["ray"]))
+        print("\n" + ray_report(results, n))
         return
     saved = args.out / f"result{name}.json"
     if saved.is_file() and (args.out / f"run{name}" / "summary.json").is_file() and args.heads:
@@ -207,7 +329,6 @@ def main() -> None:
         saved.write_text(json.dumps(result, indent=1))
     print(f"\n{n:,} images, `clean --config {args.config}`, 2 cores\n")
     print(report(result, n))
-    print(split(result))
     print(sanity(args.out / f"run{name}"))
     if args.heads:
         print(head_fits(args.out / f"run{name}", args.heads))
