@@ -189,7 +189,8 @@ def test_a_tiny_memory_budget_gives_the_same_run(noisy_digits, backbone_file, tm
     plans = {name: json.loads((tmp_path / name / "summary.json").read_text())["memory"] for name in outputs}
     assert plans["memory"]["decoded_images"] == "in memory" and plans["memory"]["heads"] == "in memory"
     assert plans["disk"] == {"budget_gb": 0.0, "decoded_images": "read from disk in pieces", "images_per_job": 64,
-                             "heads": "6 fitted from disk in pieces", "class_probabilities": "on disk"}
+                             "heads": "6 fitted from disk in pieces", "class_probabilities": "on disk",
+                             "per_image_tables_gb": 0.0}
     mem, disk = outputs["memory"], outputs["disk"]
     assert list(mem["path"]) == list(disk["path"])
     # the heads stop L-BFGS at points a float rounding apart (0.0017 at most in probability on 100,000 real

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import health
-from ..arrays import GiB, memory_budget
+from ..arrays import PER_IMAGE_BYTES, GiB, memory_budget
 from ..config import CleanConfig, Judge, judges
 from ..lock import run_lock
 from ..models import resolve_device
@@ -89,6 +89,7 @@ def memory_plan(ctx: RunContext) -> dict:
         "images_per_job": ctx.shard,
         "heads": f"{in_pieces} fitted from disk in pieces" if in_pieces else "in memory",
         "class_probabilities": "on disk" if N * len(ctx.info["classes"]) * 4 > budget / 2 else "in memory",
+        "per_image_tables_gb": round(N * PER_IMAGE_BYTES / GiB, 3),  # held whole, beside the budget
     }
 
 
