@@ -71,7 +71,10 @@ class NpyFile:
         if isinstance(key, slice) and key.step in (None, 1):
             return self._read_rows(*key.indices(self.shape[0])[:2])
         if isinstance(key, (int, np.integer)):
-            return self._read_rows(int(key) % max(self.shape[0], 1), int(key) % max(self.shape[0], 1) + 1)[0]
+            i = int(key) + (self.shape[0] if key < 0 else 0)
+            if not 0 <= i < self.shape[0]:
+                raise IndexError(f"row {int(key)} out of range for {self.shape[0]} rows ({self.path.name})")
+            return self._read_rows(i, i + 1)[0]
         idx = np.asarray(key)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)

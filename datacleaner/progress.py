@@ -31,7 +31,7 @@ class Progress:
 QUIET = Progress(0)
 
 
-def _peak_rss_mb() -> float | None:
+def peak_rss_mb() -> float | None:
     """This process's peak resident memory (MB) since the last reset_peak_rss(); None off Linux."""
     try:
         for line in open("/proc/self/status"):
@@ -42,7 +42,7 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Start the peak over from the memory resident now (Linux: clear_refs 5); False where it cannot."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -64,18 +64,18 @@ class Stopwatch:
         self.peaks: dict[str, float] = {}
         self._inner: list[float] = []  # seconds of the stages nested in each open stage
         self._open: list[str] = []
-        self._measure = _reset_peak_rss()
+        self._measure = reset_peak_rss()
         self._peak = 0.0  # the whole run's
 
     def _fold_peak(self) -> None:
         """Charge the peak since the last reset to every open stage (and the run), then reset it."""
         if not self._measure:
             return
-        peak = _peak_rss_mb() or 0.0
+        peak = peak_rss_mb() or 0.0
         self._peak = max(self._peak, peak)
         for name in self._open:
             self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
-        _reset_peak_rss()
+        reset_peak_rss()
 
     @contextmanager
     def stage(self, name: str):

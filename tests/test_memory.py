@@ -23,13 +23,13 @@ def _peak_above_start(fn) -> float:
     """MB this process held at its peak while fn() ran, above what it held when fn started."""
     import gc
 
-    from datacleaner.progress import _peak_rss_mb, _reset_peak_rss
+    from datacleaner.progress import peak_rss_mb, reset_peak_rss
 
     gc.collect()
     start = _rss_mb()
-    assert _reset_peak_rss()
+    assert reset_peak_rss()
     fn()
-    return _peak_rss_mb() - start
+    return peak_rss_mb() - start
 
 
 def _rss_mb() -> float:
@@ -129,6 +129,13 @@ def test_npyfile_reads_what_numpy_reads(tmp_path, key, order):
     a = np.asarray(np.arange(9 * 6, dtype=np.float32).reshape(9, 6), order=order)
     np.save(tmp_path / "a.npy", a)
     np.testing.assert_array_equal(NpyFile(tmp_path / "a.npy")[key], a[key])
+
+
+def test_npyfile_refuses_a_row_past_the_end(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(10))
+    with pytest.raises(IndexError, match="row 10 out of range"):
+        NpyFile(tmp_path / "a.npy")[10]
+    assert NpyFile(tmp_path / "a.npy")[-10] == 0
 
 
 def test_stopwatch_charges_each_stage_its_peak():

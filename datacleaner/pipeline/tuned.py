@@ -80,12 +80,12 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
     are saved as they arrive (a killed run resumes there) and joined into the judge's logits (n_judged, V, C)
     once all are back, so memory holds one shard."""
     cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
-    jobs, owner, left = [], [], {}
+    jobs, owner, left, spans = [], [], {}, {}
     for k, (r, j) in enumerate(tuned):
         weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
         judge, parts = ctx.plan.judge_idx(r), _parts_dir(ctx, r, j, pass_)
-        spans = [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)]
-        left[k] = {span for span in spans if not (parts / "{}-{}.npy".format(*span)).is_file()}
+        spans[k] = [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)]
+        left[k] = {span for span in spans[k] if not (parts / "{}-{}.npy".format(*span)).is_file()}
         for s, e in sorted(left[k]):
             shard = judge[s:e]
             jobs.append(ctx.job(
@@ -95,7 +95,7 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
             ))
             owner.append((k, (s, e)))
         if not left[k]:
-            _join_parts(ctx, r, j, pass_, spans)
+            _join_parts(ctx, r, j, pass_, spans[k])
     with ctx.watch.stage("predict"):
         for i, (logits, _) in ctx.executor.run(jobs):
             k, span = owner[i]
@@ -104,8 +104,7 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
             ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
             left[k].discard(span)
             if not left[k]:
-                judge = ctx.plan.judge_idx(r)
-                _join_parts(ctx, r, j, pass_, [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)])
+                _join_parts(ctx, r, j, pass_, spans[k])
 
 
 def _parts_dir(ctx: RunContext, r: int, j: Judge, pass_: Pass) -> Path:
