@@ -87,11 +87,15 @@ def _ray_call(fn, kwargs: dict, threads: float):
     """What a Ray task runs: resolve object references, set torch threads to the task's CPUs."""
     import ray
 
-    from .runtime import configure
+    from .runtime import configure, release_freed_memory
 
     configure(max(1, int(threads)))
     kwargs = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()}
-    return fn(**kwargs, progress=QUIET)
+    try:
+        return fn(**kwargs, progress=QUIET)
+    finally:
+        del kwargs
+        release_freed_memory()  # the worker lives on: what this job freed goes back to the system
 
 
 class RayExecutor:

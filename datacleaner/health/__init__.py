@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..neighbours import nearest
-from .facts import (FEATURE_DIM, PixelFeatures, compact_features, equal_channels, is_grayscale, phash, pixel_digests, pixel_features,
-                    pixel_rows, properties)
+from .facts import (FEATURE_DIM, PixelFeatures, compact_features, equal_channels, is_grayscale, phash, pixel_digests,
+                    pixel_features, pixel_rows, properties)
 from .groups import check_conflicts, check_copies, conflicts, find_groups, group_label, star_groups
 from .outliers import check_outliers, outlier_scores, outliers
 from .pairs import (close_pairs, cross_pairs, digest_groups, exact_groups, feature_pairs, groups_from_pairs, hash_pairs, near_groups,
@@ -65,12 +65,12 @@ from .rules import (CHECK_GROUPS, CHUNK, COMMON, DECISION_ISSUES, DROP, DUPLICAT
                     thresholds)
 
 __all__ = [
-    "CHECK_GROUPS", "CHUNK", "COMMON", "DECISION_ISSUES", "DROP", "DUPLICATE_ISSUES", "FEATURE_DIM", "ISSUES", "PixelFeatures", "pixel_rows",
-    "LEAKAGE_RULES", "PIXEL_RULES", "PROPERTY_ISSUES", "REPORT_ISSUES", "Facts", "Findings", "Health", "Thresholds",
+    "CHECK_GROUPS", "CHUNK", "COMMON", "DECISION_ISSUES", "DROP", "DUPLICATE_ISSUES", "FEATURE_DIM", "ISSUES",
+    "LEAKAGE_RULES", "PIXEL_RULES", "PROPERTY_ISSUES", "REPORT_ISSUES", "Facts", "Findings", "Health", "PixelFeatures", "Thresholds",
     "assess", "close_pairs", "compact_features", "conflicts", "cross_pairs", "digest_groups", "equal_channels",
     "exact_groups", "feature_pairs", "group_label", "groups_from_pairs", "hash_pairs", "is_flat", "is_grayscale",
     "leakage_thresholds", "near_groups", "near_pairs", "nearest", "outlier_scores", "outliers", "parse_checks",
-    "phash", "pixel_digests", "pixel_features", "properties", "property_issues", "property_levels", "reach",
+    "phash", "pixel_digests", "pixel_features", "pixel_rows", "properties", "property_issues", "property_levels", "reach",
     "star_groups", "thresholds", "unusual",
 ]
 

@@ -17,6 +17,7 @@ def pixel_rows(pixels) -> int:
     row = int(np.prod(pixels.shape[1:], dtype=np.int64)) * np.dtype(pixels.dtype).itemsize
     return max(1, PIXEL_STEP_BYTES // max(row, 1))
 
+
 def _grey(x: np.ndarray) -> np.ndarray:
     """(n, S, S) float32 luminance in [0, 1] from (n, S, S, 3) uint8 (ITU-R BT.601)."""
     return (x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114).astype(np.float32) / 255.0
@@ -164,7 +165,6 @@ def pixel_features(pixels: np.ndarray, side: int = 16) -> np.ndarray:
         small -= small.mean(axis=1, keepdims=True)
         out[s : s + len(x)] = small / np.maximum(np.linalg.norm(small, axis=1, keepdims=True), 1e-6)
     return out
-
 
 
 class PixelFeatures:
