@@ -121,7 +121,9 @@ def test_index_reads_of_a_file_hold_one_piece(tmp_path):
     got = []
     peak = _peak_above_start(lambda: got.append(f[idx]))
     assert np.array_equal(got[0][:, 0], idx // 512)
-    assert peak < idx.size * row / MB + 80, peak  # the rows returned (128 MB) and one piece, not the mapped file
+    # the rows returned (128 MB) and one piece's mapped span (64 MB of the file, with the kernel's fault-around),
+    # not the whole mapped file (256 MB) and two copies of the rows as before
+    assert peak < idx.size * row / MB + 128, peak
 
 
 @pytest.mark.parametrize("key", [slice(None), slice(3, 7), slice(-2, None), 4, -1, np.array([5, 0, 5]),
