@@ -34,7 +34,7 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         lines.append("ran on Ray       " + ", ".join(f"{kind}" for kind, on in where.items() if on == "ray"))
     peak, plan = (summary.get("peak_memory_mb") or {}).get("run"), summary.get("memory") or {}
     if peak and plan:
-        lines.append(f"memory           peak {peak / 1024:.1f} GB in all (budget for large arrays {plan['budget_gb']:g} GB; "
+        lines.append(f"memory           peak {peak / 1024:.1f} GB in all (budget for large arrays {plan['budget_gb']:.1f} GB; "
                      f"decoded images {plan['decoded_images']}, heads {plan['heads']})")
     lines.append(f"review list      {summary['review_csv']}")
     lines += kept_lines(summary)
