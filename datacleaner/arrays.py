@@ -16,7 +16,9 @@ import numpy as np
 GiB = 2**30
 DEFAULT_SHARE = 0.25  # of the machine's physical memory, when memory_gb is not set
 MAP_PIECE_BYTES = 32 * 2**20  # rows gathered through one memory map at a time (index reads)
-PER_IMAGE_BYTES = 2048  # what a run holds per image whatever the budget: labels, scores, compact features, neighbours, tables (bench/memory.py: 1.7 GB at a million)
+# what a run holds per image whatever the budget: labels, scores, compact features, neighbours, tables
+# (bench/memory.py: 1.7 GB at a million images)
+PER_IMAGE_BYTES = 2048
 
 
 def machine_memory() -> int:

@@ -76,7 +76,8 @@ class MemberConfig:
     frozen: bool = False  # keep the pretrained backbone frozen: its TTA features are computed once per
     #                       image and cached; each round trains only a logistic-regression head on them
     head_l2: float = 0.03  # frozen members: L2 penalty of the head on standardised features (README: benchmark)
-    cpus: float = 2.0  # --executor ray: CPUs each of this member's jobs asks for (its torch threads); a frozen member's heads use as many threads on either executor
+    cpus: float = 2.0  # --executor ray: CPUs each of this member's jobs asks for (its torch threads);
+    # a frozen member's heads fit on as many threads on either executor
     gpus: float = 0.0  # --executor ray: GPUs each of this member's jobs asks for (fractions share a GPU)
 
     @property

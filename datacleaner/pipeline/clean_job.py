@@ -71,7 +71,8 @@ def where_work_ran(ctx: RunContext) -> dict[str, str]:
     kind it has none of): backbone features (frozen members and the health checks' features), training
     (fine-tuned members' training and judging jobs) and heads (frozen members' logistic heads)."""
     cfg = ctx.cfg
-    features = any(m.frozen for m in cfg.members) or (bool(health.parse_checks(cfg.checks)) and health_member(cfg, ctx.info) is not None)
+    health_backbone = bool(health.parse_checks(cfg.checks)) and health_member(cfg, ctx.info) is not None
+    features = any(m.frozen for m in cfg.members) or health_backbone
     return {"features": cfg.executor if features else "none",
             "training": cfg.executor if any(not m.frozen for m in cfg.members) else "none",
             "heads": cfg.executor if any(m.frozen for m in cfg.members) else "none"}

@@ -37,7 +37,8 @@ def fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pa
         fit = [(r, m) for r, m in frozen if not ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out).is_file()]
         for r, m in frozen:
             if (r, m) not in fit:  # fitted before the run was stopped: only its logits are missing
-                _write_logits(ctx, m, r, pass_, features[m.label], _load_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out)))
+                head = _load_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out))
+                _write_logits(ctx, m, r, pass_, features[m.label], head)
         big = [(r, m) for r, m in fit if not head_in_memory(len(ctx.train_idx(r, pass_)), features[m.label].shape, budget)]
         ctx.watch.count("heads_in_pieces", len(big))
         if big:
