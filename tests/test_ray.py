@@ -3,6 +3,7 @@ as the local executor, jobs retried after failures, nothing finished redone."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -32,14 +33,18 @@ def ray_cluster(tmp_path_factory):
     temp = tmp_path_factory.mktemp("ray")
     env_cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
-    started = subprocess.run(env_cmd, capture_output=True, text=True, timeout=180)
+    # started from a home of its own: a ~/.ray/auth_token that a local ray.init() left behind would turn on token
+    # authentication for this cluster, and the test's processes would be refused (test_ray_auth.py)
+    home = tmp_path_factory.mktemp("ray-home")
+    env = {**os.environ, "HOME": str(home)}
+    started = subprocess.run(env_cmd, capture_output=True, text=True, timeout=180, env=env)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
 def _config(tmp_path: Path) -> Path:
@@ -167,7 +172,6 @@ def test_ray_frozen_member_features_and_heads_equal_local(noisy_digits, ray_clus
 def test_ray_heads_resume_after_kill(noisy_digits, ray_cluster, tmp_path):
     """kill -9 of a Ray run once some heads are saved: the same command finishes it without fitting them
     again, and the review list is the local executor's."""
-    import os
     import signal
     import time
 
@@ -185,6 +189,8 @@ def test_ray_heads_resume_after_kill(noisy_digits, ray_cluster, tmp_path):
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline and not (heads.is_dir() and any(heads.glob("*.npz"))):
         time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.fail(f"the Ray run ended before a head was saved (exit {proc.returncode}): {proc.stderr.read()[-3000:]}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     saved = len(list(heads.glob("*.npz")))
