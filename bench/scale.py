@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -160,14 +161,16 @@ class RayHead:
         self.bin, self.port, self.cpus, self.temp = Path(sys.executable).parent / "ray", _free_port(), cpus, temp
 
     def __enter__(self) -> str:
-        self.temp.mkdir(parents=True, exist_ok=True)
+        (self.temp / "home").mkdir(parents=True, exist_ok=True)
+        # a home of its own: a ~/.ray/auth_token left by a local ray.init() would make it refuse `clean`
+        self.env = {**os.environ, "HOME": str(self.temp / "home")}
         subprocess.run([str(self.bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={self.port}",
                         f"--num-cpus={self.cpus}", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-                        f"--temp-dir={self.temp}"], check=True, capture_output=True, timeout=300)
+                        f"--temp-dir={self.temp}"], check=True, capture_output=True, timeout=300, env=self.env)
         return f"127.0.0.1:{self.port}"
 
     def __exit__(self, *exc) -> None:
-        subprocess.run([str(self.bin), "stop", "--force"], capture_output=True, timeout=300)
+        subprocess.run([str(self.bin), "stop", "--force"], capture_output=True, timeout=300, env=self.env)
 
 
 def one_cpu_config(out: Path, profile: str) -> Path:
