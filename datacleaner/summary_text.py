@@ -31,11 +31,12 @@ def print_summary(summary: dict, data: Path | None = None) -> None:
         lines.append(f"wall time        {summary['wall_time_s']:.0f} s on {summary.get('device', '?')}{ran}")
     where = summary.get("executor")
     if isinstance(where, dict) and "ray" in where.values():
-        lines.append("ran on Ray       " + ", ".join(f"{kind}" for kind, on in where.items() if on == "ray"))
+        lines.append("ran on Ray       " + ", ".join(kind for kind, on in where.items() if on == "ray"))
     peak, plan = (summary.get("peak_memory_mb") or {}).get("run"), summary.get("memory") or {}
     if peak and plan:
-        lines.append(f"memory           peak {peak / 1024:.1f} GB in all (budget for large arrays {plan['budget_gb']:.1f} GB; "
-                     f"decoded images {plan['decoded_images']}, heads {plan['heads']})")
+        heads = f", heads {plan['heads']}" if not isinstance(where, dict) or where.get("heads") != "none" else ""
+        lines.append(f"memory           peak {peak / 1024:.1f} GB in this process (budget for large arrays {plan['budget_gb']:.1f} GB; "
+                     f"decoded images {plan['decoded_images']}{heads})")
     lines.append(f"review list      {summary['review_csv']}")
     lines += kept_lines(summary)
     lines += [f"warning          {w}" for w in summary.get("warnings", [])]

@@ -185,6 +185,7 @@ def test_a_tiny_memory_budget_gives_the_same_run(noisy_digits, backbone_file, tm
         assert result.exit_code == 0, result.output
         assert ("fitting heads from disk in pieces" in result.output) == (name == "disk")
         assert ("averaging them on disk" in result.output) == (name == "disk")
+        assert ("decoded images read from disk in pieces, heads 6 fitted from disk in pieces)" in result.output) == (name == "disk")
         outputs[name] = pd.read_csv(tmp_path / name / "scores.csv", keep_default_na=False)
     plans = {name: json.loads((tmp_path / name / "summary.json").read_text())["memory"] for name in outputs}
     assert plans["memory"]["decoded_images"] == "in memory" and plans["memory"]["heads"] == "in memory"
