@@ -23,6 +23,7 @@ from .arrays import NpyFile
 from .config import EXECUTORS
 from .errors import DataCleanerError
 from .progress import QUIET, Progress
+from .runtime import release_freed_memory
 
 
 @dataclass
@@ -65,8 +66,6 @@ class LocalExecutor:
         self.progress = progress
 
     def run(self, jobs: list[Job]) -> Iterator[tuple[int, Any]]:
-        from .runtime import release_freed_memory
-
         for i, job in enumerate(jobs):
             kwargs = {k: _local_value(v) for k, v in job.kwargs.items()}
             result = job.fn(**kwargs, progress=self.progress)
@@ -87,7 +86,7 @@ def _ray_call(fn, kwargs: dict, threads: float):
     """What a Ray task runs: resolve object references, set torch threads to the task's CPUs."""
     import ray
 
-    from .runtime import configure, release_freed_memory
+    from .runtime import configure
 
     configure(max(1, int(threads)))
     kwargs = {k: ray.get(v) if isinstance(v, ray.ObjectRef) else v for k, v in kwargs.items()}

@@ -99,10 +99,15 @@ def committee_job(*, committee, images: np.ndarray, index: np.ndarray, desc: str
 HEAD_COPIES = 2.0  # a head fitted in memory holds its training rows as read (float16) and as float32, and a little more
 
 
+def head_bytes(rows: int, features_shape: tuple) -> int:
+    """What a head on `rows` images of features (N, V, D) holds when fitted from rows in memory."""
+    return int(rows * int(np.prod(features_shape[1:])) * 4 * HEAD_COPIES)
+
+
 def head_in_memory(rows: int, features_shape: tuple, budget: int) -> bool:
     """Whether a head on `rows` images of features (N, V, D) is fitted from rows held in memory (within
     `budget` bytes) rather than read from the features in pieces."""
-    return rows * int(np.prod(features_shape[1:])) * 4 * HEAD_COPIES <= budget
+    return head_bytes(rows, features_shape) <= budget
 
 
 def head_job(*, member: MemberConfig, num_classes: int, features, idx: np.ndarray, labels: np.ndarray,

@@ -101,7 +101,7 @@ class Stopwatch:
 
     def report(self) -> dict:
         self._fold_peak()
-        memory = {"peak_memory_mb": {k: round(v) for k, v in self.peaks.items()}} if self._measure else {}
+        out = {"timings_s": {k: round(v, 2) for k, v in self.seconds.items()}, "work": dict(self.work)}
         if self._measure:
-            memory["peak_memory_mb"]["run"] = round(self._peak)
-        return {"timings_s": {k: round(v, 2) for k, v in self.seconds.items()}, "work": dict(self.work), **memory}
+            out["peak_memory_mb"] = {**{k: round(v) for k, v in self.peaks.items()}, "run": round(self._peak)}
+        return out

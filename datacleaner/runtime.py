@@ -12,33 +12,38 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 
 
+@functools.cache
+def _glibc():
+    """The C library when it is glibc on Linux (its allocator takes mallopt and malloc_trim), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (musl, ...): leave the allocator alone
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to serve allocations from the heap and keep freed memory for reuse (Linux only).
     Returns True if the allocator took the settings."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def release_freed_memory() -> None:
     """Hand the heap's free pages back to the kernel (glibc malloc_trim; elsewhere nothing): called when a
     job or a stage ends, so memory kept for reuse inside a hot loop does not outlive it."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def configure(threads: int = 0) -> None:

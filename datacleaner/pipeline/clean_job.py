@@ -17,6 +17,7 @@ from ..models import resolve_device
 from ..progress import Progress
 from .checks import health_features
 from .heads import engines_used, fit_frozen_heads
+from .judge import probabilities_on_disk
 from .report import CleanResult, write_outputs
 from .rundir import RunDir, health_member
 from .start import Pass, RunContext, configure_run, small_data_warnings, start_pass, start_run, weak_committee_warnings
@@ -89,7 +90,7 @@ def memory_plan(ctx: RunContext) -> dict:
         "decoded_images": "in memory" if isinstance(ctx.prepared.images, np.ndarray) else "read from disk in pieces",
         "images_per_job": ctx.shard,
         "heads": f"{in_pieces} fitted from disk in pieces" if in_pieces else "in memory",
-        "class_probabilities": "on disk" if N * len(ctx.info["classes"]) * 4 > budget / 2 else "in memory",
+        "class_probabilities": "on disk" if probabilities_on_disk(N, len(ctx.info["classes"]), budget) else "in memory",
         "per_image_tables_gb": round(N * PER_IMAGE_BYTES / GiB, 3),  # held whole, beside the budget
     }
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,9 @@ import numpy as np
 from ..arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece
 from ..config import CleanConfig, Judge, MemberConfig
 from ..executors import Job, Rows, Shared
-from ..jobs import HEAD_COPIES, head_in_memory, head_job, predict_job
+from ..jobs import head_bytes, head_job, predict_job
 from ..tables import write_bytes_atomic, write_text_atomic
-from .rundir import RunDir, save_array
+from .rundir import RunDir, join_parts, part_path, save_array, shard_spans
 from .start import Pass, RunContext
 
 
@@ -39,20 +38,21 @@ def fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pa
             if (r, m) not in fit:  # fitted before the run was stopped: only its logits are missing
                 head = _load_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out))
                 _write_logits(ctx, m, r, pass_, features[m.label], head)
-        big = [(r, m) for r, m in fit if not head_in_memory(len(ctx.train_idx(r, pass_)), features[m.label].shape, budget)]
+        needs = [head_bytes(len(ctx.train_idx(r, pass_)), features[m.label].shape) for r, m in fit]
+        big = [need for need in needs if need > budget]
         ctx.watch.count("heads_in_pieces", len(big))
         if big:
-            r, m = big[0]
-            need = len(ctx.train_idx(r, pass_)) * int(np.prod(features[m.label].shape[1:])) * 4 * HEAD_COPIES
-            ctx.progress.info(f"memory: a head's training features ({need / GiB:.1f} GB as fitted) exceed the memory budget "
+            ctx.progress.info(f"memory: a head's training features ({big[0] / GiB:.1f} GB as fitted) exceed the memory budget "
                               f"({budget / GiB:.1f} GB, memory_gb): fitting heads from disk in pieces")
         shared = {label: Shared(f) for label, f in features.items()}
         while fit:  # a head that starts from another one still to fit (pass 1's later rounds) waits for it
-            wave = [(r, m) for r, m in fit if _start_from(ctx, m, r, pass_) not in fit]
-            jobs = [Job(head_job, dict(member=m, num_classes=C, features=shared[m.label], idx=ctx.train_idx(r, pass_),
-                                       labels=ctx.labels[ctx.train_idx(r, pass_)], init=_head_to_start_from(ctx, m, r, pass_),
-                                       budget=budget),
-                        desc=f"heads r{r + 1}{pass_.label} {m.label}", cpus=m.cpus) for r, m in wave]
+            wave = [(r, m) for r, m in fit if _start_from(m, r, pass_) not in fit]
+            jobs = []
+            for r, m in wave:
+                t = ctx.train_idx(r, pass_)
+                jobs.append(Job(head_job, dict(member=m, num_classes=C, features=shared[m.label], idx=t, labels=ctx.labels[t],
+                                               init=_head_to_start_from(ctx, m, r, pass_), budget=budget),
+                                desc=f"heads r{r + 1}{pass_.label} {m.label}", cpus=m.cpus))
             for i, head in ctx.executor.run(jobs):
                 r, m = wave[i]
                 _save_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out), head["W"], head["b"])
@@ -77,8 +77,9 @@ def _write_logits(ctx: RunContext, m: MemberConfig, r: int, pass_: Pass, feats, 
     os.replace(tmp, path)
 
 
-def _start_from(ctx: RunContext, member: MemberConfig, round_: int, pass_: Pass) -> tuple[int, MemberConfig] | None:
-    """The (round, member) of this pass whose head this one starts from (pass 1's later rounds: round 1's), or None."""
+def _start_from(member: MemberConfig, round_: int, pass_: Pass) -> tuple[int, MemberConfig] | None:
+    """The (round, member) whose head this one starts L-BFGS from (_head_to_start_from), when that head belongs
+    to the same pass: pass 1's later rounds start from its round 1 (pass 2's start from pass 1's, finished)."""
     return (0, member) if not pass_.held_out and round_ > 0 else None
 
 
@@ -87,13 +88,10 @@ def _head_to_start_from(ctx: RunContext, member: MemberConfig, round_: int, pass
     later rounds from its round 1 (they train on mostly the same images, so the optimum is near and
     is reached in about half the evaluations); round 1 of pass 1, or a head not on disk, from zero.
     The start is read from the run directory, so a resumed run starts every head where it would have."""
-    cfg, info = ctx.cfg, ctx.info
-    if pass_.held_out:
-        path = ctx.run.head_path(cfg, member, round_, info)
-    elif round_ > 0:
-        path = ctx.run.head_path(cfg, member, 0, info)
-    else:
+    source = (round_, member) if pass_.held_out else _start_from(member, round_, pass_)
+    if source is None:
         return None
+    path = ctx.run.head_path(ctx.cfg, member, source[0], ctx.info)  # a pass 1 head
     return _load_head(path) if path.is_file() else None
 
 
@@ -124,8 +122,8 @@ def backbone_features(ctx: RunContext, member: MemberConfig, tta, path: Path, na
         return NpyFile(path)
     parts_dir = path.with_suffix(".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
-    spans = [(s, min(len(images), s + ctx.shard)) for s in range(0, len(images), ctx.shard)]
-    todo = [(s, e) for s, e in spans if not (parts_dir / f"{s}-{e}.npy").is_file()]
+    spans = shard_spans(len(images), ctx.shard)
+    todo = [span for span in spans if not part_path(parts_dir, span).is_file()]
     jobs = [
         ctx.job(predict_job, member, name, weights=None, images=Rows(images, np.arange(s, e)), index=np.arange(s, e),
                 tta=tta, aug=cfg.augment, seed=cfg.seed, batch_size=cfg.batch_size_predict, features=True,
@@ -137,16 +135,10 @@ def backbone_features(ctx: RunContext, member: MemberConfig, tta, path: Path, na
         _tell_engine(ctx, member, used)
         engines_seen.add(used.engine)
         write_text_atomic(parts_dir / "engines.json", json.dumps(sorted(engines_seen)))
-        save_array(parts_dir / "{}-{}.npy".format(*todo[i]), feats)
+        save_array(part_path(parts_dir, todo[i]), feats)
         ctx.watch.count("feature_image_views", feats.shape[0] * feats.shape[1])
-    tmp = path.with_suffix(".partial.npy")
-    shape = np.load(parts_dir / "{}-{}.npy".format(*spans[0]), mmap_mode="r").shape if spans else (0, 1, 1)
-    with NpyWriter(tmp, (len(images), *shape[1:]), np.float16, block_rows=1) as out:
-        for s, e in spans:
-            out.write(s, np.load(parts_dir / f"{s}-{e}.npy"))  # (n, V, D) float16
     write_text_atomic(path.with_suffix(".json"), json.dumps({"engine": " + ".join(sorted(engines_seen)) or "none"}))
-    os.replace(tmp, path)
-    shutil.rmtree(parts_dir)
+    join_parts(parts_dir, spans, path, np.float16)  # (N, V, D)
     return NpyFile(path)
 
 

@@ -55,13 +55,18 @@ def judge_outputs(outputs: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarr
     return scores, fitted, majority_vote(votes)
 
 
+def probabilities_on_disk(images: int, classes: int, budget: int) -> bool:
+    """Whether judge_pass averages the images' class probabilities (N x C float32) in a file: above half the budget."""
+    return images * classes * 4 > budget / 2
+
+
 def judge_pass(run: RunDir, cfg: CleanConfig, info: dict, plan: FoldPlan, labels: np.ndarray, *, held_out: str | None,
            progress: Progress | None = None):
     """Scores of every image from the cached logits of one pass. The images' averaged probabilities
     (N x C) go to a file (deleted as soon as it is open) when they exceed half the memory budget."""
     N, C, mean_probs = len(labels), len(info["classes"]), None
     budget = memory_budget(cfg.memory_gb)
-    if N * C * 4 > budget / 2:
+    if probabilities_on_disk(N, C, budget):
         mean_probs = scratch_array(run.file("cache"), "mean-probs", (N, C))
         if progress is not None:
             progress.info(f"memory: the images' class probabilities ({N * C * 4 / GiB:.1f} GB) exceed half the memory "

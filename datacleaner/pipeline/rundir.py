@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from .. import health
+from ..arrays import NpyWriter
 from ..config import JUDGING_ONLY, CleanConfig, Judge, MemberConfig
 from ..keys import digest
 from ..tables import write_bytes_atomic, write_text_atomic
@@ -134,3 +137,25 @@ def save_array(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     write_bytes_atomic(path, buf.getvalue())
+
+
+def shard_spans(n: int, shard: int) -> list[tuple[int, int]]:
+    """(start, stop) of each job's rows when n rows go in shards of `shard`."""
+    return [(s, min(n, s + shard)) for s in range(0, n, shard)]
+
+
+def part_path(parts: Path, span: tuple[int, int]) -> Path:
+    """Where the shard of rows span[0]..span[1] is saved as it arrives (so a killed run resumes there)."""
+    return parts / "{}-{}.npy".format(*span)
+
+
+def join_parts(parts: Path, spans: list[tuple[int, int]], path: Path, dtype) -> None:
+    """The shards saved under `parts` written in order into one .npy at `path`, a shard in memory at a time
+    (to a temporary name, then renamed); `parts` is removed after."""
+    shape = np.load(part_path(parts, spans[0]), mmap_mode="r").shape[1:] if spans else (1, 1)
+    tmp = path.with_suffix(".partial.npy")
+    with NpyWriter(tmp, (spans[-1][1] if spans else 0, *shape), dtype, block_rows=1) as out:
+        for span in spans:
+            out.write(span[0], np.load(part_path(parts, span)))
+    os.replace(tmp, path)
+    shutil.rmtree(parts)

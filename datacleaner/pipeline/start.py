@@ -124,10 +124,10 @@ def start_run(data, cfg: CleanConfig, pretrained: dict, run: RunDir, progress: P
     if prepared.sizes is not None:  # each file's own width and height (0 when unreadable)
         manifest["width"], manifest["height"] = np.asarray(prepared.sizes, dtype=np.int64).reshape(-1, 2).T
     write_text_atomic(run.file("manifest.csv"), manifest.to_csv(index=False))  # internal: not neutralised
-    tables = len(labeled.paths) * PER_IMAGE_BYTES
-    if tables > memory_budget(cfg.memory_gb):  # said before the work starts: nothing splits these
+    tables, budget = len(labeled.paths) * PER_IMAGE_BYTES, memory_budget(cfg.memory_gb)
+    if tables > budget:  # said before the work starts: nothing splits these
         progress.info(f"memory: the per-image tables of {len(labeled.paths):,} images (labels, scores, compact features, "
-                      f"neighbours: about {tables / GiB:.1f} GB) exceed the memory budget ({memory_budget(cfg.memory_gb) / GiB:.1f} GB, "
+                      f"neighbours: about {tables / GiB:.1f} GB) exceed the memory budget ({budget / GiB:.1f} GB, "
                       "memory_gb); they are held whole on top of it")
     executor = make_executor(cfg.executor, address=cfg.ray_address, retries=cfg.retries, progress=progress)
     return RunContext(run, cfg, info, plan, prepared, pretrained, executor, progress, watch)

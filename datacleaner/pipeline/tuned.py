@@ -3,19 +3,16 @@ cycle), then judging jobs that write each (round, judge)'s TTA logits: logits/ f
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..arrays import NpyWriter
 from ..config import Judge
 from ..executors import Job, Later, Rows, Shared
 from ..jobs import predict_job, train_cycle_job, train_job
 from ..keys import member_seed
 from ..tables import write_bytes_atomic
-from .rundir import save_array
+from .rundir import join_parts, part_path, save_array, shard_spans
 from .start import Pass, RunContext
 
 
@@ -84,8 +81,8 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
     for k, (r, j) in enumerate(tuned):
         weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
         judge, parts = ctx.plan.judge_idx(r), _parts_dir(ctx, r, j, pass_)
-        spans[k] = [(s, min(len(judge), s + ctx.shard)) for s in range(0, len(judge), ctx.shard)] or [(0, 0)]
-        left[k] = {span for span in spans[k] if not (parts / "{}-{}.npy".format(*span)).is_file()}
+        spans[k] = shard_spans(len(judge), ctx.shard) or [(0, 0)]
+        left[k] = {span for span in spans[k] if not part_path(parts, span).is_file()}
         for s, e in sorted(left[k]):
             shard = judge[s:e]
             jobs.append(ctx.job(
@@ -95,32 +92,20 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
             ))
             owner.append((k, (s, e)))
         if not left[k]:
-            _join_parts(ctx, r, j, pass_, spans[k])
+            join_parts(parts, spans[k], ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out), np.float32)
     with ctx.watch.stage("predict"):
         for i, (logits, _) in ctx.executor.run(jobs):
             k, span = owner[i]
             r, j = tuned[k]
-            save_array(_parts_dir(ctx, r, j, pass_) / "{}-{}.npy".format(*span), logits)
+            save_array(part_path(_parts_dir(ctx, r, j, pass_), span), logits)
             ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
             left[k].discard(span)
             if not left[k]:
-                _join_parts(ctx, r, j, pass_, spans[k])
+                join_parts(_parts_dir(ctx, r, j, pass_), spans[k], ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out),
+                           np.float32)
 
 
 def _parts_dir(ctx: RunContext, r: int, j: Judge, pass_: Pass) -> Path:
     path = ctx.run.logits_path(ctx.cfg, j, r, ctx.info, pass_.held_out).with_suffix(".parts")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _join_parts(ctx: RunContext, r: int, j: Judge, pass_: Pass, spans: list[tuple[int, int]]) -> None:
-    """A judge's shards of logits joined into its logits file, a shard at a time; the shards then removed."""
-    path, parts = ctx.run.logits_path(ctx.cfg, j, r, ctx.info, pass_.held_out), _parts_dir(ctx, r, j, pass_)
-    first = np.load(parts / "{}-{}.npy".format(*spans[0]), mmap_mode="r")
-    tmp = path.with_suffix(".partial.npy")
-    with NpyWriter(tmp, (spans[-1][1], *first.shape[1:]), first.dtype, block_rows=1) as out:
-        for s, e in spans:
-            out.write(s, np.load(parts / f"{s}-{e}.npy"))
-    del first
-    os.replace(tmp, path)
-    shutil.rmtree(parts)
