@@ -63,19 +63,29 @@ def _cache(tmp_path, scans: np.ndarray, n: int) -> NpyFile:
     return NpyFile(path)
 
 
-def test_pixel_facts_hold_the_same_at_four_times_the_images(scans, tmp_path):
+def test_pixel_facts_hold_the_same_at_four_times_the_images(scans, tmp_path, monkeypatch):
     """The health checks' pixel facts (perceptual hashes, digests, property scores) of a cache read from
     disk: 2,400 images at 160 px (184 MB decoded) need no more memory than 600."""
+    from datacleaner.health import facts as health_facts
     from datacleaner.pipeline.prepare import health_cache
     from datacleaner.pipeline.rundir import RunDir
 
-    peaks = {}
-    for n in (600, 2400):
-        images = _cache(tmp_path, scans, n)
-        peaks[n] = _peak_above_start(lambda: health_cache(RunDir(tmp_path / f"run{n}"), images, None, f"fp{n}", QUIET))
-        facts = np.load(RunDir(tmp_path / f"run{n}").health_facts_path(160, f"fp{n}"))
+    # steps of 27 images, so both sizes take many steps: the heap's reuse of freed steps settles within a
+    # few of them (a run's first steps hold less than its later ones, whatever N), and N alone is compared
+    monkeypatch.setattr(health_facts, "PIXEL_STEP_BYTES", 2 * MB)
+    assert health_facts.pixel_rows(scans) == 27
+
+    def peak(n: int, attempt: int) -> float:
+        images, run = _cache(tmp_path, scans, n), RunDir(tmp_path / f"run{n}-{attempt}")
+        held = _peak_above_start(lambda: health_cache(run, images, None, f"fp{n}", QUIET))
+        facts = np.load(run.health_facts_path(160, f"fp{n}"))
         assert len(facts["phash"]) == n and len(np.unique(facts["digest"], axis=0)) == n  # every copy told apart
-    assert peaks[2400] < peaks[600] + 40, peaks
+        return held
+
+    peak(240, 0)  # what the first call pays once (imports, the allocator's arenas) is not the stage's to grow
+    # the lower of two attempts each: one attempt's peak moves by MBs with what the heap held before
+    peaks = {n: min(peak(n, a) for a in (1, 2)) for n in (600, 2400)}
+    assert peaks[2400] < peaks[600] + 20, peaks
     assert peaks[2400] < 0.5 * 2400 * 160 * 160 * 3 / MB * 4, peaks  # far below the images' float copies
 
 
