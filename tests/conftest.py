@@ -56,6 +56,17 @@ def noisy_digits(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def few_digits(tmp_path_factory):
+    """4 digit classes x 30 real scans, 10% of labels flipped: (folder, truth table). For tests of how a run
+    goes (resume, executors, snapshots), which need real images but not the quality checks' numbers."""
+    from datacleaner.demo import write_noisy_digits
+
+    root = tmp_path_factory.mktemp("few_digits") / "data"
+    truth = write_noisy_digits(root, noise=0.1, seed=1, per_class=30, classes=[0, 1, 3, 7])
+    return root, truth
+
+
+@pytest.fixture(scope="session")
 def tinted_digits(noisy_digits, tmp_path_factory):
     """noisy_digits in colour (dark blue ink on cream paper, the same for every scan): data that a run
     without --config gives the photo (cpu) profile, as it would colour photos. (folder, truth table)."""

@@ -13,16 +13,16 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def finished_run(noisy_digits, tiny_config, tmp_path_factory):
+def finished_run(reviewable_run, tiny_config, tmp_path_factory):
+    """The noisy digits with one unreadable file, cleaned (conftest's reviewable_run), and the command's own
+    output: `clean` again on a copy of that run reuses every judgement and prints the run's summary."""
     import shutil
 
-    root = tmp_path_factory.mktemp("with_broken") / "data"  # a copy: the dataset other tests read stays as it is
-    shutil.copytree(noisy_digits[0], root)
-    truth = noisy_digits[1]
-    (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # unreadable
-    out = tmp_path_factory.mktemp("run") / "run"
+    root, run, truth = reviewable_run
+    out = shutil.copytree(run, tmp_path_factory.mktemp("run") / "run")  # tests here rescore it
     result = runner.invoke(app, ["clean", str(root), "--config", str(tiny_config), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["members_trained"] == 0
     return root, truth, out, result.output
 
 
@@ -69,11 +69,11 @@ def test_unreadable_file_is_a_row_not_a_crash(finished_run):
     assert review["issue"].iloc[-1] == "unreadable"  # after the flagged images
 
 
-def test_run_directory_holds_config_plan_caches_and_summary(finished_run):
+def test_run_directory_holds_config_plan_caches_and_summary(reviewable_run):
     import os
     import stat
 
-    _, _, out, _ = finished_run
+    _, out, _ = reviewable_run  # the run as a fresh clean left it
     umask = os.umask(0)
     os.umask(umask)
     for name in ("review.csv", "scores.csv", "summary.json", "config.yaml"):  # readable like any new file
@@ -113,14 +113,6 @@ def test_rescore_changes_flags_without_training(finished_run):
     assert runner.invoke(app, back).exit_code == 0  # back to the config
 
 
-def test_same_seed_gives_the_same_review_list(finished_run, tiny_config, tmp_path):
-    root, _, out, _ = finished_run
-    again = runner.invoke(app, ["clean", str(root), "-c", str(tiny_config), "--out", str(tmp_path / "again"), "-q"])
-    assert again.exit_code == 0, again.output
-    a, b = read(out / "review.csv"), read(tmp_path / "again" / "review.csv")
-    pd.testing.assert_frame_equal(a, b)
-
-
 def test_user_errors_are_one_line_messages(noisy_digits, tiny_config, tmp_path):
     root, _ = noisy_digits
     bad_cfg = tmp_path / "bad.yaml"
@@ -143,15 +135,14 @@ def test_formula_like_labels_are_neutralised(tmp_path):
 
 
 def test_demo_runs_with_its_default_profile_on_a_subset(tmp_path):
-    """`demo` with no --config runs the `small` profile (here on 80 scans of each digit)."""
-    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--per-class", "80", "--noise", "0.1", "-q"])
+    """`demo` with no --config runs the `small` profile (here on 60 scans of each digit)."""
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--per-class", "60", "--noise", "0.1", "-q"])
     assert r.exit_code == 0, r.output
-    assert "800 digit scans" in r.output and "80 labels flipped" in r.output
+    assert "600 digit scans" in r.output and "60 labels flipped" in r.output
     assert "profile          small (built-in profile given by name)" in r.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    # committees trained on 16 scans per class: the list stops where error_prob < 0.1 (min_error_prob), a little
-    # recall traded for precision (measured: P 0.64 / R 0.84 / F1 0.72 without the cut, 0.73 / 0.79 / 0.76 with it)
-    assert metrics["flipped"] == 80 and metrics["recall"] >= 0.75 and metrics["f1"] >= 0.7 and metrics["auroc"] >= 0.95
+    # committees trained on 40 scans per class (measured: P 0.97 / R 0.98 / F1 0.98 / AUROC 1.00)
+    assert metrics["flipped"] == 60 and metrics["recall"] >= 0.75 and metrics["f1"] >= 0.7 and metrics["auroc"] >= 0.95
     assert "precision" in r.output and "recall" in r.output
     config = (tmp_path / "demo" / "run" / "config.yaml").read_text()
     assert "resnet10t" in config and "regnetx_002" in config

@@ -183,7 +183,7 @@ def test_importing_the_package_and_the_pure_modules_loads_no_heavy_library():
     assert r.stdout.splitlines()[0] == "[]"
 
 
-def test_cached_work_follows_the_weights_content_not_the_file_name(noisy_digits, weights_dir, tmp_path):
+def test_cached_work_follows_the_weights_content_not_the_file_name(few_digits, weights_dir, tmp_path):
     """The same files in another folder reuse the cached features; other weights under the same
     names compute them anew."""
     import shutil
@@ -191,7 +191,7 @@ def test_cached_work_follows_the_weights_content_not_the_file_name(noisy_digits,
     import timm
     from safetensors.torch import save_file
 
-    root, _ = noisy_digits
+    root, _ = few_digits
     out = tmp_path / "run"
     args = ["clean", str(root), "--out", str(out), "-c", "cpu", "--folds", "3", "--passes", "1", "-q",
             "--engine", "torch"]  # about the run's cache keys: no ONNX export of the other weights needed
@@ -212,12 +212,12 @@ def test_cached_work_follows_the_weights_content_not_the_file_name(noisy_digits,
     assert len(after) == 3 and len(new) == 1 and next(iter(new)).startswith("mobilenetv2_100-")
 
 
-def test_a_rerun_and_a_rescore_need_no_weights_for_work_the_run_has_cached(noisy_digits, weights_dir, tmp_path, monkeypatch):
+def test_a_rerun_and_a_rescore_need_no_weights_for_work_the_run_has_cached(few_digits, weights_dir, tmp_path, monkeypatch):
     import shutil
 
     import huggingface_hub
 
-    root, _ = noisy_digits
+    root, _ = few_digits
     out, weights = tmp_path / "run", shutil.copytree(weights_dir, tmp_path / "weights")
     args = ["clean", str(root), "--out", str(out), "-c", "cpu", "--folds", "3", "--weights-dir", str(weights)]
     assert runner.invoke(app, [*args, "-q"]).exit_code == 0

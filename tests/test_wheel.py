@@ -52,8 +52,8 @@ def test_the_installed_wheel_is_the_one_imported_and_has_its_profiles(installed_
     assert r.returncode == 0 and r.stdout.split()[0] == "cpu", r.stderr
 
 
-def test_the_installed_wheel_cleans_with_the_cpu_profile_and_runs_the_demo(installed_wheel, noisy_digits, weights_dir):
-    root, _ = noisy_digits
+def test_the_installed_wheel_cleans_with_the_cpu_profile_and_runs_the_demo(installed_wheel, few_digits, weights_dir):
+    root, _ = few_digits
     r = run(installed_wheel, "-m", "datacleaner", "clean", str(root), "--config", "cpu", "--out", "run",
             "--weights-dir", str(weights_dir), "-q")
     assert r.returncode == 0, r.stderr[-2000:]
