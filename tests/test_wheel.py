@@ -59,7 +59,7 @@ def test_the_installed_wheel_cleans_with_the_cpu_profile_and_runs_the_demo(insta
     assert r.returncode == 0, r.stderr[-2000:]
     assert "profile          cpu (built-in profile given by name)" in r.stdout
     assert (installed_wheel[1] / "run" / "review.csv").is_file()
-    r = run(installed_wheel, "-m", "datacleaner", "demo", "--per-class", "20", "--out", "demo", "-q")
+    r = run(installed_wheel, "-m", "datacleaner", "demo", "--per-class", "10", "--out", "demo", "-q")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "profile          small" in r.stdout and (installed_wheel[1] / "demo" / "metrics.json").is_file()
     r = run(installed_wheel, "-m", "datacleaner", "report", "demo/run")
