@@ -58,7 +58,8 @@ def noisy_digits(tmp_path_factory):
 @pytest.fixture(scope="session")
 def few_digits(tmp_path_factory):
     """4 digit classes x 30 real scans, 10% of labels flipped: (folder, truth table). For tests of how a run
-    goes (resume, executors, snapshots), which need real images but not the quality checks' numbers."""
+    goes (resume, executors, weight caches, the wheel), which need real images but not the quality checks'
+    numbers: members trained on 80 scans learn too little for those."""
     from datacleaner.demo import write_noisy_digits
 
     root = tmp_path_factory.mktemp("few_digits") / "data"

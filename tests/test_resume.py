@@ -1,5 +1,6 @@
 """Interrupt `clean` with kill -9, run it again: finished members are not retrained and the
-review list equals an uninterrupted run's (so the same seed gives the same list, whichever process trained each member)."""
+review list equals an uninterrupted run's (so the same seed gives the same list, whichever
+process trained each member)."""
 
 import os
 import signal
