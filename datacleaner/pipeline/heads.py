@@ -14,7 +14,7 @@ import numpy as np
 from ..arrays import GiB, NpyFile, NpyWriter, memory_budget, rows_per_piece
 from ..config import CleanConfig, Judge, MemberConfig
 from ..executors import Job, Rows, Shared
-from ..jobs import head_bytes, head_job, predict_job
+from ..jobs import head_bytes, head_in_memory, head_job, predict_job
 from ..tables import write_bytes_atomic, write_text_atomic
 from .rundir import RunDir, join_parts, part_path, save_array, shard_spans
 from .start import Pass, RunContext
@@ -38,8 +38,8 @@ def fit_frozen_heads(ctx: RunContext, frozen: list[tuple[int, MemberConfig]], pa
             if (r, m) not in fit:  # fitted before the run was stopped: only its logits are missing
                 head = _load_head(ctx.run.head_path(cfg, m, r, ctx.info, pass_.held_out))
                 _write_logits(ctx, m, r, pass_, features[m.label], head)
-        needs = [head_bytes(len(ctx.train_idx(r, pass_)), features[m.label].shape) for r, m in fit]
-        big = [need for need in needs if need > budget]
+        sizes = [(len(ctx.train_idx(r, pass_)), features[m.label].shape) for r, m in fit]
+        big = [head_bytes(*size) for size in sizes if not head_in_memory(*size, budget)]  # head_job's own rule
         ctx.watch.count("heads_in_pieces", len(big))
         if big:
             ctx.progress.info(f"memory: a head's training features ({big[0] / GiB:.1f} GB as fitted) exceed the memory budget "

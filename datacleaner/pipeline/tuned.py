@@ -3,7 +3,6 @@ cycle), then judging jobs that write each (round, judge)'s TTA logits: logits/ f
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -77,10 +76,14 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
     are saved as they arrive (a killed run resumes there) and joined into the judge's logits (n_judged, V, C)
     once all are back, so memory holds one shard."""
     cfg, R, images = ctx.cfg, ctx.plan.n_rounds, ctx.prepared.images
-    jobs, owner, left, spans = [], [], {}, {}
+    jobs, owner, left, spans, where = [], [], {}, {}, {}
     for k, (r, j) in enumerate(tuned):
         weights = Shared(ctx.run.weights_path(cfg, j, r, ctx.info, pass_.held_out).read_bytes())
-        judge, parts = ctx.plan.judge_idx(r), _parts_dir(ctx, r, j, pass_)
+        logits = ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out)
+        parts = logits.with_suffix(".parts")
+        parts.mkdir(parents=True, exist_ok=True)
+        where[k] = (parts, logits)
+        judge = ctx.plan.judge_idx(r)
         spans[k] = shard_spans(len(judge), ctx.shard) or [(0, 0)]
         left[k] = {span for span in spans[k] if not part_path(parts, span).is_file()}
         for s, e in sorted(left[k]):
@@ -92,20 +95,13 @@ def judge_members(ctx: RunContext, tuned: list[tuple[int, Judge]], pass_: Pass) 
             ))
             owner.append((k, (s, e)))
         if not left[k]:
-            join_parts(parts, spans[k], ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out), np.float32)
+            join_parts(parts, spans[k], logits, np.float32)
     with ctx.watch.stage("predict"):
-        for i, (logits, _) in ctx.executor.run(jobs):
+        for i, (shard_logits, _) in ctx.executor.run(jobs):
             k, span = owner[i]
-            r, j = tuned[k]
-            save_array(part_path(_parts_dir(ctx, r, j, pass_), span), logits)
-            ctx.watch.count("predict_image_views", logits.shape[0] * logits.shape[1])
+            parts, logits = where[k]
+            save_array(part_path(parts, span), shard_logits)
+            ctx.watch.count("predict_image_views", shard_logits.shape[0] * shard_logits.shape[1])
             left[k].discard(span)
             if not left[k]:
-                join_parts(_parts_dir(ctx, r, j, pass_), spans[k], ctx.run.logits_path(cfg, j, r, ctx.info, pass_.held_out),
-                           np.float32)
-
-
-def _parts_dir(ctx: RunContext, r: int, j: Judge, pass_: Pass) -> Path:
-    path = ctx.run.logits_path(ctx.cfg, j, r, ctx.info, pass_.held_out).with_suffix(".parts")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+                join_parts(parts, spans[k], logits, np.float32)
